@@ -1,0 +1,80 @@
+"""When is a poem long enough? One incremental counter for words, chars, lines and sentences.
+
+Shared by `run.py sample` and the engine so "--words 88" and a scene's `length = {words = 88}`
+mean the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+UNITS = ("words", "chars", "lines", "sentences")
+_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class LengthRule:
+    """A poem's length: `n` of `unit` (words, chars, lines or sentences)."""
+
+    unit: str
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS:
+            raise ValueError(f"length unit {self.unit!r}; allowed: {', '.join(UNITS)}")
+        if self.n < 1:
+            raise ValueError(f"length {self.n}; must be >= 1")
+
+    def max_tokens(self, word_tokens: bool) -> int:
+        """A hard cap so a model that never writes '.' or '\\n' still ends its poem."""
+        per_unit = {"words": 3 if word_tokens else 12, "chars": 2, "lines": 40 if word_tokens else 200,
+                    "sentences": 80 if word_tokens else 400}[self.unit]
+        return max(16, self.n * per_unit)
+
+
+class LengthCounter:
+    """Feed token texts; `feed` returns True once the poem is complete (this token included).
+
+    word_tokens: the generator emits whole words as tokens (word-level, markov, spreeder), so a
+    word is complete when its token arrives; char-level words complete at the next non-letter.
+    """
+
+    def __init__(self, rule: LengthRule, word_tokens: bool) -> None:
+        self.rule = rule
+        self.word_tokens = word_tokens
+        self.text = ""
+        self.tokens = 0
+        self._cap = rule.max_tokens(word_tokens)
+
+    def feed(self, token_text: str) -> bool:
+        self.tokens += 1
+        self.text += token_text
+        if self.tokens >= self._cap:
+            return True
+        unit, n = self.rule.unit, self.rule.n
+        if unit == "chars":
+            return len(self.text) >= n
+        if unit == "words":
+            words = len(_WORD.findall(self.text))
+            if words < n:
+                return False
+            if self.word_tokens:
+                return bool(_WORD.search(token_text)) or words > n
+            return not (self.text[-1:].isalpha() or self.text[-1:] in "'’")
+        if unit == "lines":
+            if "\n" not in token_text:
+                return False
+            lines = [ln for ln in self.text.split("\n")[:-1] if ln.strip()]
+            return len(lines) >= n
+        # sentences
+        if not _SENTENCE_END.search(token_text.rstrip()) or not token_text.strip():
+            return False
+        ends = len(re.findall(r"[.!?]+[\"'”’)\]]*(?=\s|$)", self.text))
+        return ends >= n
+
+
+def trim_poem(text: str) -> str:
+    """Strip blank lines and trailing spaces at both ends, keep inner stanzas."""
+    return "\n".join(line.rstrip() for line in text.strip("\n").split("\n")).strip("\n")
