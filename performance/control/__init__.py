@@ -1,0 +1,1 @@
+"""How a performer steers the set: OSC and keyboard, both turned into `Command` messages."""
