@@ -1,0 +1,758 @@
+"""The engine: one `step(now, inbox) -> outbox` that owns the show's state.
+
+It reads nothing but its arguments: commands, tokens from the generator worker and speech events
+come in; events (the transcript vocabulary), worker requests and sound actions go out. The runtime
+(play.py) routes them; tests and the fake-clock simulator call `step` directly, so a whole setlist
+runs in milliseconds and its events fall at exact times.
+
+Times in events are the moments things happen on the engine clock (deadlines), not the moment a
+step noticed them, so coarse steps still give exact timelines.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from performance import __version__
+from performance.control.command import Command
+from performance.generator import Close, Done, Failed, Grant, Loaded, Open, TokenOut
+from performance.show.config import Scene, Setlist
+from performance.show.programs import MAX_TEMPERATURE
+from performance.textgen.lengths import trim_poem
+
+log = logging.getLogger("lectern.engine")
+
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+# ---- sound actions (routed to performance.sound.SoundSystem by the runtime) ---------------------
+@dataclass(frozen=True, slots=True)
+class Speak:
+    poem: int
+    line: int
+    text: str
+    settings: Any
+    temperature: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sonify:
+    text: str
+    p: float
+    temperature: float
+    settings: Any
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SoundCtl:
+    op: str  # volume | panic | blackout | resume | cancel
+    value: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """From the sound system: an utterance is scheduled in the mix at [start, end)."""
+
+    poem: int
+    line: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """Ask the transcript owner to append a poem to harvest.txt."""
+
+    poem: int
+    text: str
+    footer: str
+
+
+@dataclass
+class Outbox:
+    events: list[dict] = field(default_factory=list)
+    worker: list = field(default_factory=list)
+    sound: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+
+
+@dataclass
+class _Poem:
+    rid: int
+    index: int  # poem index within the scene, this column
+    model: str
+    seed: int
+    prompt: str
+    n: int = 0  # session-wide number, given at poem_start
+    started: bool = False
+    granted: int = 0
+    received: deque = field(default_factory=deque)  # (Token, arrival t)
+    revealed: int = 0
+    done: bool = False
+    text: str = ""
+    temps: list = field(default_factory=list)
+    deadline: float = 0.0
+    last_t: float = 0.0
+    line: int = 0
+    line_text: str = ""
+    word_hold: list = field(default_factory=list)
+
+
+@dataclass
+class _Column:
+    index: int
+    model: str
+    poem: _Poem | None = None
+    phase: str = "poem"  # poem | hold | pause | done
+    until: float = 0.0
+    poems_done: int = 0
+    start_at: float = 0.0  # when the current poem may start revealing
+    last_rid: int | None = None
+
+
+class Engine:
+    """The show's state and rules. Not thread-safe: only the frame loop calls it."""
+
+    def __init__(self, setlist: Setlist, *, session_seed: int | None = None, stage: dict | None = None,
+                 start_scene: int | None = None) -> None:
+        self.setlist = setlist
+        self.session_seed = session_seed if session_seed is not None else (
+            setlist.seed if setlist.seed is not None else random.randrange(2**31))
+        self.stage = stage or {"width": 1920, "height": 1080, "fps": 60}
+        self._ids = itertools.count(1)
+        self.scene_idx = (start_scene if start_scene is not None else setlist.start) - 1
+        self.scene: Scene = setlist.entries[self.scene_idx].scene
+        self.scene_t0 = 0.0
+        self.state = "idle"  # idle | playing | waiting_go | panic | ended
+        self.paused = False
+        self.paused_at = 0.0
+        self.blacked_out = False
+        self.override: float | None = None
+        self.speed = 1.0
+        self.voice_on = True
+        self.sonify_on = True
+        self.volume = 1.0
+        self.caption: bool | None = None
+        self.columns: list[_Column] = []
+        self.pending_change: int | None = None
+        self.next_seed: int | None = None
+        self.model_override: str | None = None
+        self.prompt_override: str | None = None
+        self.poem_counter = 0
+        self.last_go: float = -1e9
+        self.waiting: list[Command] = []  # commands due later (OSC bundle timetags)
+        self.current_temperature = 0.0
+        self.current_seed = 0
+        self.errors: deque[str] = deque(maxlen=8)
+        self.models_loaded: dict[str, str] = {}
+        self.first_token_t: float | None = None
+        self._rid_column: dict[int, _Column] = {}
+        self._out = Outbox()
+        self._now = 0.0
+
+    # ---- public ---------------------------------------------------------------------------------
+    def start(self, now: float) -> Outbox:
+        """Begin the session: session_start, then the start scene."""
+        self._out = Outbox()
+        self._emit(now, "session_start", setlist=self.setlist.name, file=self.setlist.file, version=__version__,
+                   stage=self.stage, seed=self.session_seed)
+        self._start_scene(now, self.scene_idx)
+        return self._flush()
+
+    def step(self, now: float, inbox: list | tuple = ()) -> Outbox:
+        """Advance the show to `now` given everything that arrived since the last step."""
+        self._now = now
+        for msg in inbox:
+            self._receive(now, msg)
+        if self.waiting:
+            due = [c for c in self.waiting if c.due is not None and c.due <= now]
+            if due:
+                self.waiting = [c for c in self.waiting if c not in due]
+                for c in due:
+                    self._apply(now, c)
+        if self.state == "playing" and not self.paused:
+            for col in self.columns:
+                self._advance(now, col)
+            if self.columns and all(c.phase == "done" for c in self.columns):
+                self._scene_finished(now)
+        return self._flush()
+
+    def end(self, now: float) -> Outbox:
+        """Close the session: finish open poems in the transcript, then session_end."""
+        for col in self.columns:
+            self._end_poem(now, col, partial=True)
+        self._emit(now, "session_end", poems=self.poem_counter)
+        self.state = "ended"
+        return self._flush()
+
+    @property
+    def standby(self) -> int | None:
+        """0-based index of the scene standing by (what GO starts), or None."""
+        if self.pending_change is not None:
+            return self.pending_change
+        nxt = self.scene_idx + 1
+        if nxt < len(self.setlist.entries):
+            return nxt
+        return 0 if self.setlist.loop else None
+
+    def snapshot(self) -> dict:
+        """State for the operator view and OSC feedback (plain values only)."""
+        col = self.columns[0] if self.columns else None
+        poem = col.poem if col else None
+        sb = self.standby
+        return {
+            "scene": (self.scene_idx + 1, self.scene.name),
+            "standby": (sb + 1, self.setlist.entries[sb].scene.name) if sb is not None else (0, ""),
+            "poem": (poem.n if poem and poem.started else self.poem_counter, self.scene.poems or 0),
+            "temperature": self.current_temperature,
+            "seed": self.current_seed,
+            "model": poem.model if poem else self.scene.models[0],
+            "paused": int(self.paused or self.blacked_out),
+            "voice": int(self.voice_on),
+            "volume": self.volume,
+            "state": self.state,
+            "override": self.override,
+            "poems": self.poem_counter,
+        }
+
+    def current_poem(self) -> _Poem | None:
+        for col in self.columns:
+            if col.poem and col.poem.started:
+                return col.poem
+        return None
+
+    # ---- inbox ----------------------------------------------------------------------------------
+    def _receive(self, now: float, msg: Any) -> None:
+        if isinstance(msg, TokenOut):
+            col = self._rid_column.get(msg.id)
+            if col and col.poem and col.poem.rid == msg.id:
+                col.poem.received.append((msg.token, now))
+        elif isinstance(msg, Done):
+            col = self._rid_column.get(msg.id)
+            if col and col.poem and col.poem.rid == msg.id:
+                col.poem.done = True
+        elif isinstance(msg, Failed):
+            text = f"model {msg.model}: {msg.error}" + (f" — using {msg.fallback}" if msg.fallback else "")
+            self.errors.append(text)
+            self._emit(now, "error", source="model", model=msg.model, detail=msg.error, fallback=msg.fallback)
+            col = self._rid_column.get(msg.id) if msg.id is not None else None
+            if col and col.poem and col.poem.rid == msg.id:
+                if msg.fallback:
+                    col.poem.model = msg.fallback
+                else:  # nothing can write: end this column's part quietly, the show goes on
+                    col.poem = None
+                    col.phase = "done"
+        elif isinstance(msg, Loaded):
+            self.models_loaded[msg.model] = msg.kind
+        elif isinstance(msg, SpeechStarted):
+            self._emit(now, "speech", poem=msg.poem, line=msg.line, start=msg.start, end=msg.end)
+        elif isinstance(msg, Command):
+            if msg.due is not None and msg.due > now:
+                self.waiting.append(msg)
+            else:
+                self._apply(now, msg)
+
+    # ---- commands -------------------------------------------------------------------------------
+    def _apply(self, now: float, cmd: Command) -> None:
+        try:
+            ok, detail = self._command(now, cmd)
+        except Exception as e:  # a command must never stop the show
+            log.exception("command %s failed", cmd.address)
+            ok, detail = False, f"internal error: {e}"
+        self._emit(now, "command", source=cmd.source, address=cmd.address, args=list(cmd.args), applied=ok,
+                   detail=detail)
+        if cmd.reply:
+            try:
+                cmd.reply(ok, detail)
+            except Exception:
+                log.exception("reply failed")
+
+    def _command(self, now: float, cmd: Command) -> tuple[bool, str]:
+        name, args = cmd.name, cmd.args
+        if name == "go":
+            if now - self.last_go < self.setlist.min_go_interval:
+                return False, f"GO refused: less than {self.setlist.min_go_interval:g} s since the last GO"
+            self.last_go = now
+            if self.state == "panic" or self.state == "waiting_go" or self.state == "ended":
+                target = self.standby
+                if target is None:
+                    return False, "nothing stands by (end of the setlist)"
+                if self.state == "panic":
+                    self._emit(now, "resume")
+                    self._out.sound.append(SoundCtl("resume"))
+                self._start_scene(now, target)
+                return True, f"scene {target + 1} {self.scene.name}"
+            target = self.standby
+            if target is None:
+                return False, "nothing stands by (end of the setlist)"
+            self.pending_change = target
+            self._emit_standby(now)
+            return True, f"scene {target + 1} at the next {self.scene.change_at}"
+        if name == "back":
+            target = max(0, self.scene_idx - 1)
+            return self._jump(now, target)
+        if name == "scene":
+            idx = self.setlist.scene_index(args[0] if args else 0)
+            if idx is None:
+                return False, f"no scene {args[0]!r} (1..{len(self.setlist.entries)} or a scene name)"
+            return self._jump(now, idx)
+        if name == "pause":
+            if not self.paused:
+                self.paused, self.paused_at = True, now
+            return True, "paused"
+        if name == "resume":
+            if self.blacked_out:
+                self.blacked_out = False
+                self._emit(now, "resume")
+                self._out.sound.append(SoundCtl("resume"))
+            if self.paused:
+                self._shift(now - self.paused_at)
+                self.paused = False
+            return True, "resumed"
+        if name == "panic":
+            self._emit(now, "panic", fade_s=self.setlist.panic_fade)
+            self._out.sound.append(SoundCtl("panic", self.setlist.panic_fade))
+            self._stop_scene(now)
+            self.state = "panic"
+            self.paused = False
+            return True, "panic: fading to black; GO resumes with the scene standing by"
+        if name == "blackout":
+            if not self.blacked_out:
+                self.blacked_out = True
+                self._emit(now, "blackout")
+                self._out.sound.append(SoundCtl("blackout"))
+                if not self.paused:
+                    self.paused, self.paused_at = True, now
+            return True, "blackout"
+        if name == "temperature":
+            self.override = min(MAX_TEMPERATURE, max(0.0, float(args[0])))
+            self.current_temperature = self.override
+            return True, f"temperature {self.override:g}"
+        if name == "temperature/release":
+            self.override = None
+            return True, "temperature follows the scene"
+        if name in ("seed", "reseed"):
+            self.next_seed = int(args[0]) if name == "seed" else random.randrange(2**31)
+            self._restart_poems(now)
+            return True, f"seed {self.next_seed}"
+        if name == "model":
+            self.model_override = str(args[0])
+            return True, f"model {self.model_override} from the next poem"
+        if name == "prompt":
+            self.prompt_override = str(args[0])
+            return True, "prompt set for the next poem"
+        if name == "speed":
+            self.speed = min(10.0, max(0.1, float(args[0])))
+            return True, f"speed {self.speed:g}"
+        if name == "voice":
+            self.voice_on = bool(int(args[0]))
+            if not self.voice_on:
+                self._out.sound.append(SoundCtl("cancel"))
+            return True, f"voice {int(self.voice_on)}"
+        if name == "sonify":
+            self.sonify_on = bool(int(args[0]))
+            return True, f"sonify {int(self.sonify_on)}"
+        if name == "volume":
+            self.volume = min(1.0, max(0.0, float(args[0])))
+            self._out.sound.append(SoundCtl("volume", self.volume))
+            return True, f"volume {self.volume:g}"
+        if name == "keep":
+            poem = self.current_poem() or self._last_poem
+            if poem is None:
+                return False, "no poem to keep yet"
+            self._emit(now, "keep", poem=poem.n)
+            self._out.files.append(Keep(poem.n, trim_poem(poem.text), self._footer(poem)))
+            if self.scene.voice is not None and getattr(self.scene.voice, "mode", "off") == "kept" and self.voice_on:
+                for i, line in enumerate(trim_poem(poem.text).split("\n")):
+                    if line.strip():
+                        self._out.sound.append(Speak(poem.n, i, line, self.scene.voice, self.current_temperature))
+            return True, f"kept poem {poem.n}"
+        if name == "caption":
+            self.caption = (not self._caption_on()) if not args else bool(int(args[0]))
+            self._emit(now, "caption", on=self.caption)
+            return True, f"caption {int(self.caption)}"
+        return False, f"unknown command {cmd.address}"
+
+    _last_poem: _Poem | None = None
+
+    def _caption_on(self) -> bool:
+        if self.caption is not None:
+            return self.caption
+        return bool(getattr(self.scene.look, "caption", False))
+
+    def _jump(self, now: float, idx: int) -> tuple[bool, str]:
+        if self.state in ("panic", "waiting_go", "ended", "idle"):
+            if self.state == "panic":
+                self._emit(now, "resume")
+                self._out.sound.append(SoundCtl("resume"))
+            self._start_scene(now, idx)
+            return True, f"scene {idx + 1} {self.scene.name}"
+        self.pending_change = idx
+        self._emit_standby(now)
+        return True, f"scene {idx + 1} at the next {self.scene.change_at}"
+
+    def _shift(self, dt: float) -> None:
+        """After a pause, move every deadline by the time spent paused."""
+        self.scene_t0 += dt
+        for col in self.columns:
+            col.until += dt
+            col.start_at += dt
+            if col.poem:
+                col.poem.deadline += dt
+                col.poem.received = deque((tok, t + dt) for tok, t in col.poem.received)
+
+    # ---- scenes ---------------------------------------------------------------------------------
+    def _start_scene(self, now: float, idx: int) -> None:
+        self._stop_scene(now)
+        self.scene_idx = idx
+        self.scene = self.setlist.entries[idx].scene
+        self.scene_t0 = now
+        self.state = "playing"
+        self.pending_change = None
+        self.blacked_out = False
+        self.paused = False
+        sc = self.scene
+        look = sc.look.to_dict() if hasattr(sc.look, "to_dict") else {}
+        self._emit(now, "scene", n=idx + 1, name=sc.name, file=sc.file, layout=sc.layout, look=look,
+                   columns=[{"model": m} for m in sc.models],
+                   voice=bool(sc.voice is not None and getattr(sc.voice, "mode", "off") != "off"),
+                   sonify=bool(sc.sonify is not None and getattr(sc.sonify, "enabled", False)),
+                   caption=self._caption_on(), temperature=sc.temperature.describe(),
+                   length=sc.length.describe())
+        self._emit_standby(now)
+        self.columns = [_Column(i, m) for i, m in enumerate(sc.models)]
+        for col in self.columns:
+            col.start_at = now
+            self._open_poem(now, col)
+
+    def _emit_standby(self, now: float) -> None:
+        sb = self.standby
+        self._emit(now, "standby", n=(sb + 1) if sb is not None else 0,
+                   name=self.setlist.entries[sb].scene.name if sb is not None else "")
+
+    def _stop_scene(self, now: float) -> None:
+        for col in self.columns:
+            self._end_poem(now, col, partial=True)
+            if col.last_rid is not None:
+                self._out.worker.append(Close(col.last_rid))
+                col.last_rid = None
+        self.columns = []
+        self._out.sound.append(SoundCtl("cancel"))
+
+    def _scene_finished(self, now: float) -> None:
+        t_end = max([c.until for c in self.columns] + [now]) if self.columns else now
+        t_end = min(t_end, now)
+        if self.pending_change is not None:
+            self._start_scene(t_end, self.pending_change)
+            return
+        entry = self.setlist.entries[self.scene_idx]
+        nxt = self.standby
+        if entry.advance == "follow" and nxt is not None:
+            self._start_scene(t_end, nxt)
+        elif nxt is None:
+            self._stop_scene(t_end)
+            self.state = "ended"
+            self._emit(t_end, "setlist_end")
+        else:
+            self._stop_scene(t_end)
+            self.state = "waiting_go"
+            self._emit(t_end, "waiting_go", standby=nxt + 1)
+
+    def _scene_over(self, now: float, col: _Column) -> bool:
+        sc = self.scene
+        if self.pending_change is not None:
+            return True
+        if sc.poems is not None and col.poems_done >= sc.poems:
+            return True
+        return sc.duration is not None and now - self.scene_t0 >= sc.duration
+
+    # ---- poems ----------------------------------------------------------------------------------
+    def _temperature(self, col: _Column, poem: _Poem, token_index: int, now: float) -> tuple[float, bool]:
+        if self.override is not None:
+            return self.override, True
+        prog = self.scene.temperature
+        return prog.at(now - self.scene_t0, poem.index, token_index, salt=f"{self.session_seed}/{col.index}"), False
+
+    def _open_poem(self, now: float, col: _Column) -> None:
+        sc = self.scene
+        index = col.poems_done
+        seed = self.next_seed if self.next_seed is not None else sc.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}")
+        self.next_seed = None
+        model = self.model_override or col.model
+        prompt = self.prompt_override if self.prompt_override is not None else sc.prompt
+        rid = next(self._ids)
+        cont = col.last_rid if (sc.seed.continue_stream and col.last_rid is not None and index > 0) else None
+        if col.last_rid is not None and cont is None:
+            self._out.worker.append(Close(col.last_rid))
+        rule = sc.length.rule(f"{self.session_seed}/{self.scene_idx}/{col.index}/{index}")
+        self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont))
+        col.poem = _Poem(rid=rid, index=index, model=model, seed=seed, prompt=prompt)
+        col.last_rid = rid
+        self._rid_column[rid] = col
+        if len(self._rid_column) > 64:  # forget old ids: only the newest per column matter
+            live = {c.poem.rid for c in self.columns if c.poem} | {rid}
+            self._rid_column = {k: v for k, v in self._rid_column.items() if k in live}
+        self._grant(now, col)
+
+    def _grant(self, now: float, col: _Column) -> None:
+        poem = col.poem
+        if poem is None or poem.done:
+            return
+        sc = self.scene
+        want = sc.lookahead
+        if sc.pacing.reveal == "instant" or sc.blocklist.mode == "regenerate" and sc.blocklist.words:
+            want = max(want, 256)  # the poem is shown whole: let it be written whole
+        pending = poem.granted - poem.revealed
+        if pending >= want:
+            return
+        temps, override = [], False
+        for i in range(poem.granted, poem.revealed + want):
+            t, override = self._temperature(col, poem, i, now)
+            temps.append(t)
+        poem.granted += len(temps)
+        prog = sc.temperature
+        self._out.worker.append(Grant(poem.rid, tuple(temps), override, prog.top_k, prog.top_p))
+
+    def _start_poem(self, t: float, col: _Column) -> None:
+        poem = col.poem
+        assert poem is not None
+        self.poem_counter += 1
+        poem.n = self.poem_counter
+        poem.started = True
+        poem.deadline = t
+        first_t, _ = self._temperature(col, poem, 0, t)
+        self.current_temperature = first_t
+        self.current_seed = poem.seed
+        self._emit(t, "poem_start", n=poem.n, scene=self.scene_idx + 1, model=poem.model, seed=poem.seed,
+                   column=col.index, temperature=first_t)
+
+    def _token_cost(self, text: str, prev: str) -> float:
+        pacing = self.scene.pacing
+        if pacing.reveal == "instant":
+            return 0.0
+        if pacing.reveal == "chars":
+            units = len(text)
+        else:  # words: a token costs one unit for each word it begins
+            units, last = 0, prev[-1:] if prev else " "
+            for ch in text:
+                if _LETTER.match(ch) and not (_LETTER.match(last) or last in "'’"):
+                    units += 1
+                last = ch
+        return units / (pacing.rate * self.speed)
+
+    def _advance(self, now: float, col: _Column) -> None:
+        for _ in range(10000):  # bounded: a step never spins forever
+            if col.phase == "done":
+                return
+            if col.phase in ("hold", "pause"):
+                if now < col.until:
+                    return
+                if self.pause_waits_for_voice() and col.phase == "pause" and self._speaking:
+                    return
+                if self._scene_over(col.until, col):
+                    col.phase = "done"
+                    return
+                col.start_at = col.until
+                col.phase = "poem"
+                if col.poem is None:
+                    self._open_poem(col.until, col)
+            poem = col.poem
+            if poem is None:
+                col.phase = "done"
+                return
+            if not poem.started:
+                if now < col.start_at:
+                    return
+                self._start_poem(col.start_at, col)
+            if not self._reveal(now, col, poem):
+                return
+            # poem complete
+            t_end = poem.deadline
+            self._end_poem(t_end, col, partial=False)
+            col.poems_done += 1
+            every = self.scene.pacing.pause_every
+            last = self.scene.poems is not None and col.poems_done >= self.scene.poems
+            if every and col.poems_done % every == 0 and not last:
+                secs = self.scene.pacing.pause_seconds
+                col.phase, col.until = "pause", t_end + secs
+                self._emit(t_end, "pause", seconds=secs, until=t_end + secs, column=col.index)
+            else:
+                col.phase, col.until = "hold", t_end + self.scene.pacing.hold / self.speed
+            if self.pending_change is not None:
+                col.phase = "done"
+                col.until = t_end
+                continue
+            if not self._scene_over(col.until, col):
+                self._open_poem(t_end, col)  # write ahead during the hold
+            else:
+                col.poem = None
+
+    _speaking = False
+
+    def pause_waits_for_voice(self) -> bool:
+        v = self.scene.voice
+        return bool(v is not None and getattr(v, "pause_waits", False) and self.voice_on)
+
+    def set_speaking(self, speaking: bool) -> None:
+        """The runtime tells the engine whether speech is still playing (for pause_waits)."""
+        self._speaking = speaking
+
+    _hold_for_speech = False
+
+    def set_speech_backlog_full(self, full: bool) -> None:
+        """The runtime tells the engine that speech is behind under the 'hold' policy."""
+        self._hold_for_speech = full
+
+    def _reveal(self, now: float, col: _Column, poem: _Poem) -> bool:
+        """Reveal what is due. True when the poem is complete."""
+        sc = self.scene
+        instant = sc.pacing.reveal == "instant" or (sc.blocklist.mode == "regenerate" and sc.blocklist.words)
+        if instant and not poem.done:
+            self._grant(now, col)
+            return False
+        if instant and sc.blocklist.words and sc.blocklist.mode == "regenerate":
+            text = "".join(tok.text for tok, _ in poem.received)
+            if self._blocked_words(text) and poem.index < 10_000:
+                self._emit(now, "regenerate", column=col.index, seed=poem.seed)
+                self.next_seed = random.Random(poem.seed).randrange(2**31)
+                col.poem = None
+                poem.started = False
+                self.poem_counter -= 1
+                self._open_poem(now, col)
+                col.poem.started = False
+                return False
+        while poem.received:
+            if self._hold_for_speech:
+                return False
+            tok, arrived = poem.received[0]
+            t = max(poem.deadline, arrived)
+            if t > now:
+                return False
+            if sc.blocklist.words and sc.blocklist.mode == "mask" and not instant:
+                # a word is only shown once it is complete, so a blocked one can be masked whole
+                poem.received.popleft()
+                poem.word_hold.append((tok, t))
+                if _LETTER.search(tok.text[-1:] or "") and not (poem.done and not poem.received):
+                    continue
+                self._release_held(col, poem)
+                continue
+            poem.received.popleft()
+            self._show_token(col, poem, tok, t)
+            if sc.change_at == "line" and self.pending_change is not None and "\n" in tok.text:
+                poem.done = True
+                poem.received.clear()
+                return True
+        if poem.word_hold:
+            self._release_held(col, poem)
+        self._grant(now, col)
+        return poem.done and not poem.received
+
+    def _release_held(self, col: _Column, poem: _Poem) -> None:
+        held, poem.word_hold = poem.word_hold, []
+        word = "".join(tok.text for tok, _ in held)
+        if self._blocked_words(word):
+            masked = self._mask(word)
+            pos = 0
+            out = []
+            for tok, t in held:
+                out.append((type(tok)(masked[pos:pos + len(tok.text)], tok.p, tok.temperature), t))
+                pos += len(tok.text)
+            held = out
+        for tok, t in held:
+            self._show_token(col, poem, tok, max(t, poem.deadline))
+
+    def _blocked_words(self, text: str) -> bool:
+        words = self.scene.blocklist.words
+        return any(w.lower() in words for w in re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)*", text))
+
+    def _mask(self, text: str) -> str:
+        words = self.scene.blocklist.words
+        return re.sub(r"[^\W\d_]+(?:['’][^\W\d_]+)*",
+                      lambda m: "•" * len(m.group()) if m.group().lower() in words else m.group(), text)
+
+    def _show_token(self, col: _Column, poem: _Poem, tok: Any, t: float) -> None:
+        self._emit(t, "token", poem=poem.n, text=tok.text, temperature=tok.temperature, p=round(tok.p, 6),
+                   column=col.index)
+        if self.first_token_t is None:
+            self.first_token_t = t
+        poem.revealed += 1
+        poem.temps.append(tok.temperature)
+        self.current_temperature = tok.temperature
+        poem.deadline = t + self._token_cost(tok.text, poem.text)
+        poem.text += tok.text
+        sc = self.scene
+        if self.sonify_on and sc.sonify is not None and getattr(sc.sonify, "enabled", False) and tok.text.strip():
+            self._out.sound.append(Sonify(tok.text, tok.p, tok.temperature, sc.sonify, t))
+        if "\n" in tok.text:
+            parts = (poem.line_text + tok.text).split("\n")
+            for done_line in parts[:-1]:
+                if done_line.strip():
+                    self._line_done(poem, poem.line, done_line)
+                    poem.line += 1
+            poem.line_text = parts[-1]
+        else:
+            poem.line_text += tok.text
+
+    def _line_done(self, poem: _Poem, line: int, text: str) -> None:
+        v = self.scene.voice
+        if v is not None and self.voice_on and getattr(v, "mode", "off") == "line":
+            self._out.sound.append(Speak(poem.n, line, text.strip(), v, self.current_temperature))
+
+    def _restart_poems(self, now: float) -> None:
+        """reseed / seed: end what is being written now and start a new poem at once."""
+        if self.state != "playing":
+            return
+        for col in self.columns:
+            if col.poem and col.poem.started:
+                self._end_poem(now, col, partial=True)
+                col.poems_done += 1
+            if col.last_rid is not None:
+                self._out.worker.append(Close(col.last_rid))
+                col.last_rid = None
+            col.phase, col.start_at = "poem", now
+            self._open_poem(now, col)
+
+    def _footer(self, poem: _Poem) -> str:
+        lo, hi = (min(poem.temps), max(poem.temps)) if poem.temps else (0.0, 0.0)
+        temps = f"{lo:.2f}" if abs(hi - lo) < 1e-9 else f"{lo:.2f}–{hi:.2f}"
+        return f"— {poem.model} · temperature {temps} · seed {poem.seed}"
+
+    def _end_poem(self, t: float, col: _Column, partial: bool) -> None:
+        poem = col.poem
+        if poem is None:
+            return
+        col.poem = None
+        if not poem.started:
+            return
+        if poem.word_hold:
+            self._release_held(col, poem)
+        if poem.line_text.strip():
+            self._line_done(poem, poem.line, poem.line_text)
+        lo, hi = (min(poem.temps), max(poem.temps)) if poem.temps else (0.0, 0.0)
+        text = trim_poem(poem.text)
+        self._emit(t, "poem_end", n=poem.n, text=text, column=col.index, model=poem.model, seed=poem.seed,
+                   temperature_range=[lo, hi], tokens=poem.revealed, partial=partial, footer=self._footer(poem))
+        v = self.scene.voice
+        if v is not None and self.voice_on and getattr(v, "mode", "off") == "poem" and not partial:
+            for i, line in enumerate(text.split("\n")):
+                if line.strip():
+                    self._out.sound.append(Speak(poem.n, i, line, v, self.current_temperature))
+        self._last_poem = poem
+        if partial and col.last_rid == poem.rid:
+            self._out.worker.append(Close(poem.rid))
+            col.last_rid = None
+
+    # ---- output ---------------------------------------------------------------------------------
+    def _emit(self, t: float, event: str, **fields: Any) -> None:
+        self._out.events.append({"t": round(t, 6), "event": event, **fields})
+
+    def _flush(self) -> Outbox:
+        out, self._out = self._out, Outbox()
+        return out

@@ -1,0 +1,292 @@
+"""Scene and setlist files (TOML): load, validate, and describe.
+
+Every error is a ConfigError whose text is one line naming the file, the key, the bad value and
+what is allowed. Settings blocks owned elsewhere ([look], [voice], [sonify], [install]) are
+validated by their owners' `from_table`.
+"""
+
+from __future__ import annotations
+
+import random
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from performance.show.programs import SeedProgram, TemperatureProgram
+from performance.show.schema import ConfigError, Table
+from performance.textgen.lengths import UNITS, LengthRule
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYOUTS = ("stream", "flick", "sentence", "reader", "columns")
+REVEALS = ("chars", "words", "instant")
+ADVANCES = ("follow", "go")
+
+
+@dataclass(frozen=True, slots=True)
+class LengthSpec:
+    """A poem length: a fixed n, or a random n in [lo, hi] drawn per poem."""
+
+    unit: str
+    lo: int
+    hi: int
+
+    def rule(self, poem_key: str) -> LengthRule:
+        n = self.lo if self.lo == self.hi else random.Random(f"length/{poem_key}").randint(self.lo, self.hi)
+        return LengthRule(self.unit, n)
+
+    def describe(self) -> str:
+        return f"{self.lo} {self.unit}" if self.lo == self.hi else f"{self.lo}–{self.hi} {self.unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """How text is revealed and paced. rate is units per second (chars or words); hold = seconds
+    after each poem; every `pause_every` poems a timed pause of `pause_seconds` replaces the hold."""
+
+    reveal: str = "chars"
+    rate: float = 30.0
+    hold: float = 2.0
+    pause_every: int = 0
+    pause_seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Blocklist:
+    """Words a gallery or school does not want on screen; mask them or regenerate the poem."""
+
+    words: frozenset[str] = frozenset()
+    mode: str = "mask"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One scene: which models write, how, and how it is shown and heard."""
+
+    name: str
+    file: str
+    layout: str = "stream"
+    models: tuple[str, ...] = ("default",)
+    prompt: str = ""
+    length: LengthSpec = LengthSpec("lines", 8, 8)
+    poems: int | None = None
+    duration: float | None = None
+    temperature: TemperatureProgram = TemperatureProgram()
+    seed: SeedProgram = SeedProgram()
+    pacing: Pacing = Pacing()
+    change_at: str = "poem"
+    lookahead: int = 8
+    blocklist: Blocklist = Blocklist()
+    look: Any = None
+    voice: Any = None
+    sonify: Any = None
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SetlistEntry:
+    scene: Scene
+    advance: str = "follow"
+
+
+@dataclass(frozen=True)
+class Setlist:
+    """An ordered list of scenes with show-control settings."""
+
+    name: str
+    file: str
+    entries: tuple[SetlistEntry, ...]
+    loop: bool = False
+    start: int = 1
+    min_go_interval: float = 0.5
+    panic_fade: float = 2.0
+    seed: int | None = None
+    install: Any = None
+
+    def scene_index(self, key: int | str) -> int | None:
+        """0-based index of scene number `key` (1-based) or of the scene named/filed `key`."""
+        if isinstance(key, int):
+            return key - 1 if 1 <= key <= len(self.entries) else None
+        for i, e in enumerate(self.entries):
+            if key in (e.scene.name, Path(e.scene.file).stem):
+                return i
+        return None
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason})") from None
+
+
+def _length(t: Table) -> LengthSpec:
+    present = [u for u in UNITS if t.has(u)]
+    if len(present) != 1:
+        raise ConfigError(
+            f"{t.file}: table '[{t.prefix}]' needs exactly one of {', '.join(UNITS)} (e.g. length = {{ words = 88 }} "
+            f"or {{ lines = [4, 12] }}), got {', '.join(present) or 'none'}"
+        )
+    unit = present[0]
+    v = t.raw(unit)
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+        lo = hi = v
+    elif isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v) and 1 <= v[0] <= v[1]:
+        lo, hi = v
+    else:
+        raise t.error(unit, v, "a whole number >= 1, or [lo, hi] with 1 <= lo <= hi")
+    t.check_unknown()
+    return LengthSpec(unit, lo, hi)
+
+
+def _owned_block(kind: str, t: Table) -> Any:
+    """Let the owner of a settings block validate it."""
+    try:
+        return _owned_block_inner(kind, t)
+    except ImportError:  # TODO(lead): remove once stage/sound land
+        return None
+
+
+def _owned_block_inner(kind: str, t: Table) -> Any:
+    if kind == "look":
+        from performance.stage.look import Look
+
+        return Look.from_table(t)
+    if kind == "voice":
+        from performance.sound import VoiceSettings
+
+        return VoiceSettings.from_table(t)
+    from performance.sound import SonifySettings
+
+    return SonifySettings.from_table(t)
+
+
+def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
+    """Validate a scene table (from a file or inline in a setlist)."""
+    t = Table(data, file)
+    name = t.str("name", name_default)
+    layout = t.str("layout", "stream", LAYOUTS)
+    if t.has("model") and t.has("models"):
+        raise t.error("models", t.raw("models"), "give either 'model' or 'models', not both")
+    if t.has("models"):
+        models = t.list("models", None, str)
+        if not models:
+            raise t.error("models", models, "a non-empty list of model names or folders")
+    else:
+        models = [t.str("model", "default")]
+    if layout != "columns" and len(models) > 1:
+        raise t.error("models", models, "several models need layout = \"columns\"")
+    length = _length(t.sub("length")) if t.has("length") else LengthSpec("lines", 8, 8)
+    pacing_t = t.sub("pacing")
+    pacing = Pacing(
+        reveal=pacing_t.str("reveal", "chars", REVEALS),
+        rate=pacing_t.float("rate", 30.0, lo=0.1, hi=100000.0),
+        hold=pacing_t.float("hold", 2.0, lo=0.0),
+        pause_every=pacing_t.int("pause_every", 0, lo=0),
+        pause_seconds=pacing_t.float("pause_seconds", 0.0, lo=0.0),
+    )
+    if pacing.pause_every and not pacing.pause_seconds:
+        raise pacing_t.error("pause_seconds", 0, "must be > 0 when pause_every is set")
+    pacing_t.check_unknown()
+    bl_t = t.sub("blocklist")
+    words = set(w.lower() for w in (bl_t.list("words", [], str) or []))
+    bl_file = bl_t.str("file", None)
+    if bl_file:
+        p = (Path(file).parent / bl_file) if not Path(bl_file).is_absolute() else Path(bl_file)
+        if not p.exists():
+            p = ROOT / bl_file
+        if not p.exists():
+            raise bl_t.error("file", bl_file, "no such file (relative to the scene file or the project)")
+        words |= {ln.strip().lower() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")}
+    blocklist = Blocklist(frozenset(words), bl_t.str("mode", "mask", ("mask", "regenerate")))
+    bl_t.check_unknown()
+    scene = Scene(
+        name=name,
+        file=str(file),
+        layout=layout,
+        models=tuple(models),
+        prompt=t.str("prompt", ""),
+        length=length,
+        poems=t.int("poems", None, lo=1),
+        duration=t.float("duration", None, lo=0.001),
+        temperature=TemperatureProgram.from_table(t.sub("temperature")),
+        seed=SeedProgram.from_table(t.sub("seed")),
+        pacing=pacing,
+        change_at=t.str("change_at", "poem", ("poem", "line")),
+        lookahead=t.int("lookahead", 8, lo=1, hi=4096),
+        blocklist=blocklist,
+        look=_owned_block("look", t.sub("look")),
+        voice=_owned_block("voice", t.sub("voice")),
+        sonify=_owned_block("sonify", t.sub("sonify")),
+        raw=data,
+    )
+    t.raw("description")
+    t.check_unknown()
+    return scene
+
+
+def load_scene(path: str | Path) -> Scene:
+    path = Path(path)
+    return scene_from_dict(_read_toml(path), path, path.stem)
+
+
+def _resolve(ref: str, relative_to: Path) -> Path:
+    for base in (relative_to.parent, ROOT):
+        p = base / ref
+        if p.exists():
+            return p
+    return relative_to.parent / ref
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = {**out[k], **v} if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_setlist(path: str | Path) -> Setlist:
+    """Load a setlist and every scene it names; the first error stops with its one line."""
+    path = Path(path)
+    data = _read_toml(path)
+    t = Table(data, path)
+    scenes_raw = t.raw("scene")
+    if not isinstance(scenes_raw, list) or not scenes_raw:
+        raise ConfigError(f"{path}: needs at least one [[scene]] (with file = \"scenes/NAME.toml\" or inline keys)")
+    entries = []
+    for i, entry in enumerate(scenes_raw, start=1):
+        et = Table(entry, path, f"scene[{i}]")
+        advance = et.str("advance", "follow", ADVANCES)
+        ref = et.str("file", None)
+        overrides = {k: v for k, v in entry.items() if k not in ("file", "advance")}
+        if ref:
+            scene_path = _resolve(ref, path)
+            base = _read_toml(scene_path)
+            scene = scene_from_dict(_merge(base, overrides), scene_path, scene_path.stem)
+        else:
+            scene = scene_from_dict(overrides, f"{path} [[scene]] #{i}", f"scene {i}")
+        entries.append(SetlistEntry(scene, advance))
+    install = None
+    if t.has("install"):
+        from performance.install.hours import InstallSettings
+
+        install = InstallSettings.from_table(t.sub("install"))
+    setlist = Setlist(
+        name=t.str("name", path.stem),
+        file=str(path),
+        entries=tuple(entries),
+        loop=t.bool("loop", False),
+        start=t.int("start", 1, lo=1, hi=len(entries)),
+        min_go_interval=t.float("min_go_interval", 0.5, lo=0.0),
+        panic_fade=t.float("panic_fade", 2.0, lo=0.0),
+        seed=t.int("seed", None, lo=0),
+        install=install,
+    )
+    t.raw("description")
+    t.check_unknown()
+    return setlist
