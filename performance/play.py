@@ -1,0 +1,587 @@
+"""`run.py play` and `run.py check`: the runtime around the engine.
+
+The main thread runs the frame loop (SDL wants it): gather what arrived (keys, OSC, tokens, speech),
+`engine.step`, route the outbox to its owners' queues, fold events into the stage, draw, present,
+then wait for the next frame deadline. Everything slow lives on its owner's thread or process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+
+from performance import STARTED
+from performance.show.schema import ConfigError
+
+log = logging.getLogger("lectern.play")
+FPS = 60
+DROP_GAP_S = 0.025
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(x) for x in text.lower().split("x"))
+        if w < 64 or h < 64 or w > 16384 or h > 16384:
+            raise ValueError
+        return w, h
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--window/--size {text!r}: expected WxH, e.g. 1280x720") from None
+
+
+def add_play_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("setlist", nargs="?", default="setlists/demo.toml", help="setlist file (default setlists/demo.toml)")
+    g = p.add_argument_group("display")
+    g.add_argument("--window", type=_size, metavar="WxH", help="a window of this size instead of fullscreen")
+    g.add_argument("--headless", action="store_true", help="no display, no audio device (SDL dummy), 1920x1080 unless --window")
+    g.add_argument("--display", type=int, metavar="N", default=0, help="which screen to use (0 = first)")
+    g = p.add_argument_group("time")
+    g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of engine time")
+    g.add_argument("--time-scale", type=float, default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
+    g.add_argument("--scene", metavar="N|NAME", help="start at this scene instead of the setlist's start")
+    g.add_argument("--seed", type=int, metavar="S", help="session seed (same seed, same set)")
+    g = p.add_argument_group("operation")
+    g.add_argument("--quiet", action="store_true", help="no operator view in the terminal")
+    g.add_argument("--install", action="store_true", help="unattended installation: supervised, keyboard locked, opening hours")
+    g.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
+    g = p.add_argument_group("OSC")
+    g.add_argument("--osc-host", default="127.0.0.1", metavar="H", help="address to listen on (default loopback)")
+    g.add_argument("--osc-port", type=int, default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
+    g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
+    g.add_argument("--osc-passcode", metavar="CODE", help="senders must /lectern/connect CODE first")
+    g = p.add_argument_group("output")
+    g.add_argument("--record", type=Path, metavar="OUT.mp4", help="record the session as video with sound")
+    g.add_argument("--audio-out", type=Path, metavar="OUT.wav", help="write the audio mix to a WAV file")
+    g.add_argument("--audio-device", metavar="NAME|INDEX", help="sound output device")
+    g.add_argument("--transcript-dir", type=Path, default=Path("sessions"), metavar="DIR", help="where transcripts go (default sessions/)")
+    g.add_argument("--stats-json", type=Path, metavar="FILE", help="write frame statistics as JSON at the end")
+    g.add_argument("--screenshot", type=Path, metavar="FILE", help="save the last frame as PNG at the end")
+
+
+def register_play(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("play", help="perform a setlist", description="Perform a setlist on the stage.")
+    add_play_arguments(p)
+    p.set_defaults(func=run_play)
+
+
+def register_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="validate scenes, setlists and model folders",
+                       description="Validate scene files, setlists and model folders; exit non-zero on any error.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from performance.show.config import load_scene, load_setlist
+    from performance.textgen.base import ModelFileError
+
+    failures = 0
+    for path in args.paths:
+        try:
+            if path.is_dir():
+                if not (path / "model.json").exists():
+                    raise ConfigError(f"{path}: not a model folder (no model.json)")
+                from performance.textgen import load_model
+
+                gen = load_model(path)
+                what = f"model ({gen.kind})"
+            else:
+                data = path.read_bytes()
+                if b"[[scene]]" in data:
+                    sl = load_setlist(path)
+                    for e in sl.entries:
+                        for m in e.scene.models:
+                            from performance.textgen.registry import read_card, resolve_model_dir
+
+                            read_card(resolve_model_dir(m))
+                    what = f"setlist ({len(sl.entries)} scenes)"
+                else:
+                    load_scene(path)
+                    what = "scene"
+            print(f"ok    {path}: {what}")
+        except (ConfigError, ModelFileError) as e:
+            failures += 1
+            print(f"error {e}")
+        except OSError as e:
+            failures += 1
+            print(f"error {path}: {e.strerror}")
+    return 1 if failures else 0
+
+
+# ---- the runtime ---------------------------------------------------------------------------------
+class FrameStats:
+    """Frame work times and presentation gaps, for --stats-json."""
+
+    def __init__(self) -> None:
+        self.work_ms: list[float] = []
+        self.frames = 0
+        self.dropped = 0
+        self.last_present: float | None = None
+        self.t_first: float | None = None
+
+    def frame(self, work_s: float, presented: float) -> None:
+        self.frames += 1
+        if len(self.work_ms) < 2_000_000:
+            self.work_ms.append(work_s * 1000)
+        if self.last_present is not None and presented - self.last_present > DROP_GAP_S:
+            self.dropped += 1
+        if self.t_first is None:
+            self.t_first = presented
+        self.last_present = presented
+
+    def fps(self) -> float:
+        if self.frames < 2 or self.last_present is None or self.t_first is None:
+            return 0.0
+        return (self.frames - 1) / max(1e-9, self.last_present - self.t_first)
+
+    def summary(self, width: int, height: int, first_token_s: float | None) -> dict:
+        ms = sorted(self.work_ms) or [0.0]
+
+        def pct(q: float) -> float:
+            return round(ms[min(len(ms) - 1, int(q * (len(ms) - 1) + 0.5))], 3)
+
+        return {"fps": round(self.fps(), 2), "frame_ms_p50": pct(0.50), "frame_ms_p99": pct(0.99),
+                "frames": self.frames, "dropped": self.dropped,
+                "first_token_s": round(first_token_s, 3) if first_token_s is not None else None,
+                "width": width, "height": height}
+
+
+def run_play(args: argparse.Namespace) -> int:
+    from performance.show.config import load_setlist
+
+    if args.time_scale <= 0:
+        print(f"--time-scale {args.time_scale}: must be > 0", file=sys.stderr)
+        return 2
+    if args.install and not args.supervised and os.environ.get("LECTERN_SUPERVISED") != "1":
+        try:
+            from performance.install.supervisor import supervise
+        except ImportError:
+            supervise = None
+        if supervise is not None:
+            return supervise(sys.argv[1:])
+    try:
+        setlist = load_setlist(args.setlist)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    start_scene = None
+    if args.scene:
+        idx = setlist.scene_index(int(args.scene) if args.scene.isdigit() else args.scene)
+        if idx is None:
+            print(f"error: --scene {args.scene!r}: no such scene (1..{len(setlist.entries)} or a scene name)",
+                  file=sys.stderr)
+            return 2
+        start_scene = idx + 1
+    runtime = Runtime(args, setlist, start_scene)
+    return runtime.run()
+
+
+class Runtime:
+    """Owns the threads and the frame loop for one session."""
+
+    def __init__(self, args: argparse.Namespace, setlist, start_scene: int | None) -> None:
+        from performance.show.clock import MonotonicClock
+
+        self.args = args
+        self.setlist = setlist
+        self.start_scene = start_scene
+        self.clock = MonotonicClock(args.time_scale)
+        self.inbox: queue.Queue = queue.Queue(maxsize=4096)
+        self.stats = FrameStats()
+        self.quit_requested = False
+        self.last_ctrl_q = -1e9
+        self.screen = None
+        self.terminal = False
+        self.size = args.window or (1920, 1080)
+        self.sound = None
+        self.osc = None
+        self.recorder = None
+        self.operator = None
+        self.hours = setlist.install
+        self.closed = False
+        self.unlocked = not args.install
+        self.heartbeat = None
+        self.status = None
+        self.restarts = int(os.environ.get("LECTERN_RESTARTS", "0"))
+        self.errors: list[str] = []
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _open_display(self) -> None:
+        if self.args.headless:
+            os.environ["SDL_VIDEODRIVER"] = "dummy"
+            os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        os.environ.setdefault("SDL_VIDEO_ALLOW_SCREENSAVER", "0")
+        import pygame
+
+        try:
+            pygame.display.init()
+            pygame.font.init()
+            if self.args.headless:
+                self.screen = pygame.display.set_mode(self.size)
+            elif self.args.window:
+                self.screen = pygame.display.set_mode(self.size, display=self.args.display)
+            else:
+                self.screen = pygame.display.set_mode((0, 0), pygame.FULLSCREEN, display=self.args.display)
+                self.size = self.screen.get_size()
+            pygame.display.set_caption("Lectern")
+            pygame.mouse.set_visible(False)
+        except pygame.error as e:
+            print(f"no display could be opened ({e}); performing on the terminal instead", file=sys.stderr)
+            self.terminal = True
+            self.screen = None
+
+    def _start_services(self) -> None:
+        from performance.generator import GeneratorThread, Preload
+
+        self.worker = GeneratorThread()
+        self.worker.start()
+        for entry in self.setlist.entries[:1]:
+            for m in entry.scene.models:
+                self.worker.send(Preload(m))
+        try:
+            from performance.sound import SoundSystem
+
+            self.sound = SoundSystem(self.clock, device=self.args.audio_device, audio_out=self.args.audio_out,
+                                     null_sink=self.args.headless)
+            self.sound.start()
+        except ImportError:
+            self.sound = None
+        except Exception as e:  # no audio is not a reason to stop the show
+            log.error("sound unavailable: %s", e)
+            self.errors.append(f"sound: {e}")
+            self.sound = None
+        if self.args.osc_port:
+            try:
+                from performance.control.osc import OscServer
+
+                allow = [a.strip() for a in self.args.osc_allow.split(",")] if self.args.osc_allow else None
+                self.osc = OscServer(self.inbox, host=self.args.osc_host, port=self.args.osc_port, allow=allow,
+                                     passcode=self.args.osc_passcode, scene_count=lambda: len(self.setlist.entries),
+                                     clock=self.clock)
+                self.osc.start()
+            except ImportError:
+                self.osc = None
+            except OSError as e:
+                print(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
+                      "continuing without OSC (choose another --osc-port)", file=sys.stderr)
+                self.osc = None
+        from performance.transcript import TranscriptWriter
+
+        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, self.clock.wall())
+        self.transcript.start()
+        if self.args.install:
+            try:
+                from performance.install.heartbeat import Heartbeat
+                from performance.install.status import StatusWriter
+
+                self.heartbeat = Heartbeat()
+                state_dir = Path(os.environ.get("LECTERN_STATE_DIR", str(self.args.transcript_dir)))
+                self.status = StatusWriter(state_dir / "status.json")
+            except ImportError:
+                pass
+        if not self.args.quiet and sys.stdout.isatty():
+            from performance.operator import OperatorView
+
+            self.operator = OperatorView()
+            self.operator.start()
+
+    def _start_stage(self) -> None:
+        self.stage_state = None
+        self.renderer = None
+        if self.terminal:
+            return
+        from performance.stage.draw import StageRenderer
+        from performance.stage.view import StageState
+
+        self.stage_state = StageState()
+        self.renderer = StageRenderer(self.size)
+        if self.args.record:
+            from performance.recorder import Recorder
+
+            self.recorder = Recorder(self.args.record, self.size, fps=FPS if self.args.time_scale == 1 else FPS,
+                                     clock=self.clock)
+            self.recorder.start()
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> int:
+        from performance.engine import Engine
+
+        self._open_display()
+        self._start_services()
+        self._start_stage()
+        self.engine = Engine(self.setlist, session_seed=self.args.seed,
+                             stage={"width": self.size[0], "height": self.size[1], "fps": FPS},
+                             start_scene=self.start_scene)
+        self._route(self.engine.start(self.clock.now()))
+        frame_s = 1.0 / FPS
+        next_deadline = time.monotonic()
+        last_status = 0.0
+        try:
+            while not self.quit_requested:
+                work_t0 = time.perf_counter()
+                now = self.clock.now()
+                if self.args.duration is not None and now >= self.args.duration:
+                    break
+                inbox = self._gather(now)
+                self._hours(now, inbox)
+                out = self.engine.step(now, inbox)
+                self._route(out)
+                if self.engine.state == "ended" and not self.setlist.loop:
+                    self._draw(now)
+                    break
+                self._draw(now)
+                work = time.perf_counter() - work_t0
+                if self.screen is not None:
+                    import pygame
+
+                    pygame.display.flip()
+                presented = time.monotonic()
+                self.stats.frame(work, presented)
+                if self.recorder is not None and self.screen is not None:
+                    self.recorder.frame(self.screen, now)
+                if self.heartbeat is not None:
+                    self.heartbeat.beat()
+                if presented - last_status >= 1.0:
+                    last_status = presented
+                    self._publish(now)
+                # deadlines advance by the frame period (no drift); after a stall, start afresh
+                next_deadline += frame_s
+                delay = next_deadline - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -frame_s:
+                    next_deadline = time.monotonic()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._shutdown()
+        return 0
+
+    def _gather(self, now: float) -> list:
+        from performance.engine import SpeechStarted
+
+        inbox: list = []
+        if self.screen is not None:
+            inbox.extend(self._keys(now))
+        while True:
+            try:
+                inbox.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        if not self.worker.alive():
+            log.error("generator worker died; restarting it")
+            self.errors.append("generator worker restarted")
+            self.restarts += 1
+            self.worker.restart()
+            self._reopen_after_worker_restart(now)
+        wq = self.worker.outbox
+        for _ in range(20000):
+            try:
+                inbox.append(wq.get_nowait())
+            except queue.Empty:
+                break
+        if self.sound is not None:
+            for ev in self.sound.poll():
+                inbox.append(SpeechStarted(ev.poem, ev.line, ev.start, ev.end))
+            self.engine.set_speaking(self.sound.speaking())
+            v = self.engine.scene.voice
+            if v is not None and getattr(v, "when_behind", "skip") == "hold":
+                self.engine.set_speech_backlog_full(self.sound.speech_backlog() > getattr(v, "queue", 4))
+            else:
+                self.engine.set_speech_backlog_full(False)
+        return inbox
+
+    def _reopen_after_worker_restart(self, now: float) -> None:
+        """A fresh worker knows no requests: restart the poems being written."""
+        from performance.control.command import Command
+
+        self.engine.next_seed = None
+        self.engine._restart_poems(now)
+        _ = Command  # the engine restarts poems itself; nothing is lost but the unrevealed tokens
+
+    def _hours(self, now: float, inbox: list) -> None:
+        if self.hours is None or not hasattr(self.hours, "is_open"):
+            return
+        from performance.control.command import Command
+
+        is_open = self.hours.is_open(self.clock.wall())
+        if is_open and self.closed:
+            self.closed = False
+            inbox.append(Command("/lectern/resume", source="schedule"))
+        elif not is_open and not self.closed:
+            self.closed = True
+            inbox.append(Command("/lectern/blackout", source="schedule"))
+
+    def _keys(self, now: float) -> list:
+        import pygame
+
+        from performance.control.keyboard import command_for_key
+
+        cmds = []
+        for ev in pygame.event.get():
+            if ev.type == pygame.QUIT:
+                if not self.args.install:
+                    self.quit_requested = True
+            elif ev.type == pygame.KEYDOWN:
+                mods = ev.mod
+                ctrl = bool(mods & pygame.KMOD_CTRL)
+                if not self.unlocked:
+                    if self._unlock_chord(ev):
+                        self.unlocked = True
+                        log.warning("keyboard unlocked by the unlock chord")
+                    continue
+                if ctrl and ev.key == pygame.K_q:
+                    t = time.monotonic()
+                    if t - self.last_ctrl_q <= 2.0:
+                        self.quit_requested = True
+                    self.last_ctrl_q = t
+                    continue
+                if ev.key == pygame.K_f and self.screen is not None and not self.args.headless:
+                    pygame.display.toggle_fullscreen()
+                    continue
+                cmd = command_for_key(ev.key, self.engine)
+                if cmd is not None:
+                    cmds.append(cmd)
+        return cmds
+
+    def _unlock_chord(self, ev) -> bool:
+        import pygame
+
+        chord = getattr(self.hours, "unlock_chord", "ctrl+shift+u") if self.hours else "ctrl+shift+u"
+        parts = chord.lower().split("+")
+        need_ctrl, need_shift, need_alt = "ctrl" in parts, "shift" in parts, "alt" in parts
+        key = parts[-1]
+        return (bool(ev.mod & pygame.KMOD_CTRL) == need_ctrl and bool(ev.mod & pygame.KMOD_SHIFT) == need_shift
+                and bool(ev.mod & pygame.KMOD_ALT) == need_alt and pygame.key.name(ev.key) == key)
+
+    def _route(self, out) -> None:
+        from performance.engine import Keep, Sonify, SoundCtl, Speak
+
+        for msg in out.worker:
+            self.worker.send(msg)
+        for ev in out.events:
+            self.transcript.write(ev)
+            if self.stage_state is not None:
+                self.stage_state.apply(ev)
+            if self.terminal:
+                self._terminal_event(ev)
+            if ev["event"] == "command" and self.operator is not None:
+                self.operator.command(f"{ev['source']} {ev['address']} {ev['args']} → {ev['detail']}")
+            if ev["event"] in ("scene", "poem_start", "command", "error") and self.osc is not None:
+                self._publish(ev["t"])
+        for f in out.files:
+            if isinstance(f, Keep):
+                self.transcript.keep(f.text, f.footer)
+        if self.sound is not None:
+            for a in out.sound:
+                try:
+                    if isinstance(a, Speak):
+                        from performance.sound import Utterance
+
+                        self._utt = getattr(self, "_utt", 0) + 1
+                        self.sound.speak(Utterance(self._utt, a.poem, a.line, a.text, a.settings, a.temperature))
+                    elif isinstance(a, Sonify):
+                        self.sound.sonify(a.text, a.p, a.temperature, a.settings, a.at)
+                    elif isinstance(a, SoundCtl):
+                        {"volume": lambda v: self.sound.set_volume(v), "panic": lambda v: self.sound.panic(v),
+                         "blackout": lambda v: self.sound.blackout(), "resume": lambda v: self.sound.resume(),
+                         "cancel": lambda v: self.sound.cancel_speech()}[a.op](a.value)
+                except Exception:
+                    log.exception("sound action failed; the show goes on")
+
+    def _terminal_event(self, ev: dict) -> None:
+        kind = ev["event"]
+        if kind == "token":
+            sys.stdout.write(ev["text"])
+            sys.stdout.flush()
+        elif kind == "poem_end":
+            sys.stdout.write("\n\n")
+        elif kind == "scene":
+            sys.stdout.write(f"\n=== {ev['name']} ===\n\n")
+        elif kind == "pause":
+            sys.stdout.write(f"[pause {ev['seconds']:g} s]\n\n")
+
+    def _draw(self, now: float) -> None:
+        if self.screen is None or self.renderer is None:
+            return
+        view = self.stage_state.frame(now)
+        self.renderer.draw(self.screen, view)
+
+    def _publish(self, now: float) -> None:
+        snap = self.engine.snapshot()
+        rss = _rss_mb()
+        snap["health"] = (round(time.monotonic() - STARTED, 1), round(self.stats.fps(), 1), self.engine.poem_counter,
+                          self.restarts + self.worker.restarts, rss)
+        if self.osc is not None:
+            self.osc.publish_state(snap)
+        if self.operator is not None:
+            self.operator.update(snap, self.engine, self.worker, self.stats)
+        if self.status is not None:
+            nxt = None
+            if self.hours is not None and hasattr(self.hours, "next_change"):
+                try:
+                    nxt = self.hours.next_change(self.clock.wall()).isoformat()
+                except Exception:
+                    nxt = None
+            self.status.update({"uptime_s": snap["health"][0], "fps": snap["health"][1], "poems": snap["poems"],
+                                "restarts": snap["health"][3], "rss_mb": rss, "scene": snap["scene"][1],
+                                "open": not self.closed, "next_change": nxt, "setlist": self.setlist.file,
+                                "errors": list(self.engine.errors)[-5:] + self.errors[-5:], "pid": os.getpid()})
+
+    def _shutdown(self) -> None:
+        now = self.clock.now()
+        if self.args.duration is not None:
+            now = min(now, self.args.duration)
+        try:
+            self._route(self.engine.end(now))
+        except Exception:
+            log.exception("ending the session failed")
+        first = None
+        if self.engine.first_token_t is not None:
+            # first_token_s is real time from process start to the first token on the stage
+            first = self.clock.real_seconds(self.engine.first_token_t) + (self.clock._t0 - STARTED)
+        if self.args.screenshot and self.screen is not None:
+            import pygame
+
+            self.args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+            pygame.image.save(self.screen, str(self.args.screenshot))
+        if self.args.stats_json:
+            summary = self.stats.summary(self.size[0], self.size[1], first)
+            if self.recorder is not None:
+                summary["recorder_dropped"] = getattr(self.recorder, "dropped", None)
+            self.args.stats_json.parent.mkdir(parents=True, exist_ok=True)
+            self.args.stats_json.write_text(json.dumps(summary, indent=1))
+        for closer in (getattr(self.recorder, "close", None), getattr(self.osc, "stop", None),
+                       getattr(self.sound, "close", None), getattr(self.operator, "stop", None)):
+            if closer:
+                try:
+                    closer()
+                except Exception:
+                    log.exception("shutdown step failed")
+        self.worker.stop()
+        self.transcript.close()
+        if self.screen is not None:
+            import pygame
+
+            pygame.quit()
+        if self.terminal:
+            sys.stdout.write("\n")
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError):
+        return 0.0
+
+
+_ = threading  # threads are owned by the services started above
