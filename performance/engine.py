@@ -447,8 +447,7 @@ class Engine:
         self._out.sound.append(SoundCtl("cancel"))
 
     def _scene_finished(self, now: float) -> None:
-        t_end = max([c.until for c in self.columns] + [now]) if self.columns else now
-        t_end = min(t_end, now)
+        t_end = min(max(c.until for c in self.columns), now) if self.columns else now
         if self.pending_change is not None:
             self._start_scene(t_end, self.pending_change)
             return
@@ -630,10 +629,12 @@ class Engine:
                 return False
         while poem.received:
             if self._hold_for_speech:
+                self._grant(now, col)
                 return False
             tok, arrived = poem.received[0]
             t = max(poem.deadline, arrived)
             if t > now:
+                self._grant(now, col)
                 return False
             if sc.blocklist.words and sc.blocklist.mode == "mask" and not instant:
                 # a word is only shown once it is complete, so a blocked one can be masked whole
