@@ -424,6 +424,8 @@ class Engine:
                    columns=[{"model": m} for m in sc.models],
                    voice=bool(sc.voice is not None and getattr(sc.voice, "mode", "off") != "off"),
                    sonify=bool(sc.sonify is not None and getattr(sc.sonify, "enabled", False)),
+                   voice_settings=sc.voice.to_dict() if hasattr(sc.voice, "to_dict") else None,
+                   sonify_settings=sc.sonify.to_dict() if hasattr(sc.sonify, "to_dict") else None,
                    caption=self._caption_on(), temperature=sc.temperature.describe(),
                    length=sc.length.describe())
         self._emit_standby(now)

@@ -22,6 +22,7 @@ from performance.show.schema import ConfigError
 
 log = logging.getLogger("lectern.play")
 FPS = 60
+RECORD_FPS = 30
 DROP_GAP_S = 0.025
 
 
@@ -209,6 +210,8 @@ class Runtime:
         self.heartbeat = None
         self.status = None
         self.restarts = int(os.environ.get("LECTERN_RESTARTS", "0"))
+        # a recording needs the mix on disk to mux it; keep it beside the video unless asked elsewhere
+        self.audio_out = args.audio_out or (args.record.with_name(args.record.stem + ".audio.wav") if args.record else None)
         self.errors: list[str] = []
 
     # -- set-up --------------------------------------------------------------------------------
@@ -248,7 +251,7 @@ class Runtime:
         try:
             from performance.sound import SoundSystem
 
-            self.sound = SoundSystem(self.clock, device=self.args.audio_device, audio_out=self.args.audio_out,
+            self.sound = SoundSystem(self.clock, device=self.args.audio_device, audio_out=self.audio_out,
                                      null_sink=self.args.headless)
             self.sound.start()
         except ImportError:
@@ -305,8 +308,8 @@ class Runtime:
         if self.args.record:
             from performance.recorder import Recorder
 
-            self.recorder = Recorder(self.args.record, self.size, fps=FPS if self.args.time_scale == 1 else FPS,
-                                     clock=self.clock)
+            self.recorder = Recorder(self.args.record, self.size, fps=RECORD_FPS, clock=self.clock,
+                                     audio=self.audio_out if self.sound is not None else None)
             self.recorder.start()
 
     # -- the loop --------------------------------------------------------------------------------
