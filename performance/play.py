@@ -96,15 +96,13 @@ def run_check(args: argparse.Namespace) -> int:
                 data = path.read_bytes()
                 if b"[[scene]]" in data:
                     sl = load_setlist(path)
-                    for e in sl.entries:
-                        for m in e.scene.models:
-                            from performance.textgen.registry import read_card, resolve_model_dir
-
-                            read_card(resolve_model_dir(m))
+                    scenes = [e.scene for e in sl.entries]
                     what = f"setlist ({len(sl.entries)} scenes)"
                 else:
-                    load_scene(path)
+                    scenes = [load_scene(path)]
                     what = "scene"
+                for scene in scenes:
+                    _check_models(scene)
             print(f"ok    {path}: {what}")
         except (ConfigError, ModelFileError) as e:
             failures += 1
@@ -113,6 +111,18 @@ def run_check(args: argparse.Namespace) -> int:
             failures += 1
             print(f"error {path}: {e.strerror}")
     return 1 if failures else 0
+
+
+def _check_models(scene) -> None:
+    """Every model a scene names must be a readable model folder."""
+    from performance.textgen.base import ModelFileError
+    from performance.textgen.registry import read_card, resolve_model_dir
+
+    for m in scene.models:
+        try:
+            read_card(resolve_model_dir(m))
+        except ModelFileError as e:
+            raise ConfigError(f"{scene.file}: key 'model' = {m!r}: {e}") from None
 
 
 # ---- the runtime ---------------------------------------------------------------------------------
