@@ -241,14 +241,36 @@ class Runtime:
             elif self.args.window:
                 self.screen = pygame.display.set_mode(self.size, display=self.args.display)
             else:
-                self.screen = pygame.display.set_mode((0, 0), pygame.FULLSCREEN, display=self.args.display)
-                self.size = self.screen.get_size()
+                self.screen = self._fullscreen(pygame)
+            pygame.display.set_allow_screensaver(False)
             pygame.display.set_caption("Lectern")
             pygame.mouse.set_visible(False)
         except pygame.error as e:
             print(f"no display could be opened ({e}); performing on the terminal instead", file=sys.stderr)
             self.terminal = True
             self.screen = None
+
+    def _fullscreen(self, pygame):
+        """Fullscreen at the chosen display's resolution; SCALED keeps drawing at our size."""
+        sizes = pygame.display.get_desktop_sizes()
+        display = self.args.display if 0 <= self.args.display < len(sizes) else 0
+        if display != self.args.display:
+            log.warning("--display %s: only %d display(s); using 0", self.args.display, len(sizes))
+        self.size = sizes[display]
+        return pygame.display.set_mode(self.size, pygame.FULLSCREEN | pygame.SCALED, display=display)
+
+    def _display_changed(self) -> None:
+        """A projector was unplugged or swapped: re-enter fullscreen on what is there now."""
+        import pygame
+
+        if self.args.headless or self.args.window or self.screen is None:
+            return
+        try:
+            self.screen = self._fullscreen(pygame)
+            self.renderer = type(self.renderer)(self.size)
+            log.warning("display changed; fullscreen again at %dx%d", *self.size)
+        except pygame.error as e:
+            log.error("display changed and fullscreen failed: %s", e)
 
     def _start_services(self) -> None:
         from performance.generator import GeneratorThread, Preload
@@ -442,6 +464,9 @@ class Runtime:
             if ev.type == pygame.QUIT:
                 if not self.args.install:
                     self.quit_requested = True
+            elif ev.type in (getattr(pygame, "WINDOWDISPLAYCHANGED", -1), getattr(pygame, "VIDEOEXPOSE", -1)) \
+                    and ev.type != -1:
+                self._display_changed()
             elif ev.type == pygame.KEYDOWN:
                 mods = ev.mod
                 ctrl = bool(mods & pygame.KMOD_CTRL)
