@@ -6,7 +6,7 @@ VENV    := .venv
 VPY     := $(VENV)/bin/python
 APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core
 
-.PHONY: setup apt venv run test lint bench soak clean-venv
+.PHONY: setup apt venv run test lint bench soak clean-venv corpus-check
 
 setup: apt venv
 
@@ -42,3 +42,7 @@ soak: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Verify the shipped corpus against the hashes recorded in its SOURCES.md.
+corpus-check:
+	@cd assets/corpora/poetry_en && grep -E '^\| en\.' SOURCES.md | awk -F'|' '{gsub(/ /,"",$$2); gsub(/ /,"",$$3); print $$3"  "$$2}' | sha256sum -c
