@@ -1,0 +1,177 @@
+"""`run.py train`, `run.py sample`, `run.py bench`: the model commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+KINDS = ("char-lstm", "char-gru", "word-lstm", "word-gru", "char-transformer", "word-transformer", "markov", "spreeder")
+
+
+def register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on a corpus",
+                       description="Train a model on a corpus (a text file, or a folder of .txt files).")
+    p.add_argument("corpus", type=Path, metavar="CORPUS")
+    p.add_argument("--kind", required=True, choices=KINDS, metavar="KIND", help=" | ".join(KINDS))
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="model folder to write")
+    p.add_argument("--resume", action="store_true", help="continue from DIR's training state")
+    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    g = p.add_argument_group("network (neural kinds)")
+    g.add_argument("--layers", type=int, default=2, help="layers (default 2)")
+    g.add_argument("--hidden", type=int, default=256, help="hidden size / model width (default 256)")
+    g.add_argument("--embed", type=int, default=64, help="embedding size, recurrent kinds (default 64)")
+    g.add_argument("--heads", type=int, default=4, help="attention heads, transformer kinds (default 4)")
+    g.add_argument("--context", type=int, default=256, help="context length, transformer kinds (default 256)")
+    g.add_argument("--dropout", type=float, default=0.1, help="dropout (default 0.1)")
+    g.add_argument("--tie", action="store_true", help="tie input and output embeddings")
+    g.add_argument("--max-vocab", type=int, default=30000, help="word kinds: vocabulary size cap (default 30000)")
+    g = p.add_argument_group("optimisation (neural kinds)")
+    g.add_argument("--seq-len", type=int, default=128, help="training sequence length (default 128)")
+    g.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    g.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
+    g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3; cosine schedule)")
+    g.add_argument("--eval-every", type=int, default=100, help="validate every N steps (default 100)")
+    g.add_argument("--save-every", type=int, default=500, help="save training state every N steps (default 500)")
+    g.add_argument("--patience", type=int, default=8, help="early stop after N validations without improvement")
+    g.add_argument("--max-minutes", type=float, help="stop after this many minutes (keeps the best so far)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
+    g = p.add_argument_group("markov")
+    g.add_argument("--order", type=int, default=2, choices=(1, 2, 3), help="n-gram order (default 2)")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from performance.textgen.base import ModelFileError
+    from performance.textgen.corpus import read_corpus
+
+    try:
+        corpus = read_corpus(args.corpus)
+        if args.kind == "markov":
+            from performance.textgen.markov import train_markov
+
+            train_markov(corpus, args.out, args.order, args.seed)
+            print(f"wrote {args.out}")
+            return 0
+        if args.kind == "spreeder":
+            from performance.textgen.spreeder import train_spreeder
+
+            train_spreeder(corpus, args.out, args.seed)
+            print(f"wrote {args.out}")
+            return 0
+        from performance.textgen.train import TrainConfig, train
+
+        cfg = TrainConfig(kind=args.kind, layers=args.layers, hidden=args.hidden, embed=args.embed, heads=args.heads,
+                          context=args.context, seq_len=args.seq_len, batch=args.batch, steps=args.steps, lr=args.lr,
+                          dropout=args.dropout, tie=args.tie, eval_every=args.eval_every, save_every=args.save_every,
+                          patience=args.patience, seed=args.seed, max_minutes=args.max_minutes, device=args.device,
+                          max_vocab=args.max_vocab)
+        try:
+            card = train(corpus, args.out, cfg, resume=args.resume)
+        except KeyboardInterrupt:
+            return 130
+        print(f"wrote {args.out}: validation loss {card['val_loss']} after {card['steps']} steps "
+              f"({card['training_seconds']:.0f} s on {card['device']})")
+        return 0
+    except ModelFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def register_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="print text from a model",
+                       description="Print text from a model. MODEL is a folder or a name under models/.")
+    p.add_argument("model", metavar="MODEL")
+    n = p.add_mutually_exclusive_group()
+    n.add_argument("--words", type=int, help="stop after N words (default: 88 words)")
+    n.add_argument("--chars", type=int, help="stop after N characters")
+    n.add_argument("--lines", type=int, help="stop after N lines")
+    n.add_argument("--sentences", type=int, help="stop at the end of the Nth sentence")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = always the likeliest token; default 0.8")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the K likeliest tokens only (0 = all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: smallest set with probability P")
+    p.add_argument("--seed", type=int, default=None, help="same model + seed + settings = same text (default: random)")
+    p.add_argument("--prompt", default="", help="text to start from (unknown characters/words are dropped with a warning)")
+    p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    p.set_defaults(func=run_sample)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    import random
+    import warnings
+
+    from performance.textgen import load_model
+    from performance.textgen.base import ModelFileError
+    from performance.textgen.lengths import LengthCounter, LengthRule, trim_poem
+
+    if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
+        print("error: --temperature must be >= 0, --top-p in (0, 1], --top-k >= 0", file=sys.stderr)
+        return 2
+    for unit in ("words", "chars", "lines", "sentences"):
+        v = getattr(args, unit)
+        if v is not None and v < 1:
+            print(f"error: --{unit} {v}: must be >= 1", file=sys.stderr)
+            return 2
+    unit, n = next(((u, getattr(args, u)) for u in ("words", "chars", "lines", "sentences") if getattr(args, u)),
+                   ("words", 88))
+    try:
+        gen = load_model(args.model)
+    except ModelFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
+    stream = gen.start(seed, args.prompt)
+    counter = LengthCounter(LengthRule(unit, n), bool(getattr(gen, "word_tokens", False)))
+    text = ""
+    while True:
+        tok = stream.next(args.temperature, args.top_k, args.top_p)
+        text += tok.text
+        if args.stream:
+            sys.stdout.write(tok.text)
+            sys.stdout.flush()
+        if counter.feed(tok.text):
+            break
+    if args.stream:
+        sys.stdout.write("\n")
+    else:
+        print(trim_poem(text))
+    if args.seed is None:
+        print(f"(seed {seed})", file=sys.stderr)
+    return 0
+
+
+def register_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure generation speed against the reference loops",
+                       description="Measure tokens/s of this engine's sampler against the baseline loops "
+                                   "(contract: Bench JSON), and Spreeder's poems/s.")
+    p.add_argument("models", nargs="*", metavar="MODEL", help="default: default markov spreeder")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement (default 3)")
+    p.add_argument("--streams", default="1,16", help="stream counts for neural kinds (default 1,16)")
+    p.add_argument("--quality", action="store_true", help="also measure real-word and copied-6-gram rates")
+    p.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from performance.textgen.bench import bench_all
+
+    result = bench_all(args.models or ["default", "markov", "spreeder"], seconds=args.seconds,
+                       streams=[int(s) for s in args.streams.split(",")], quality=args.quality)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"device {result['device']}, {result['threads']} threads")
+        for c in result["cases"]:
+            if "poems_per_s" in c:
+                print(f"  {c['model']:<12} {c['kind']:<16} {c['poems_per_s']:>10.1f} poems/s "
+                      f"({c['lines_per_poem']} lines, rate {c['rate']})")
+            elif "engine_tok_s" in c:
+                print(f"  {c['model']:<12} {c['kind']:<16} streams {c['streams']:>2}  engine {c['engine_tok_s']:>10.0f} tok/s"
+                      f"  baseline {c['baseline_tok_s']:>9.0f} tok/s  ratio {c['ratio']:.1f}×")
+            else:
+                print(f"  {c}")
+    return 0

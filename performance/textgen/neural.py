@@ -1,0 +1,219 @@
+"""Neural generators behind the one interface: streams of tokens with their probabilities.
+
+On CPU the recurrent kinds step through `fused.FusedRNN` (numpy, pre-packed weights, one matrix
+product per layer) instead of calling nn.LSTM per token; the transformer decodes with its KV cache.
+Sampling is numpy with one seeded generator per stream, so a stream's text depends only on model,
+seed and temperatures — alone or in a batch.
+
+p of a token is its probability under the distribution it was drawn from (after temperature,
+top-k, top-p). At temperature 0 (argmax) that distribution is one-hot, so p is reported under the
+untempered model instead, which keeps surprise (−log p) meaningful for sonification.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from performance.textgen.base import ModelFileError, Token
+from performance.textgen.checkpoint import load_weights
+from performance.textgen.nets import RNNLM, TransformerLM, build_net
+from performance.textgen.tokenizers import CharTokenizer, WordTokenizer, make_tokenizer
+
+
+def sample_row(logits: np.ndarray, temperature: float, top_k: int, top_p: float, rng: np.random.Generator) -> tuple[int, float]:
+    """Draw one index from logits (1-D float array). Returns (index, probability)."""
+    logits = logits.astype(np.float64, copy=False)
+    m = logits.max()
+    if temperature <= 0:
+        i = int(np.argmax(logits))
+        e = np.exp(logits - m)
+        return i, float(e[i] / e.sum())
+    z = (logits - m) / temperature
+    probs = np.exp(z)
+    if top_k and 0 < top_k < probs.size:
+        kth = np.partition(probs, -top_k)[-top_k]
+        probs = np.where(probs >= kth, probs, 0.0)
+    probs /= probs.sum()
+    if top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        cum = np.cumsum(probs[order])
+        keep = order[: int(np.searchsorted(cum, top_p) + 1)]
+        mask = np.zeros_like(probs)
+        mask[keep] = probs[keep]
+        probs = mask / mask.sum()
+    cdf = np.cumsum(probs)
+    i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    i = min(i, probs.size - 1)
+    while probs[i] == 0.0 and i > 0:  # never land on a zeroed entry through rounding
+        i -= 1
+    return i, float(probs[i])
+
+
+class _TextState:
+    """What the stream needs to turn ids back into text pieces."""
+
+    def __init__(self, tok: CharTokenizer | WordTokenizer) -> None:
+        self.tok = tok
+        self.tail = ""
+
+    def piece(self, i: int) -> str:
+        text = self.tok.piece(i, self.tail)
+        self.tail = (self.tail + text)[-8:]
+        return text
+
+
+def _prime_ids(tok: CharTokenizer | WordTokenizer, prompt: str) -> tuple[list[int], list[int]]:
+    """(ids fed to warm the state, ids of the prompt echoed as the poem's first tokens)."""
+    prompt_ids = tok.encode(prompt, warn=True) if prompt else []
+    newline = tok.index.get("\n")
+    start = [newline] if newline is not None else [0]
+    return start + prompt_ids, prompt_ids
+
+
+class RNNStream:
+    """One stream on the fused CPU step."""
+
+    def __init__(self, gen: NeuralGenerator, seed: int, prompt: str) -> None:
+        self.gen = gen
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.text = _TextState(gen.tok)
+        feed, self.echo = _prime_ids(gen.tok, prompt)
+        self.state = gen.fused.zero_state(1)
+        for i in feed[:-1]:
+            gen.fused.step(np.array([i]), self.state)
+        self.last = feed[-1]
+
+    def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
+        if self.echo:
+            i = self.echo.pop(0)
+            self.gen.fused.step(np.array([self.last]), self.state)
+            self.last = i
+            return Token(self.text.piece(i), 1.0, temperature)
+        logits = self.gen.fused.step(np.array([self.last]), self.state)[0]
+        i, p = sample_row(logits, temperature, top_k, top_p, self.rng)
+        self.last = i
+        return Token(self.text.piece(i), p, temperature)
+
+
+class RNNBatch:
+    """Several RNN streams stepped together: one matrix product per layer for all of them."""
+
+    def __init__(self, gen: NeuralGenerator, seeds: list[int], prompts: list[str]) -> None:
+        self.streams = [RNNStream(gen, s, p) for s, p in zip(seeds, prompts, strict=True)]
+        self.gen = gen
+        self.state = gen.fused.stack_states([s.state for s in self.streams])
+
+    def next(self, temperatures: list[float], top_k: int = 0, top_p: float = 1.0) -> list[Token]:
+        last = np.array([s.last for s in self.streams])
+        logits = self.gen.fused.step(last, self.state)
+        out = []
+        for b, s in enumerate(self.streams):
+            if s.echo:
+                i = s.echo.pop(0)
+                s.last = i
+                out.append(Token(s.text.piece(i), 1.0, temperatures[b]))
+                continue
+            i, p = sample_row(logits[b], temperatures[b], top_k, top_p, s.rng)
+            s.last = i
+            out.append(Token(s.text.piece(i), p, temperatures[b]))
+        return out
+
+
+class TransformerStream:
+    """One stream decoding with the KV cache; re-primes from the last half context when full."""
+
+    def __init__(self, gen: NeuralGenerator, seed: int, prompt: str) -> None:
+        self.gen = gen
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.text = _TextState(gen.tok)
+        feed, self.echo = _prime_ids(gen.tok, prompt)
+        self.history: list[int] = []
+        self._prime(feed)
+
+    @torch.inference_mode()
+    def _prime(self, ids: list[int]) -> None:
+        net: TransformerLM = self.gen.net
+        ids = ids[-net.context:]
+        self.history = list(ids)
+        self.caches = [[] for _ in net.blocks]
+        x = torch.tensor([ids], dtype=torch.long, device=self.gen.device)
+        logits, _ = net(x, self.caches, 0)
+        self.logits = logits[0, -1].float().cpu().numpy()
+
+    @torch.inference_mode()
+    def _feed(self, i: int) -> None:
+        net: TransformerLM = self.gen.net
+        if len(self.history) >= net.context:
+            self._prime(self.history[-net.context // 2:] + [i])
+            return
+        x = torch.tensor([[i]], dtype=torch.long, device=self.gen.device)
+        logits, _ = net(x, self.caches, len(self.history))
+        self.history.append(i)
+        self.logits = logits[0, -1].float().cpu().numpy()
+
+    def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
+        if self.echo:
+            i = self.echo.pop(0)
+            self._feed(i)
+            return Token(self.text.piece(i), 1.0, temperature)
+        i, p = sample_row(self.logits, temperature, top_k, top_p, self.rng)
+        self._feed(i)
+        return Token(self.text.piece(i), p, temperature)
+
+
+class _StreamsBatch:
+    def __init__(self, streams: list) -> None:
+        self.streams = streams
+
+    def next(self, temperatures: list[float], top_k: int = 0, top_p: float = 1.0) -> list[Token]:
+        return [s.next(t, top_k, top_p) for s, t in zip(self.streams, temperatures, strict=True)]
+
+
+class NeuralGenerator:
+    """A loaded neural model (any of the six neural kinds)."""
+
+    def __init__(self, name: str, kind: str, card: dict, net: torch.nn.Module, tok, device: str = "cpu") -> None:
+        self.name = name
+        self.kind = kind
+        self.card = card
+        self.net = net.eval()
+        self.tok = tok
+        self.device = device
+        self.word_tokens = kind.startswith("word")
+        self.fused = None
+        if isinstance(net, RNNLM):
+            from performance.textgen.fused import FusedRNN
+
+            self.fused = FusedRNN.from_module(net)
+
+    def start(self, seed: int, prompt: str = ""):
+        if self.fused is not None:
+            return RNNStream(self, seed, prompt)
+        return TransformerStream(self, seed, prompt)
+
+    def start_batch(self, seeds: list[int], prompts: list[str] | None = None):
+        prompts = prompts or [""] * len(seeds)
+        if self.fused is not None:
+            return RNNBatch(self, seeds, prompts)
+        return _StreamsBatch([TransformerStream(self, s, p) for s, p in zip(seeds, prompts, strict=True)])
+
+
+def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGenerator:
+    """Rebuild the network from its card and load its safetensors weights (never a pickle)."""
+    card_path = model_dir / "model.json"
+    try:
+        kind = card["kind"]
+        hp = dict(card["hyperparameters"])
+        hp["kind"] = kind
+        vocab = card["vocab"]
+        if not isinstance(vocab, list) or not vocab:
+            raise ValueError("vocab must be a non-empty list")
+        net = build_net(hp, len(vocab))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{card_path}: incomplete or inconsistent card ({e})") from None
+    load_weights(net, model_dir / "model.safetensors", device="cpu")
+    net.to(device)
+    return NeuralGenerator(model_dir.name, kind, card, net, make_tokenizer(kind, vocab), device=device)
