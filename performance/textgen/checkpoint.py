@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from performance.textgen.base import ModelFileError
+from performance.textgen.registry import write_card  # noqa: F401  (re-exported for training code)
 
 
 def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -59,12 +60,6 @@ def _is_tied_alias(module: torch.nn.Module, name: str) -> bool:
     sd = module.state_dict()
     t = sd[name]
     return any(other != name and v.data_ptr() == t.data_ptr() for other, v in sd.items())
-
-
-def write_card(model_dir: Path, card: dict) -> None:
-    tmp = model_dir / "model.json.tmp"
-    tmp.write_text(json.dumps(card, indent=1, ensure_ascii=False))
-    os.replace(tmp, model_dir / "model.json")
 
 
 def save_train_state(model_dir: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from performance.textgen.base import Generator, ModelFileError
@@ -59,3 +60,10 @@ def load_model(name_or_path: str | Path, device: str = "cpu") -> Generator:
     from performance.textgen.neural import load_neural
 
     return load_neural(model_dir, card, device=device)
+
+
+def write_card(model_dir: Path, card: dict) -> None:
+    """Write model.json atomically (a crash never leaves half a card)."""
+    tmp = model_dir / "model.json.tmp"
+    tmp.write_text(json.dumps(card, indent=1, ensure_ascii=False))
+    os.replace(tmp, model_dir / "model.json")
