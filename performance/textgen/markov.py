@@ -20,8 +20,8 @@ from safetensors.numpy import load_file, save_file
 
 from performance import __version__
 from performance.textgen.base import ModelFileError, SequentialBatch, Token
-from performance.textgen.registry import write_card
 from performance.textgen.corpus import Corpus
+from performance.textgen.registry import write_card
 from performance.textgen.tokenizers import WordTokenizer
 
 
