@@ -146,13 +146,6 @@ def _length(t: Table) -> LengthSpec:
 
 def _owned_block(kind: str, t: Table) -> Any:
     """Let the owner of a settings block validate it."""
-    try:
-        return _owned_block_inner(kind, t)
-    except ImportError:  # TODO(lead): remove once stage/sound land
-        return None
-
-
-def _owned_block_inner(kind: str, t: Table) -> Any:
     if kind == "look":
         from performance.stage.look import Look
 

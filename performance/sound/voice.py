@@ -1,0 +1,181 @@
+"""The parent side of speech: a thread that feeds the worker process one job at a time, times it
+out, kills and restarts a hung or dead worker (the next line is still spoken), and hands finished
+audio to the mixer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from performance import faults
+
+log = logging.getLogger("lectern.voice")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def read_wav(path: str | Path, rate: int) -> np.ndarray:
+    """A mono float32 array at `rate` from a 16-bit WAV (linear resampling)."""
+    with wave.open(str(path)) as w:
+        sr, ch, n = w.getframerate(), w.getnchannels(), w.getnframes()
+        data = np.frombuffer(w.readframes(n), dtype=np.int16).astype(np.float32) / 32768.0
+    if ch > 1:
+        data = data.reshape(-1, ch).mean(axis=1)
+    if sr != rate and len(data):
+        t_out = np.arange(int(len(data) * rate / sr)) / rate
+        data = np.interp(t_out, np.arange(len(data)) / sr, data).astype(np.float32)
+    return data
+
+
+class SpeechWorker:
+    """Owns the worker process. `submit(job)` queues; `on_audio(job, samples, engine)` is called on
+    this object's thread when an utterance is rendered."""
+
+    def __init__(self, on_audio: Callable[[dict, np.ndarray | None, str | None], None], rate: int = 48000,
+                 timeout_base: float = 8.0) -> None:
+        self.on_audio = on_audio
+        self.rate = rate
+        self.timeout_base = timeout_base
+        self.jobs: queue.Queue[dict | None] = queue.Queue()
+        self.restarts = 0
+        self.engine_used: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="lectern-speech-"))
+        self._replies: queue.Queue[dict | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lectern-speech", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def submit(self, job: dict) -> None:
+        self.jobs.put(job)
+
+    def cancel_waiting(self) -> int:
+        n = 0
+        while True:
+            try:
+                self.jobs.get_nowait()
+                n += 1
+            except queue.Empty:
+                return n
+
+    def close(self) -> None:
+        self._stop.set()
+        self.jobs.put(None)
+        self._thread.join(3)
+        self._kill()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def _spawn(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen([sys.executable, "-m", "performance.sound.speech_worker"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+        proc = self.proc
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                try:
+                    self._replies.put(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+            self._replies.put({"eof": proc.pid})
+
+        threading.Thread(target=read, name="lectern-speech-reader", daemon=True).start()
+
+    def _kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _restart(self, why: str) -> None:
+        log.error("speech worker %s; restarting it", why)
+        self.restarts += 1
+        self._kill()
+        while not self._replies.empty():
+            self._replies.get_nowait()
+        self._spawn()
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            job = self.jobs.get()
+            if job is None:
+                return
+            n += 1
+            try:
+                self._speak(job, n)
+            except Exception:  # the voice thread must outlive any one line
+                log.exception("speech job failed")
+
+    def _speak(self, job: dict, n: int) -> None:
+        path = self.tmp / f"u{n % 8}.wav"
+        for attempt in (1, 2):
+            wire = {k: v for k, v in job.items() if k != "utt"} | {"id": n, "path": str(path)}
+            if attempt == 2:
+                wire["force_espeak"] = True
+            if faults.active("speech_worker_hang") and attempt == 1:
+                wire["fault"] = "hang"
+            timeout = self.timeout_base + 0.3 * len(job["text"].split())
+            try:
+                assert self.proc is not None and self.proc.stdin is not None
+                self.proc.stdin.write(json.dumps(wire) + "\n")
+                self.proc.stdin.flush()
+                reply = self._wait_reply(n, timeout)
+            except (BrokenPipeError, OSError, AssertionError):
+                reply = {"eof": True}
+            if reply is None:
+                self._restart(f"hung for {timeout:.0f} s")
+                continue
+            if "eof" in reply:
+                self._restart("died")
+                continue
+            if reply.get("ok"):
+                self.engine_used = reply.get("engine")
+                try:
+                    samples = read_wav(path, self.rate)
+                except (OSError, EOFError, wave.Error) as e:
+                    log.error("speech audio unreadable: %s", e)
+                    samples = None
+                self.on_audio(job, samples, self.engine_used)
+            else:
+                log.error("speech failed: %s", reply.get("error"))
+                self.on_audio(job, None, None)
+            break
+        else:
+            self.on_audio(job, None, None)
+
+    def _wait_reply(self, n: int, timeout: float) -> dict | None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                reply = self._replies.get(timeout=left)
+            except queue.Empty:
+                return None
+            if "eof" in reply or reply.get("id") == n:
+                return reply
