@@ -211,7 +211,7 @@ class Engine:
             "scene": (self.scene_idx + 1, self.scene.name),
             "standby": (sb + 1, self.setlist.entries[sb].scene.name) if sb is not None else (0, ""),
             "poem": (poem.n if poem and poem.started else self.poem_counter, self.scene.poems or 0),
-            "temperature": self.current_temperature,
+            "temperature": self.override if self.override is not None else self.current_temperature,
             "seed": self.current_seed,
             "model": poem.model if poem else self.scene.models[0],
             "paused": int(self.paused or self.blacked_out),
@@ -343,6 +343,13 @@ class Engine:
             self._restart_poems(now)
             return True, f"seed {self.next_seed}"
         if name == "model":
+            from performance.textgen.base import ModelFileError
+            from performance.textgen.registry import read_card, resolve_model_dir
+
+            try:
+                read_card(resolve_model_dir(str(args[0])))
+            except ModelFileError as e:
+                return False, str(e)
             self.model_override = str(args[0])
             return True, f"model {self.model_override} from the next poem"
         if name == "prompt":

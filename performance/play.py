@@ -410,6 +410,8 @@ class Runtime:
                 inbox.append(self.inbox.get_nowait())
             except queue.Empty:
                 break
+        if self.osc is not None:
+            inbox.extend(self.osc.drain())
         if not self.worker.alive():
             log.error("generator worker died; restarting it")
             self.errors.append("generator worker restarted")

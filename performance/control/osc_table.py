@@ -1,0 +1,74 @@
+"""The /lectern OSC address table (contract: ARCHITECTURE.md), and `run.py osc` to print it."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Address:
+    name: str  # without the /lectern prefix
+    args: str  # "" | "f" | "i" | "s" | "i|s" | "b"
+    range: str
+    does: str
+    fader: bool = False  # bursts are coalesced: only the newest value waits for the engine
+
+
+COMMANDS = [
+    Address("go", "", "", "start the scene standing by (after panic: resume with it)"),
+    Address("back", "", "", "go to the previous scene (at the next boundary)"),
+    Address("scene", "i|s", "1..N or a scene name", "jump to a scene (at the next boundary)"),
+    Address("pause", "", "", "freeze the timeline"),
+    Address("resume", "", "", "continue after pause or blackout"),
+    Address("panic", "", "", "fade picture and sound to black; GO resumes"),
+    Address("blackout", "", "", "black and silent at once; resume brings it back"),
+    Address("temperature", "f", "0..3 (clamped)", "override the scene's temperature", fader=True),
+    Address("temperature/release", "", "", "back to the scene's temperature program"),
+    Address("seed", "i", "0..2147483647", "start a new poem now with this seed"),
+    Address("reseed", "", "", "start a new poem now with a fresh random seed"),
+    Address("model", "s", "a model name under models/", "write with this model from the next poem"),
+    Address("prompt", "s", "text", "start the next poem from this text"),
+    Address("speed", "f", "0.1..10 (clamped)", "reveal speed multiplier", fader=True),
+    Address("voice", "b", "0|1", "speech on/off"),
+    Address("volume", "f", "0..1 (clamped)", "master volume", fader=True),
+    Address("sonify", "b", "0|1", "sonification on/off"),
+    Address("keep", "", "", "append the current poem to harvest.txt"),
+    Address("caption", "b", "0|1 (no argument: toggle)", "caption with model, temperature, seed"),
+]
+SESSION = [
+    Address("connect", "s", "the passcode", "authorise this sender (when --osc-passcode is set)"),
+    Address("ping", "", "", "answered with /lectern/pong"),
+    Address("subscribe", "i", "a UDP port", "receive /lectern/reply and /lectern/state/... on that port"),
+    Address("unsubscribe", "", "", "stop receiving state"),
+]
+STATE = [
+    ("state/scene", "i s", "scene number and name"),
+    ("state/standby", "i s", "scene standing by (0 = none)"),
+    ("state/poem", "i i", "poem n, of N (0 = open-ended)"),
+    ("state/temperature", "f", "current temperature"),
+    ("state/seed", "i", "current seed"),
+    ("state/model", "s", "current model"),
+    ("state/paused", "i", "1 while paused or blacked out"),
+    ("state/voice", "i", "speech on"),
+    ("state/volume", "f", "master volume"),
+    ("state/health", "f f i i f", "uptime_s, fps, poems, restarts, rss_mb"),
+]
+TYPE_NAMES = {"": "—", "f": "float", "i": "int", "s": "string", "i|s": "int or string", "b": "0|1"}
+
+
+def table_text() -> str:
+    lines = ["Lectern OSC (UDP; default 127.0.0.1:9000; prefix /lectern)", "", "Commands (each answered with "
+             "/lectern/reply <address> ok|error <detail>):"]
+    for a in COMMANDS + SESSION:
+        rng = f" [{a.range}]" if a.range else ""
+        lines.append(f"  /lectern/{a.name:<22} {TYPE_NAMES[a.args]:<14} {a.does}{rng}")
+    lines += ["", "State, pushed to subscribers on change and at least once a second:"]
+    for name, types, does in STATE:
+        lines.append(f"  /lectern/{name:<22} {types:<14} {does}")
+    return "\n".join(lines)
+
+
+def register_osc(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("osc", help="print the OSC address table", description="Print the OSC address table.")
+    p.set_defaults(func=lambda args: print(table_text()) or 0)
