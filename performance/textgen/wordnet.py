@@ -92,8 +92,9 @@ class WordNet:
             ptrs.append((sym, ppos, int(off)))
         return lemmas, tuple(ptrs)
 
-    def related(self, lemma: str, pos: str, senses: int = 2) -> list[str]:
-        """Synonyms, hypernyms and hyponyms of the first `senses` senses of `lemma` (single words)."""
+    def related(self, lemma: str, pos: str, senses: int = 2, cap: int = 16) -> list[str]:
+        """Synonyms, hypernyms and hyponyms of the first `senses` senses of `lemma` (single words),
+        nearest first, at most `cap` (a flower has a hundred hyponyms; a poem wants a few)."""
         out: list[str] = []
         for offset in self.index[pos].get(lemma, [])[:senses]:
             lemmas, ptrs = self.synset(pos, offset)
@@ -107,4 +108,4 @@ class WordNet:
             if w not in seen and w.isalpha() and w.islower():  # capitalised lemmas are proper names
                 seen.add(w)
                 result.append(w)
-        return result
+        return result[:cap]
