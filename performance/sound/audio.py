@@ -225,7 +225,8 @@ class Output:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(2)
+        if self._thread.is_alive():
+            self._thread.join(2)
         if self.stream is not None:
             try:
                 self.stream.stop()

@@ -177,5 +177,9 @@ class SpeechWorker:
                 reply = self._replies.get(timeout=left)
             except queue.Empty:
                 return None
-            if "eof" in reply or reply.get("id") == n:
+            if "eof" in reply:
+                if self.proc is not None and reply["eof"] == self.proc.pid:
+                    return reply
+                continue  # the end of a worker already replaced
+            if reply.get("id") == n:
                 return reply
