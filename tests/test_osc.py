@@ -1,0 +1,393 @@
+"""OSC over real UDP sockets: validation, replies, state feedback, security, coalescing, fuzzing;
+and liblo's oscsend/oscdump (a client this project did not write) against a headless engine."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pythonosc.osc_bundle_builder import OscBundleBuilder
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from performance.control.osc import OscServer, interpret
+from performance.control.osc_table import COMMANDS, table_text
+from performance.show.clock import FakeClock
+
+
+def msg(address: str, *args) -> bytes:
+    b = OscMessageBuilder(address=address)
+    for a in args:
+        b.add_arg(a)
+    return b.build().dgram
+
+
+class Client:
+    """A UDP socket that sends from a fixed port and collects what comes back."""
+
+    def __init__(self, server_port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.server = ("127.0.0.1", server_port)
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendto(data, self.server)
+
+    def collect(self, seconds: float = 0.5, until=None) -> list[tuple[str, list]]:
+        out, t0 = [], time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            m = OscMessage(data)
+            out.append((m.address, list(m.params)))
+            if until and until(out):
+                break
+        return out
+
+
+@pytest.fixture
+def server():
+    srv = OscServer(host="127.0.0.1", port=0, scene_count=lambda: 4, clock=FakeClock())
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def engine_answers(srv: OscServer, seconds: float = 0.3) -> list:
+    """The test harness plays the engine: take commands, answer ok."""
+    t0, got = time.monotonic(), []
+    while time.monotonic() - t0 < seconds:
+        for c in srv.drain():
+            got.append(c)
+            c.reply(True, "applied")
+        time.sleep(0.01)
+    return got
+
+
+def test_interpret_validates_and_clamps():
+    assert interpret("/lectern/temperature", (7.5,), 4) == ("temperature", (3.0,))
+    assert interpret("/lectern/temperature", (-1,), 4) == ("temperature", (0.0,))
+    assert interpret("/lectern/volume", (2.0,), 4) == ("volume", (1.0,))
+    assert interpret("/lectern/speed", (0.0,), 4) == ("speed", (0.1,))
+    assert interpret("/lectern/scene", (99,), 4) == ("scene", (4,))
+    assert interpret("/lectern/scene", ("brerin",), 4) == ("scene", ("brerin",))
+    assert interpret("/lectern/voice", (0.0,), 4) == ("voice", (0,))
+    assert interpret("/lectern/seed", (12.0,), 4) == ("seed", (12,))
+    for bad in [("/lectern/temperature", ("hot",)), ("/lectern/seed", (1.5,)), ("/lectern/nope", ()),
+                ("/other/go", ()), ("/lectern/model", ("",)), ("/lectern/temperature", ())]:
+        with pytest.raises(ValueError):
+            interpret(*bad, 4)
+    assert "/lectern/temperature" in table_text()
+
+
+def test_every_address_is_accepted_and_answered(server):
+    c = Client(server.port)
+    sample = {"": (), "f": (0.5,), "i": (3,), "s": ("default",), "i|s": (2,), "b": (1,)}
+    for a in COMMANDS:
+        c.send(msg(f"/lectern/{a.name}", *sample[a.args]))
+    cmds = engine_answers(server, 0.5)
+    assert sorted(x.name for x in cmds) == sorted(a.name for a in COMMANDS)
+    replies = [m for m in c.collect(0.5) if m[0] == "/lectern/reply"]
+    assert len(replies) == len(COMMANDS) and all(r[1][1] == "ok" for r in replies)
+
+
+def test_ping_pong_and_reply_to_source_and_subscribed_port(server):
+    c, sub = Client(server.port), Client(server.port)
+    c.send(msg("/lectern/subscribe", sub.port))
+    c.send(msg("/lectern/ping"))
+    got = c.collect(0.4)
+    assert ("/lectern/pong", []) in got
+    c.send(msg("/lectern/temperature", 9.0))
+    engine_answers(server)
+    assert any(m[0] == "/lectern/reply" and m[1][:2] == ["/lectern/temperature", "ok"] for m in c.collect(0.3))
+    assert any(m[0] == "/lectern/reply" and m[1][0] == "/lectern/temperature" for m in sub.collect(0.3))
+
+
+def test_subscribers_get_state_on_change_and_every_second_without_echo(server):
+    c = Client(server.port)
+    c.send(msg("/lectern/subscribe", c.port))
+    state = {"scene": (1, "a"), "standby": (2, "b"), "poem": (3, 10), "temperature": 0.7, "seed": 5,
+             "model": "default", "paused": 0, "voice": 1, "volume": 1.0, "health": (1.0, 60.0, 3, 0, 100.0)}
+    server.publish_state(state)
+    got = c.collect(1.3)
+    names = [m[0] for m in got]
+    assert "/lectern/state/temperature" in names and "/lectern/state/health" in names
+    server.publish_state({**state, "temperature": 1.4})
+    got = c.collect(0.3, until=lambda o: any(m == ("/lectern/state/temperature", [pytest.approx(1.4)]) for m in o))
+    assert any(m[0] == "/lectern/state/temperature" and abs(m[1][0] - 1.4) < 1e-6 for m in got)
+    assert sum(1 for m in c.collect(2.2) if m[0] == "/lectern/state/scene") >= 2  # at least once a second
+    # echoing our own state back is ignored: no reply, no loop
+    c.send(msg("/lectern/state/temperature", 1.0))
+    assert not [m for m in c.collect(0.3) if m[0] == "/lectern/reply"]
+    c.send(msg("/lectern/unsubscribe"))
+    c.collect(0.3)
+    assert not [m for m in c.collect(1.3) if m[0].startswith("/lectern/state")]
+
+
+def test_allowlist_drops_and_counts():
+    srv = OscServer(host="127.0.0.1", port=0, allow=["10.9.9.9"])
+    srv.start()
+    try:
+        c = Client(srv.port)
+        c.send(msg("/lectern/ping"))
+        assert c.collect(0.4) == []
+        assert srv.stats()["dropped_not_allowed"] == 1 and srv.drain() == []
+    finally:
+        srv.stop()
+
+
+def test_passcode_required_before_commands():
+    srv = OscServer(host="127.0.0.1", port=0, passcode="s3cret")
+    srv.start()
+    try:
+        c = Client(srv.port)
+        c.send(msg("/lectern/go"))
+        c.send(msg("/lectern/connect", "wrong"))
+        got = c.collect(0.4)
+        assert [m[1][1] for m in got if m[0] == "/lectern/reply"] == ["error", "error"]
+        assert srv.drain() == []
+        c.send(msg("/lectern/connect", "s3cret"))
+        c.send(msg("/lectern/go"))
+        time.sleep(0.3)
+        assert [x.name for x in srv.drain()] == ["go"]
+    finally:
+        srv.stop()
+
+
+def test_rate_limit_and_fader_coalescing():
+    srv = OscServer(host="127.0.0.1", port=0, rate_limit=50)
+    srv.start()
+    try:
+        c = Client(srv.port)
+        for i in range(200):
+            c.send(msg("/lectern/temperature", i / 100))
+        time.sleep(0.4)
+        cmds = srv.drain()
+        assert len(cmds) == 1  # one pending value per fader and sender: the newest that got through
+        assert srv.stats()["dropped_rate"] > 0 and srv.stats()["coalesced"] > 0
+    finally:
+        srv.stop()
+
+
+def test_future_bundle_does_not_stall_and_carries_a_due_time(server):
+    c = Client(server.port)
+    b = OscBundleBuilder(time.time() + 30)
+    b.add_content(OscMessageBuilder(address="/lectern/go").build())
+    c.send(b.build().dgram)
+    c.send(msg("/lectern/ping"))
+    assert ("/lectern/pong", []) in c.collect(0.5, until=lambda o: ("/lectern/pong", []) in o)
+    cmds = server.drain()
+    assert [x.name for x in cmds] == ["go"] and cmds[0].due == pytest.approx(30, abs=1.0)
+
+
+MALFORMED = [
+    b"", b"\x00", b"/lectern/go", b"/lectern/go\x00", b"/lectern/go\x00\x00\x00\x00,f\x00\x00",
+    b"/lectern/temperature\x00\x00\x00\x00,f\x00\x00\x00\x00",  # truncated float
+    b"\xff\xfe/bad utf8\x00\x00\x00,\x00\x00\x00", b"#bundle\x00\x00\x00", b"#bundle\x00" + b"\x00" * 8 + b"\x00\x00\x00\x40",
+    b"#bundle\x00" + b"\x00" * 8 + struct.pack(">i", -4), b"/lectern/go\x00,zzz\x00\x00\x00\x00",
+    b"x" * 70000,
+]
+
+
+def nest(depth: int) -> bytes:
+    inner = msg("/lectern/ping")
+    for _ in range(depth):
+        inner = b"#bundle\x00" + b"\x00" * 7 + b"\x01" + struct.pack(">i", len(inner)) + inner
+    return inner
+
+
+def send_raw(port: int, data: bytes) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(data, ("127.0.0.1", port))
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
+def test_malformed_datagrams_never_stop_the_server(server):
+    for d in [*MALFORMED, nest(3), nest(50)]:
+        send_raw(server.port, d)
+    c = Client(server.port)
+    c.send(msg("/lectern/ping"))
+    assert ("/lectern/pong", []) in c.collect(1.0, until=lambda o: ("/lectern/pong", []) in o)
+    assert server.stats()["malformed"] >= 8
+
+
+FUZZ = {"n": 0}
+
+
+@pytest.fixture(scope="module")
+def fuzz_server():
+    srv = OscServer(host="127.0.0.1", port=0, scene_count=lambda: 3, rate_limit=1e9)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+_osc_like = st.builds(
+    lambda addr, tags, body: addr + b"\x00" * (4 - len(addr) % 4) + b"," + tags + b"\x00" * (4 - (len(tags) + 1) % 4) + body,
+    st.sampled_from([b"/lectern/temperature", b"/lectern/go", b"/lectern/scene", b"/lectern/subscribe", b"/x",
+                     b"/lectern/volume", b"#bundle"]),
+    st.binary(max_size=6).map(lambda b: bytes(c % 128 for c in b)),
+    st.binary(max_size=40),
+)
+
+
+@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(st.one_of(st.binary(max_size=200), _osc_like))
+def test_fuzz_ten_thousand_datagrams(fuzz_server, data):
+    sock = getattr(test_fuzz_ten_thousand_datagrams, "_sock", None)
+    if sock is None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        test_fuzz_ten_thousand_datagrams._sock = sock
+    sock.sendto(data, ("127.0.0.1", fuzz_server.port))
+    FUZZ["n"] += 1
+    if FUZZ["n"] % 500 == 0:
+        time.sleep(0.005)  # let the receive thread keep up: we test parsing, not the kernel's buffer
+        fuzz_server.drain()
+
+
+def test_fuzzed_server_still_answers_and_applies(fuzz_server):
+    assert FUZZ["n"] >= 10_000
+    time.sleep(0.5)
+    fuzz_server.drain()
+    c = Client(fuzz_server.port)
+    c.send(msg("/lectern/ping"))
+    assert ("/lectern/pong", []) in c.collect(1.0, until=lambda o: ("/lectern/pong", []) in o)
+    c.send(msg("/lectern/temperature", 1.25))
+    time.sleep(0.3)
+    cmds = [x for x in fuzz_server.drain() if x.sender == ("127.0.0.1", c.port)]
+    assert [(x.name, x.args) for x in cmds] == [("temperature", (1.25,))]
+    Path(ROOT / "bench").mkdir(exist_ok=True)
+    stats = fuzz_server.stats()
+    assert stats["received"] >= 10_000
+
+
+# ---- the real client: liblo's oscsend / oscdump against a headless engine ----------------------------
+def free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def oscsend(port: int, address: str, types: str = "", *args) -> None:
+    subprocess.run(["oscsend", "localhost", str(port), address, types, *map(str, args)] if types else
+                   ["oscsend", "localhost", str(port), address], check=True, timeout=10)
+
+
+@pytest.fixture
+def engine(tmp_path):
+    (tmp_path / "set.toml").write_text("""
+name = "osc-test"
+[[scene]]
+name = "one"
+model = "markov"
+length = { words = 300 }
+change_at = "line"
+temperature = { program = "constant", value = 0.5 }
+pacing = { reveal = "words", rate = 25, hold = 0.2 }
+lookahead = 8
+[[scene]]
+name = "two"
+model = "markov"
+length = { lines = 3 }
+pacing = { reveal = "words", rate = 25, hold = 0.2 }
+""")
+    port, dump_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "run.py", "play", str(tmp_path / "set.toml"), "--headless", "--window",
+                             "320x180", "--quiet", "--osc-port", str(port), "--duration", "40",
+                             "--transcript-dir", str(tmp_path / "sessions")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=subprocess.PIPE, text=True)
+    # wait until the engine answers a ping (it has started)
+    t0 = time.monotonic()
+    c = Client(port)
+    while time.monotonic() - t0 < 30:
+        c.send(msg("/lectern/ping"))
+        if ("/lectern/pong", []) in c.collect(0.3):
+            break
+    yield port, dump_port, dump, proc, tmp_path
+    for p in (dump, proc):
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def read_dump(dump: subprocess.Popen, seconds: float) -> list[str]:
+    import select
+
+    lines, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        r, _, _ = select.select([dump.stdout], [], [], 0.1)
+        if r:
+            lines.append(dump.stdout.readline().strip())
+    return lines
+
+
+def test_liblo_client_steers_a_headless_engine(engine):
+    port, dump_port, dump, proc, tmp = engine
+    oscsend(port, "/lectern/subscribe", "i", dump_port)
+    oscsend(port, "/lectern/ping")
+    lines = read_dump(dump, 2.0)
+    assert any("/lectern/reply" in ln and "/lectern/ping" in ln for ln in lines)
+    assert any("/lectern/state/scene" in ln and '"one"' in ln for ln in lines), lines[:5]
+    oscsend(port, "/lectern/temperature", "f", 1.75)
+    time.sleep(1.5)
+    oscsend(port, "/lectern/go")
+    lines = read_dump(dump, 4.0)
+    assert any("/lectern/state/scene" in ln and '"two"' in ln for ln in lines), "GO advanced the scene"
+    # garbage leaves it answering
+    for d in MALFORMED:
+        send_raw(port, d)
+    oscsend(port, "/lectern/ping")
+    assert any("/lectern/ping" in ln and "ok" in ln for ln in read_dump(dump, 1.5))
+    proc.terminate()
+    proc.wait(20)
+    jsonl = next((tmp / "sessions").glob("*.jsonl"))
+    events = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    cmd = next(e for e in events if e["event"] == "command" and e["address"] == "/lectern/temperature")
+    after = [e for e in events if e["event"] == "token" and e["t"] >= cmd["t"] and e["poem"] == 1]
+    first_new = next(i for i, e in enumerate(after) if e["temperature"] == 1.75)
+    assert first_new <= 10, first_new
+    assert all(e["temperature"] == 1.75 for e in after[first_new:])
+
+
+def test_allowlisted_out_sender_is_ignored_by_the_engine(tmp_path):
+    port, dump_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "run.py", "play", "setlists/safe.toml", "--headless", "--window", "320x180",
+                             "--quiet", "--osc-port", str(port), "--osc-allow", "10.1.2.3", "--duration", "20",
+                             "--transcript-dir", str(tmp_path)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    dump = subprocess.Popen(["oscdump", "-L", str(dump_port)], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        for _ in range(3):
+            oscsend(port, "/lectern/subscribe", "i", dump_port)
+            oscsend(port, "/lectern/ping")
+        assert read_dump(dump, 2.0) == []
+    finally:
+        for p in (dump, proc):
+            p.terminate()
+            p.wait(10)
