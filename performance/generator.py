@@ -29,6 +29,14 @@ log = logging.getLogger("lectern.generator")
 # the contract's 0..3 scale is divided by 3 for them.
 UNIT_SCALE_KINDS = ("spreeder",)
 FALLBACK_MODEL = "default"
+_FAULT_FIRED = False
+
+
+def _fire_fault() -> None:
+    """The model_worker_crash fault kills the worker once per process, mid-poem."""
+    global _FAULT_FIRED
+    _FAULT_FIRED = True
+    raise RuntimeError("fault injection: model_worker_crash")
 
 
 # ---- messages to the worker -------------------------------------------------------------------
@@ -198,8 +206,8 @@ class WorkerCore:
                     continue
                 if req.done or not req.credits:
                     continue
-                if faults.active("model_worker_crash"):
-                    raise RuntimeError("fault injection: model_worker_crash")
+                if faults.active("model_worker_crash") and not _FAULT_FIRED:
+                    _fire_fault()
                 t, top_k, top_p = req.credits.popleft()
                 tok = req.stream.next(t, top_k, top_p)
                 self._emit(TokenOut(rid, tok))

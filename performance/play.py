@@ -17,13 +17,15 @@ import threading
 import time
 from pathlib import Path
 
-from performance import STARTED
+from performance import STARTED, faults
 from performance.show.schema import ConfigError
 
 log = logging.getLogger("lectern.play")
 FPS = 60
+TRANSCRIPT_CAP_BYTES = 1 << 30  # an installation keeps at most 1 GiB of transcripts
 RECORD_FPS = 30
 DROP_GAP_S = 0.025
+PLANNED_RESTART = 75  # the supervisor restarts at once, without counting a crash
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -176,11 +178,22 @@ def run_play(args: argparse.Namespace) -> int:
             supervise = None
         if supervise is not None:
             return supervise(sys.argv[1:])
+    from performance.install.logs import rotate_transcripts, setup_logging
+
+    setup_logging(args.transcript_dir / "logs" if args.install else None, quiet=args.quiet)
     try:
         setlist = load_setlist(args.setlist)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.install:
+        import dataclasses
+
+        if setlist.install is None or setlist.install.loop:
+            setlist = dataclasses.replace(setlist, loop=True)  # an installation loops forever
+        if args.transcript_dir.exists():
+            for f in rotate_transcripts(args.transcript_dir, TRANSCRIPT_CAP_BYTES):
+                log.warning("transcript rotated out: %s", f.name)
     start_scene = None
     if args.scene:
         idx = setlist.scene_index(int(args.scene) if args.scene.isdigit() else args.scene)
@@ -223,6 +236,7 @@ class Runtime:
         # a recording needs the mix on disk to mux it; keep it beside the video unless asked elsewhere
         self.audio_out = args.audio_out or (args.record.with_name(args.record.stem + ".audio.wav") if args.record else None)
         self.errors: list[str] = []
+        self.exit_code = 0
 
     # -- set-up --------------------------------------------------------------------------------
     def _open_display(self) -> None:
@@ -263,10 +277,13 @@ class Runtime:
         """A projector was unplugged or swapped: re-enter fullscreen on what is there now."""
         import pygame
 
-        if self.args.headless or self.args.window or self.screen is None:
+        if self.screen is None:
             return
         try:
-            self.screen = self._fullscreen(pygame)
+            if self.args.headless or self.args.window:
+                self.screen = pygame.display.set_mode(self.size)
+            else:
+                self.screen = self._fullscreen(pygame)
             self.renderer = type(self.renderer)(self.size)
             log.warning("display changed; fullscreen again at %dx%d", *self.size)
         except pygame.error as e:
@@ -358,6 +375,8 @@ class Runtime:
         frame_s = 1.0 / FPS
         next_deadline = time.monotonic()
         last_status = 0.0
+        started_wall = self.clock.wall()
+        display_fault_done = False
         try:
             while not self.quit_requested:
                 work_t0 = time.perf_counter()
@@ -386,6 +405,13 @@ class Runtime:
                 if presented - last_status >= 1.0:
                     last_status = presented
                     self._publish(now)
+                    if self.hours is not None and self.args.install and self.hours.restart_due(started_wall, self.clock.wall()):
+                        log.warning("daily restart")
+                        self.exit_code = PLANNED_RESTART
+                        break
+                    if not display_fault_done and faults.active("display_changed"):
+                        display_fault_done = True
+                        self._display_changed()
                 # deadlines advance by the frame period (no drift); after a stall, start afresh
                 next_deadline += frame_s
                 delay = next_deadline - time.monotonic()
@@ -397,7 +423,7 @@ class Runtime:
             pass
         finally:
             self._shutdown()
-        return 0
+        return self.exit_code
 
     def _gather(self, now: float) -> list:
         from performance.engine import SpeechStarted

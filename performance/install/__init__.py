@@ -1,0 +1,1 @@
+"""Unattended installations: opening hours, supervision, heartbeat, status, logs, disk guard."""
