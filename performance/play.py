@@ -618,19 +618,22 @@ class Runtime:
 
             self.args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             pygame.image.save(self.screen, str(self.args.screenshot))
-        if self.args.stats_json:
-            summary = self.stats.summary(self.size[0], self.size[1], first)
-            if self.recorder is not None:
-                summary["recorder_dropped"] = getattr(self.recorder, "dropped", None)
-            self.args.stats_json.parent.mkdir(parents=True, exist_ok=True)
-            self.args.stats_json.write_text(json.dumps(summary, indent=1))
-        for closer in (getattr(self.recorder, "close", None), getattr(self.osc, "stop", None),
-                       getattr(self.sound, "close", None), getattr(self.operator, "stop", None)):
+        # sound first: the recorder muxes the finished audio mix into the video
+        for closer in (getattr(self.sound, "close", None),
+                       (lambda: self.recorder.close(now)) if self.recorder is not None else None,
+                       getattr(self.osc, "stop", None), getattr(self.operator, "stop", None)):
             if closer:
                 try:
                     closer()
                 except Exception:
                     log.exception("shutdown step failed")
+        if self.args.stats_json:
+            summary = self.stats.summary(self.size[0], self.size[1], first)
+            if self.recorder is not None:
+                summary["recorder_dropped"] = self.recorder.dropped
+                summary["recorder_frames"] = self.recorder.frames_written
+            self.args.stats_json.parent.mkdir(parents=True, exist_ok=True)
+            self.args.stats_json.write_text(json.dumps(summary, indent=1))
         self.worker.stop()
         self.transcript.close()
         if self.screen is not None:

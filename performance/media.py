@@ -1,0 +1,66 @@
+"""ffmpeg helpers shared by the live recorder and the offline renderer.
+
+Output that video sites take as is: H.264 High profile, yuv420p, AAC 48 kHz, +faststart. (x264's
+`ultrafast` comes out as Constrained Baseline; `veryfast` gives High and is still several times
+faster than real time for text on black.)
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+X264 = ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p", "-tune", "stillimage"]
+AAC = ["-c:a", "aac", "-b:a", "160k", "-ar", "48000"]
+
+
+class MediaError(Exception):
+    """ffmpeg is missing or failed; the message says which and how to fix it."""
+
+
+def ffmpeg() -> str:
+    path = shutil.which("ffmpeg")
+    if path is None:
+        raise MediaError("ffmpeg not found: install it with `sudo apt-get install ffmpeg` (make setup does)")
+    return path
+
+
+def pix_fmt_of(surface) -> tuple[str, bool]:
+    """(ffmpeg pixel format of the surface's raw buffer, whether the raw buffer can be used as is)."""
+    if surface.get_bytesize() == 4:
+        r, g, b, _ = surface.get_masks()
+        order = {0xFF0000: "r", 0xFF00: "g", 0xFF: "b"}
+        if {r, g, b} == {0xFF0000, 0xFF00, 0xFF} and surface.get_pitch() == surface.get_width() * 4:
+            # little-endian memory: lowest byte first
+            fmt = "".join(order[m] for m in sorted((r, g, b))) + "0"
+            return fmt, True
+    return "rgb24", False
+
+
+def raw_bytes(surface, direct: bool) -> bytes:
+    import pygame
+
+    return surface.get_buffer().raw if direct else pygame.image.tobytes(surface, "RGB")
+
+
+def encoder(out: Path, size: tuple[int, int], fps: int, pix_fmt: str, container: list[str]) -> subprocess.Popen:
+    """An ffmpeg reading raw frames on stdin."""
+    w, h = size
+    cmd = [ffmpeg(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{w}x{h}", "-r", str(fps),
+           "-i", "-", *X264, "-g", str(fps * 2), *container, str(out)]
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def mux(video: Path, audio: Path | None, out: Path, duration: float | None = None) -> None:
+    """Copy the video, encode the audio to AAC 48 kHz, move the index to the front (+faststart)."""
+    cmd = [ffmpeg(), "-loglevel", "error", "-y", "-i", str(video)]
+    if audio is not None and audio.exists() and audio.stat().st_size > 44:
+        cmd += ["-i", str(audio), "-map", "0:v:0", "-map", "1:a:0", *AAC]
+    cmd += ["-c:v", "copy"]
+    if duration is not None:
+        cmd += ["-t", f"{duration:.3f}"]
+    cmd += ["-movflags", "+faststart", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise MediaError(f"{out}: ffmpeg could not finish the file ({r.stderr.strip()[-300:]})")

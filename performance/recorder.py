@@ -1,0 +1,114 @@
+"""Live recording: the stage's frames go to ffmpeg through a bounded queue on the recorder's thread.
+
+The frame loop only copies the surface (about a millisecond at 1080p) for each tick of the
+recording's frame rate on the engine clock. The thread turns copies into bytes and feeds ffmpeg;
+ticks the stage could not deliver in time are filled with the previous frame (picture and sound
+stay in sync) and counted as dropped. During the session the video goes to a Matroska file that
+stays playable if the process is killed; `close` muxes it with the audio mix into the final MP4.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from pathlib import Path
+
+from performance.media import MediaError, encoder, mux, pix_fmt_of, raw_bytes
+
+log = logging.getLogger("lectern.recorder")
+QUEUE_FRAMES = 6
+
+
+class Recorder:
+    def __init__(self, path: Path, size: tuple[int, int], fps: int = 30, clock=None, audio: Path | None = None) -> None:
+        self.path = Path(path)
+        self.size = size
+        self.fps = fps
+        self.clock = clock
+        self.audio = audio
+        self.partial = self.path.with_name(self.path.stem + ".partial.mkv")
+        self.dropped = 0
+        self.frames_written = 0
+        self._last_tick = -1
+        self._q: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
+        self._proc = None
+        self._thread = threading.Thread(target=self._run, name="lectern-recorder", daemon=True)
+        self._fmt: tuple[str, bool] | None = None
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def frame(self, surface, now: float) -> None:
+        """Offer the frame just presented at engine time `now`."""
+        tick = int(now * self.fps + 1e-6)
+        if tick <= self._last_tick or self.error:
+            return
+        if self._fmt is None:
+            self._fmt = pix_fmt_of(surface)
+            try:
+                self._proc = encoder(self.partial, self.size, self.fps, self._fmt[0], ["-f", "matroska"])
+            except MediaError as e:
+                self.error = str(e)
+                log.error("recording off: %s", e)
+                return
+            self._thread.start()
+        try:
+            self._q.put_nowait((tick, surface.copy()))
+            self._last_tick = tick
+        except queue.Full:
+            pass  # the thread is behind: this tick will be filled by a repeat and counted
+
+    def _run(self) -> None:
+        prev: bytes | None = None
+        written = -1
+        assert self._proc is not None and self._proc.stdin is not None and self._fmt is not None
+        while True:
+            item = self._q.get()
+            if item is None:
+                break
+            tick, surf = item
+            data = raw_bytes(surf, self._fmt[1])
+            try:
+                # before the first frame the stage was still starting: show that frame from t = 0
+                for _ in range(written + 1, tick):
+                    self._proc.stdin.write(prev if prev is not None else data)
+                    self.frames_written += 1
+                    if prev is not None:
+                        self.dropped += 1
+                self._proc.stdin.write(data)
+                self.frames_written += 1
+            except (BrokenPipeError, OSError) as e:
+                self.error = f"ffmpeg stopped: {e}"
+                log.error("recording stopped: %s", e)
+                return
+            prev, written = data, tick
+        self._prev, self._written = prev, written
+
+    def close(self, end: float | None = None) -> Path | None:
+        """Finish: fill up to the session's end, finish the MKV, mux the MP4. Returns the MP4 path."""
+        if self._proc is None:
+            return None
+        self._q.put(None)
+        self._thread.join(60)
+        prev, written = getattr(self, "_prev", None), getattr(self, "_written", -1)
+        if end is not None and prev is not None and self._proc.stdin is not None:
+            try:
+                for _ in range(written + 1, int(end * self.fps + 1e-6) + 1):
+                    self._proc.stdin.write(prev)
+                    self.frames_written += 1
+            except (BrokenPipeError, OSError):
+                pass
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            pass
+        self._proc.wait(120)
+        try:
+            mux(self.partial, self.audio, self.path, duration=self.frames_written / self.fps)
+            self.partial.unlink(missing_ok=True)
+        except MediaError as e:
+            log.error("%s (the video is still in %s)", e, self.partial)
+            return None
+        return self.path
