@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from performance import __version__
@@ -52,4 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    code = int(args.func(args) or 0)
+    if args.command == "play":
+        # The runtime has closed its files and joined what matters; native threads (SDL, PortAudio,
+        # torch) must not get a chance to abort the process in their static destructors, so a
+        # supervisor or CI reads the exit code we mean.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

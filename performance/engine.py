@@ -115,6 +115,7 @@ class _Column:
     poems_done: int = 0
     start_at: float = 0.0  # when the current poem may start revealing
     last_rid: int | None = None
+    ahead: deque = field(default_factory=deque)  # poems opened early, written while this one shows
 
 
 class Engine:
@@ -153,7 +154,7 @@ class Engine:
         self.errors: deque[str] = deque(maxlen=8)
         self.models_loaded: dict[str, str] = {}
         self.first_token_t: float | None = None
-        self._rid_column: dict[int, _Column] = {}
+        self._rid_poem: dict[int, _Poem] = {}
         self._out = Outbox()
         self._now = 0.0
 
@@ -180,6 +181,8 @@ class Engine:
         if self.state == "playing" and not self.paused:
             for col in self.columns:
                 self._advance(now, col)
+                if self.columns and col.phase != "done":
+                    self._grant(now, col)  # keep poems written ahead fed, during holds too
             if self.columns and all(c.phase == "done" for c in self.columns):
                 self._scene_finished(now)
         return self._flush()
@@ -231,24 +234,26 @@ class Engine:
     # ---- inbox ----------------------------------------------------------------------------------
     def _receive(self, now: float, msg: Any) -> None:
         if isinstance(msg, TokenOut):
-            col = self._rid_column.get(msg.id)
-            if col and col.poem and col.poem.rid == msg.id:
-                col.poem.received.append((msg.token, now))
+            poem = self._rid_poem.get(msg.id)
+            if poem is not None:
+                poem.received.append((msg.token, now))
         elif isinstance(msg, Done):
-            col = self._rid_column.get(msg.id)
-            if col and col.poem and col.poem.rid == msg.id:
-                col.poem.done = True
+            poem = self._rid_poem.get(msg.id)
+            if poem is not None:
+                poem.done = True
         elif isinstance(msg, Failed):
             text = f"model {msg.model}: {msg.error}" + (f" — using {msg.fallback}" if msg.fallback else "")
             self.errors.append(text)
             self._emit(now, "error", source="model", model=msg.model, detail=msg.error, fallback=msg.fallback)
-            col = self._rid_column.get(msg.id) if msg.id is not None else None
-            if col and col.poem and col.poem.rid == msg.id:
+            poem = self._rid_poem.get(msg.id) if msg.id is not None else None
+            if poem is not None:
                 if msg.fallback:
-                    col.poem.model = msg.fallback
+                    poem.model = msg.fallback
                 else:  # nothing can write: end this column's part quietly, the show goes on
-                    col.poem = None
-                    col.phase = "done"
+                    for col in self.columns:
+                        if col.poem is poem:
+                            col.poem = None
+                            col.phase = "done"
         elif isinstance(msg, Loaded):
             self.models_loaded[msg.model] = msg.kind
         elif isinstance(msg, SpeechStarted):
@@ -448,6 +453,7 @@ class Engine:
 
     def _stop_scene(self, now: float) -> None:
         for col in self.columns:
+            self._drop_ahead(col)
             self._end_poem(now, col, partial=True)
             if col.last_rid is not None:
                 self._out.worker.append(Close(col.last_rid))
@@ -488,40 +494,83 @@ class Engine:
         prog = self.scene.temperature
         return prog.at(now - self.scene_t0, poem.index, token_index, salt=f"{self.session_seed}/{col.index}"), False
 
+    def _new_poem(self, col: _Column, index: int, seed: int, model: str, prompt: str, cont: int | None) -> _Poem:
+        sc = self.scene
+        rid = next(self._ids)
+        rule = sc.length.rule(f"{self.session_seed}/{self.scene_idx}/{col.index}/{index}")
+        self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont))
+        poem = _Poem(rid=rid, index=index, model=model, seed=seed, prompt=prompt)
+        self._rid_poem[rid] = poem
+        if len(self._rid_poem) > 256:  # forget old ids: only poems still held by a column matter
+            live = {p.rid for c in self.columns for p in [c.poem, *c.ahead] if p is not None}
+            self._rid_poem = {k: v for k, v in self._rid_poem.items() if k in live or k == rid}
+        return poem
+
+    def _drop_ahead(self, col: _Column) -> None:
+        while col.ahead:
+            self._out.worker.append(Close(col.ahead.popleft().rid))
+
     def _open_poem(self, now: float, col: _Column) -> None:
         sc = self.scene
         index = col.poems_done
-        seed = self.next_seed if self.next_seed is not None else sc.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}")
+        overridden = self.next_seed is not None or self.model_override or self.prompt_override is not None
+        if overridden:
+            self._drop_ahead(col)
+        if col.ahead and col.ahead[0].index == index:
+            poem = col.ahead.popleft()
+            if col.last_rid is not None:
+                self._out.worker.append(Close(col.last_rid))
+        else:
+            self._drop_ahead(col)
+            seed = self.next_seed if self.next_seed is not None else sc.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}")
+            model = self.model_override or col.model
+            prompt = self.prompt_override if self.prompt_override is not None else sc.prompt
+            cont = col.last_rid if (sc.seed.continue_stream and col.last_rid is not None and index > 0) else None
+            if col.last_rid is not None and cont is None:
+                self._out.worker.append(Close(col.last_rid))
+            poem = self._new_poem(col, index, seed, model, prompt, cont)
         self.next_seed = None
-        model = self.model_override or col.model
-        prompt = self.prompt_override if self.prompt_override is not None else sc.prompt
-        rid = next(self._ids)
-        cont = col.last_rid if (sc.seed.continue_stream and col.last_rid is not None and index > 0) else None
-        if col.last_rid is not None and cont is None:
-            self._out.worker.append(Close(col.last_rid))
-        rule = sc.length.rule(f"{self.session_seed}/{self.scene_idx}/{col.index}/{index}")
-        self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont))
-        col.poem = _Poem(rid=rid, index=index, model=model, seed=seed, prompt=prompt)
-        col.last_rid = rid
-        self._rid_column[rid] = col
-        if len(self._rid_column) > 64:  # forget old ids: only the newest per column matter
-            live = {c.poem.rid for c in self.columns if c.poem} | {rid}
-            self._rid_column = {k: v for k, v in self._rid_column.items() if k in live}
+        col.poem = poem
+        col.last_rid = poem.rid
         self._grant(now, col)
+        self._fill_ahead(now, col)
+
+    def _fill_ahead(self, now: float, col: _Column) -> None:
+        """Open the next poems early (a poem flick on a CPU): the worker writes them batched."""
+        sc = self.scene
+        if not sc.ahead or sc.seed.continue_stream:
+            return
+        while len(col.ahead) < sc.ahead:
+            index = col.poems_done + 1 + len(col.ahead)
+            if sc.poems is not None and index >= sc.poems:
+                break
+            seed = sc.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}")
+            poem = self._new_poem(col, index, seed, self.model_override or col.model,
+                                  self.prompt_override if self.prompt_override is not None else sc.prompt, None)
+            col.ahead.append(poem)
+            self._grant_poem(now, col, poem)
 
     def _grant(self, now: float, col: _Column) -> None:
-        poem = col.poem
-        if poem is None or poem.done:
+        if col.poem is not None:
+            self._grant_poem(now, col, col.poem)
+        for poem in col.ahead:
+            self._grant_poem(now, col, poem)
+
+    def _grant_poem(self, now: float, col: _Column, poem: _Poem) -> None:
+        """Keep `lookahead` tokens granted beyond what is shown (a whole poem for instant reveal)."""
+        if poem.done:
             return
         sc = self.scene
-        want = sc.lookahead
         if sc.pacing.reveal == "instant" or sc.blocklist.mode == "regenerate" and sc.blocklist.words:
-            want = max(want, 256)  # the poem is shown whole: let it be written whole
-        pending = poem.granted - poem.revealed
+            # the poem is shown whole: let it be written whole, in chunks as they arrive
+            want, shown = max(sc.lookahead, 256), poem.revealed + len(poem.received)
+        else:  # bounded look-ahead: at most `lookahead` tokens written beyond what the stage shows
+            want, shown = sc.lookahead, poem.revealed
+        pending = poem.granted - shown
         if pending >= want:
             return
         temps, override = [], False
-        for i in range(poem.granted, poem.revealed + want):
+        for i in range(poem.granted, shown + want):
             t, override = self._temperature(col, poem, i, now)
             temps.append(t)
         poem.granted += len(temps)
@@ -720,6 +769,7 @@ class Engine:
         if self.state != "playing":
             return
         for col in self.columns:
+            self._drop_ahead(col)
             if col.poem and col.poem.started:
                 self._end_poem(now, col, partial=True)
                 col.poems_done += 1

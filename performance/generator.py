@@ -192,9 +192,42 @@ class WorkerCore:
     def busy(self) -> bool:
         return any(r.credits and not r.done for r in self._reqs.values())
 
+    def _batched(self) -> int:
+        """Step every waiting stream of the same recurrent model together (one matrix product per
+        layer for all): several poems written ahead cost little more than one."""
+        from performance.textgen.neural import RNNStream, step_streams
+
+        groups: dict[int, list[_Req]] = {}
+        for req in self._reqs.values():
+            if req.credits and not req.done and isinstance(req.stream, RNNStream) and not req.stream.echo:
+                groups.setdefault(id(req.gen), []).append(req)
+        made = 0
+        for reqs in groups.values():
+            if len(reqs) < 2:
+                continue
+            if faults.active("model_worker_crash") and not _FAULT_FIRED:
+                _fire_fault()
+            # streams with different top-k/top-p settings are not mixed: take the first's settings
+            t0, k0, p0 = reqs[0].credits[0]
+            reqs = [r for r in reqs if r.credits[0][1:] == (k0, p0)]
+            temps = [r.credits.popleft()[0] for r in reqs]
+            for req, tok in zip(reqs, step_streams([r.stream for r in reqs], temps, k0, p0), strict=True):
+                self._emit(TokenOut(req.id, tok))
+                made += 1
+                if req.counter.feed(tok.text):
+                    req.done = True
+                    req.credits.clear()
+                    self._emit(Done(req.id, capped=req.counter.tokens >= req.counter._cap))
+        return made
+
     def work(self, budget: int = 64) -> int:
         """Generate up to `budget` tokens, one per request in turn. Returns tokens made."""
         made = 0
+        while made < budget:
+            n = self._batched()
+            if not n:
+                break
+            made += n
         while made < budget:
             progressed = False
             for _ in range(len(self._order)):

@@ -470,8 +470,8 @@ class Runtime:
         _ = Command  # the engine restarts poems itself; nothing is lost but the unrevealed tokens
 
     def _hours(self, now: float, inbox: list) -> None:
-        if self.hours is None or not hasattr(self.hours, "is_open"):
-            return
+        if self.hours is None or not self.args.install:
+            return  # opening hours are for installations; a rehearsal plays whenever it is started
         from performance.control.command import Command
 
         is_open = self.hours.is_open(self.clock.wall())

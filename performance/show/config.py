@@ -76,6 +76,7 @@ class Scene:
     pacing: Pacing = Pacing()
     change_at: str = "poem"
     lookahead: int = 8
+    ahead: int = 0
     blocklist: Blocklist = Blocklist()
     look: Any = None
     voice: Any = None
@@ -212,6 +213,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         pacing=pacing,
         change_at=t.str("change_at", "poem", ("poem", "line")),
         lookahead=t.int("lookahead", 8, lo=1, hi=4096),
+        ahead=t.int("ahead", 0, lo=0, hi=16),
         blocklist=blocklist,
         look=_owned_block("look", t.sub("look")),
         voice=_owned_block("voice", t.sub("voice")),

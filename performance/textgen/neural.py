@@ -217,3 +217,21 @@ def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGener
     load_weights(net, model_dir / "model.safetensors", device="cpu")
     net.to(device)
     return NeuralGenerator(model_dir.name, kind, card, net, make_tokenizer(kind, vocab), device=device)
+
+
+def step_streams(streams: list[RNNStream], temperatures: list[float], top_k: int = 0,
+                 top_p: float = 1.0) -> list[Token]:
+    """One token for each of several independent RNN streams of the same model, with one matrix
+    product per layer for all of them. Each keeps its own random generator, so its text is the
+    same as when it runs alone."""
+    gen = streams[0].gen
+    state = gen.fused.stack_states([s.state for s in streams])
+    logits = gen.fused.step(np.array([s.last for s in streams]), state)
+    out = []
+    for b, s in enumerate(streams):
+        for mine, stacked in zip(s.state, state, strict=True):
+            mine[0] = stacked[b]
+        i, p = sample_row(logits[b], temperatures[b], top_k, top_p, s.rng)
+        s.last = i
+        out.append(Token(s.text.piece(i), p, temperatures[b]))
+    return out
