@@ -254,3 +254,28 @@ pacing = { reveal = "words", rate = 50, hold = 1 }
     assert [sp.text for sp in spoken] == text.split("\n")
     assert [sp.line for sp in spoken] == [0, 1]
     assert len(sounded) == len([e for e in of(events, "token") if e["text"].strip()])
+
+
+def test_poems_written_ahead_and_batched_depend_on_their_seed_only(tmp_path):
+    """A flick scene writes several poems ahead, stepped together in one batch by the worker;
+    each poem's text must be what its seed gives when written alone."""
+    from performance.textgen import load_model
+
+    gen = load_model("default")
+    texts = {}
+    for ahead in (0, 3):
+        s = write(tmp_path, f"""
+[[scene]]
+layout = "flick"
+model = "default"
+poems = 5
+length = {{ words = 25 }}
+seed = {{ program = "new" }}
+temperature = {{ program = "constant", value = 0.8 }}
+pacing = {{ reveal = "instant", hold = 0.3 }}
+ahead = {ahead}
+""", name=f"flick{ahead}.toml")
+        events = simulate(s, 20, loader=lambda name: gen, session_seed=11)
+        texts[ahead] = [(e["seed"], e["text"]) for e in of(events, "poem_end") if not e["partial"]]
+    assert len(texts[0]) == 5 and texts[0] == texts[3]
+    assert len({seed for seed, _ in texts[0]}) == 5
