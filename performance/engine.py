@@ -122,11 +122,14 @@ class Engine:
     """The show's state and rules. Not thread-safe: only the frame loop calls it."""
 
     def __init__(self, setlist: Setlist, *, session_seed: int | None = None, stage: dict | None = None,
-                 start_scene: int | None = None) -> None:
+                 start_scene: int | None = None, lookahead_scale: int = 1) -> None:
         self.setlist = setlist
         self.session_seed = session_seed if session_seed is not None else (
             setlist.seed if setlist.seed is not None else random.randrange(2**31))
         self.stage = stage or {"width": 1920, "height": 1080, "fps": 60}
+        # under --time-scale X the stage shows X times more tokens per frame: the look-ahead in
+        # tokens grows with it so it stays the same in time
+        self.lookahead_scale = max(1, lookahead_scale)
         self._ids = itertools.count(1)
         self.scene_idx = (start_scene if start_scene is not None else setlist.start) - 1
         self.scene: Scene = setlist.entries[self.scene_idx].scene
@@ -224,6 +227,16 @@ class Engine:
             "override": self.override,
             "poems": self.poem_counter,
         }
+
+    def waiting_for_worker(self) -> bool:
+        """Is a poem on stage waiting for tokens the worker owes it? (the runtime's stall watchdog)"""
+        if self.state != "playing" or self.paused:
+            return False
+        for col in self.columns:
+            p = col.poem
+            if p is not None and p.started and not p.done and not p.received and p.granted > p.revealed:
+                return True
+        return False
 
     def current_poem(self) -> _Poem | None:
         for col in self.columns:
@@ -565,7 +578,7 @@ class Engine:
             # the poem is shown whole: let it be written whole, in chunks as they arrive
             want, shown = max(sc.lookahead, 256), poem.revealed + len(poem.received)
         else:  # bounded look-ahead: at most `lookahead` tokens written beyond what the stage shows
-            want, shown = sc.lookahead, poem.revealed
+            want, shown = sc.lookahead * self.lookahead_scale, poem.revealed
         pending = poem.granted - shown
         if pending >= want:
             return

@@ -284,8 +284,15 @@ class GeneratorThread:
         return self._thread is not None and self._thread.is_alive()
 
     def restart(self) -> None:
-        """Start a fresh worker after a crash; open requests are gone (the engine re-opens)."""
+        """Start a fresh worker after a crash or a stall, on fresh queues (a stalled thread may still
+        hold the old ones); open requests are gone and the engine re-opens its poems."""
         self.restarts += 1
+        if self.core is not None:
+            self._stop.set()
+            self.inbox.put(Close(-1))
+        self._stop = threading.Event()
+        self.inbox = queue.Queue()
+        self.outbox = queue.Queue()
         self.start()
 
     def send(self, msg: WorkerIn) -> None:
@@ -296,16 +303,16 @@ class GeneratorThread:
         self.inbox.put(Close(-1))
 
     def _run(self) -> None:
-        core = self.core
+        core, stop, inbox = self.core, self._stop, self.inbox
         assert core is not None
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 block = not core.busy()
                 try:
-                    msg = self.inbox.get(block=block, timeout=0.5 if block else None)
+                    msg = inbox.get(block=block, timeout=0.5 if block else None)
                     core.handle(msg)
                     while True:  # drain everything waiting before generating more
-                        core.handle(self.inbox.get_nowait())
+                        core.handle(inbox.get_nowait())
                 except queue.Empty:
                     pass
                 self.tokens += core.work(8)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import queue
 import sys
@@ -25,6 +26,7 @@ FPS = 60
 TRANSCRIPT_CAP_BYTES = 1 << 30  # an installation keeps at most 1 GiB of transcripts
 RECORD_FPS = 30
 DROP_GAP_S = 0.025
+STALL_S = 20.0  # a poem on stage that gets no token from the worker this long restarts the worker
 PLANNED_RESTART = 75  # the supervisor restarts at once, without counting a crash
 
 
@@ -237,6 +239,7 @@ class Runtime:
         self.audio_out = args.audio_out or (args.record.with_name(args.record.stem + ".audio.wav") if args.record else None)
         self.errors: list[str] = []
         self.exit_code = 0
+        self.last_worker_output = time.monotonic()
 
     # -- set-up --------------------------------------------------------------------------------
     def _open_display(self) -> None:
@@ -370,7 +373,7 @@ class Runtime:
         self._start_stage()
         self.engine = Engine(self.setlist, session_seed=self.args.seed,
                              stage={"width": self.size[0], "height": self.size[1], "fps": FPS},
-                             start_scene=self.start_scene)
+                             start_scene=self.start_scene, lookahead_scale=int(math.ceil(self.args.time_scale)))
         self._route(self.engine.start(self.clock.now()))
         frame_s = 1.0 / FPS
         next_deadline = time.monotonic()
@@ -438,18 +441,24 @@ class Runtime:
                 break
         if self.osc is not None:
             inbox.extend(self.osc.drain())
-        if not self.worker.alive():
-            log.error("generator worker died; restarting it")
-            self.errors.append("generator worker restarted")
-            self.restarts += 1
+        stalled = self.engine.waiting_for_worker() and time.monotonic() - self.last_worker_output > STALL_S
+        if not self.worker.alive() or stalled:
+            why = "stalled" if stalled else "died"
+            log.error("generator worker %s; restarting it", why)
+            self.errors.append(f"generator worker {why}; restarted")
             self.worker.restart()
+            self.last_worker_output = time.monotonic()
             self._reopen_after_worker_restart(now)
         wq = self.worker.outbox
+        got = 0
         for _ in range(20000):
             try:
                 inbox.append(wq.get_nowait())
+                got += 1
             except queue.Empty:
                 break
+        if got or not self.engine.waiting_for_worker():
+            self.last_worker_output = time.monotonic()
         if self.sound is not None:
             for ev in self.sound.poll():
                 inbox.append(SpeechStarted(ev.poem, ev.line, ev.start, ev.end))
