@@ -391,3 +391,17 @@ def test_allowlisted_out_sender_is_ignored_by_the_engine(tmp_path):
         for p in (dump, proc):
             p.terminate()
             p.wait(10)
+
+
+def test_controller_layout_uses_only_known_addresses():
+    from performance.control.osc_table import SESSION, STATE
+
+    session = json.loads((ROOT / "assets/controllers/lectern-open-stage-control.json").read_text())
+    widgets = session["content"]["widgets"]
+    known = {f"/lectern/{a.name}" for a in COMMANDS + SESSION} | {f"/lectern/{n}" for n, _, _ in STATE} | {"/lectern/reply"}
+    assert {w["address"] for w in widgets} <= known
+    by_id = {w["id"]: w for w in widgets}
+    assert by_id["panic"]["doubleTap"] is True
+    assert by_id["temperature"]["range"] == {"min": 0, "max": 3}
+    for need in ("go", "back", "reseed", "voice", "volume", "keep", "scene"):
+        assert need in by_id
