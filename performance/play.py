@@ -135,17 +135,26 @@ class FrameStats:
 
     def __init__(self) -> None:
         self.work_ms: list[float] = []
+        self.speaking_frames = 0
+        self.speaking_dropped = 0
+        self.speaking_time = 0.0
+        self.osc_latency_ms: list[float] = []
         self.frames = 0
         self.dropped = 0
         self.last_present: float | None = None
         self.t_first: float | None = None
 
-    def frame(self, work_s: float, presented: float) -> None:
+    def frame(self, work_s: float, presented: float, speaking: bool = False) -> None:
         self.frames += 1
         if len(self.work_ms) < 2_000_000:
             self.work_ms.append(work_s * 1000)
-        if self.last_present is not None and presented - self.last_present > DROP_GAP_S:
+        late = self.last_present is not None and presented - self.last_present > DROP_GAP_S
+        if late:
             self.dropped += 1
+        if speaking and self.last_present is not None:
+            self.speaking_frames += 1
+            self.speaking_dropped += int(late)
+            self.speaking_time += presented - self.last_present
         if self.t_first is None:
             self.t_first = presented
         self.last_present = presented
@@ -161,10 +170,18 @@ class FrameStats:
         def pct(q: float) -> float:
             return round(ms[min(len(ms) - 1, int(q * (len(ms) - 1) + 0.5))], 3)
 
-        return {"fps": round(self.fps(), 2), "frame_ms_p50": pct(0.50), "frame_ms_p99": pct(0.99),
-                "frames": self.frames, "dropped": self.dropped,
-                "first_token_s": round(first_token_s, 3) if first_token_s is not None else None,
-                "width": width, "height": height}
+        out = {"fps": round(self.fps(), 2), "frame_ms_p50": pct(0.50), "frame_ms_p99": pct(0.99),
+               "frames": self.frames, "dropped": self.dropped,
+               "first_token_s": round(first_token_s, 3) if first_token_s is not None else None,
+               "width": width, "height": height,
+               "speaking_frames": self.speaking_frames, "speaking_dropped": self.speaking_dropped,
+               "fps_while_speaking": round(self.speaking_frames / self.speaking_time, 2) if self.speaking_time else None}
+        if self.osc_latency_ms:
+            lat = sorted(self.osc_latency_ms)
+            out["osc_commands"] = len(lat)
+            out["osc_latency_ms_p50"] = round(lat[len(lat) // 2], 2)
+            out["osc_latency_ms_p99"] = round(lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))], 2)
+        return out
 
 
 def run_play(args: argparse.Namespace) -> int:
@@ -400,7 +417,11 @@ class Runtime:
 
                     pygame.display.flip()
                 presented = time.monotonic()
-                self.stats.frame(work, presented)
+                self.stats.frame(work, presented, speaking=self.sound is not None and self.sound.speaking())
+                for cmd in inbox:  # OSC message → the first presented frame that shows its effect
+                    received = getattr(cmd, "received", None)
+                    if received is not None and len(self.stats.osc_latency_ms) < 100_000:
+                        self.stats.osc_latency_ms.append((presented - received) * 1000)
                 if self.recorder is not None and self.screen is not None:
                     self.recorder.frame(self.screen, now)
                 if self.heartbeat is not None:

@@ -33,6 +33,7 @@ class Command:
     sender: tuple[str, int] | None = None
     due: float | None = None
     reply: Callable[[bool, str], None] | None = field(default=None, compare=False, repr=False)
+    received: float | None = field(default=None, compare=False)  # time.monotonic() when it arrived
     id: int = field(default_factory=lambda: next(_ids), compare=False)
 
     @property

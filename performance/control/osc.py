@@ -302,7 +302,8 @@ class OscServer:
                 scale = getattr(self.clock, "time_scale", 1.0)
                 due = self.clock.now() + delay * scale
         reply = self._replier(addr, sender, address)
-        cmd = Command(f"{PREFIX}/{name}", args, source="osc", sender=addr, due=due, reply=reply)
+        cmd = Command(f"{PREFIX}/{name}", args, source="osc", sender=addr, due=due, reply=reply,
+                      received=time.monotonic())
         spec = TABLE[name]
         with self._lock:
             if spec.fader and due is None:
