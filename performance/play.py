@@ -267,6 +267,13 @@ class Runtime:
         os.environ.setdefault("SDL_VIDEO_ALLOW_SCREENSAVER", "0")
         import pygame
 
+        no_screen = (sys.platform.startswith("linux") and not self.args.headless and not os.environ.get("DISPLAY")
+                     and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("SDL_VIDEODRIVER"))
+        if no_screen:  # a server or an SSH shell: SDL would open an invisible window, nobody would see it
+            print("no display could be opened (no DISPLAY or WAYLAND_DISPLAY); performing on the terminal instead",
+                  file=sys.stderr)
+            self.terminal = True
+            return
         try:
             pygame.display.init()
             pygame.font.init()

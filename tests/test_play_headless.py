@@ -43,3 +43,23 @@ def test_shipped_setlist_plays_headless(tmp_path, setlist):
     assert img.get_size() == (640, 360)
     lit = sum(1 for x in range(0, 640, 4) for y in range(0, 360, 4) if sum(img.get_at((x, y))[:3]) > 150)
     assert lit > 20, "the last frame shows text"
+
+
+def test_without_a_display_it_says_so_and_performs_on_the_terminal(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    r = subprocess.run([sys.executable, "run.py", "play", "setlists/safe.toml", "--duration", "9", "--time-scale", "3",
+                        "--quiet", "--osc-port", "0", "--transcript-dir", str(tmp_path)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0
+    assert len([ln for ln in r.stderr.splitlines() if "no display" in ln]) == 1
+    assert "=== safe ===" in r.stdout
+    words = r.stdout.split("=== safe ===")[1].split()
+    assert len(words) >= 10
+
+
+def test_help_lists_the_commands():
+    r = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    for command in ("play", "check", "train", "sample", "bench", "render", "osc", "status"):
+        assert command in r.stdout
