@@ -49,7 +49,7 @@ def test_without_a_display_it_says_so_and_performs_on_the_terminal(tmp_path):
     import os
 
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
-    r = subprocess.run([sys.executable, "run.py", "play", "setlists/safe.toml", "--duration", "9", "--time-scale", "3",
+    r = subprocess.run([sys.executable, "run.py", "play", "setlists/safe.toml", "--duration", "24", "--time-scale", "4",
                         "--quiet", "--osc-port", "0", "--transcript-dir", str(tmp_path)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0
