@@ -60,6 +60,8 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--osc-port", type=int, default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
     g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
     g.add_argument("--osc-passcode", metavar="CODE", help="senders must /lectern/connect CODE first")
+    g.add_argument("--osc-rate", type=float, default=200.0, metavar="N",
+                   help="messages per second one sender may send (default 200; more are dropped and counted)")
     g = p.add_argument_group("output")
     g.add_argument("--record", type=Path, metavar="OUT.mp4", help="record the session as video with sound")
     g.add_argument("--audio-out", type=Path, metavar="OUT.wav", help="write the audio mix to a WAV file")
@@ -343,7 +345,7 @@ class Runtime:
                 allow = [a.strip() for a in self.args.osc_allow.split(",")] if self.args.osc_allow else None
                 self.osc = OscServer(self.inbox, host=self.args.osc_host, port=self.args.osc_port, allow=allow,
                                      passcode=self.args.osc_passcode, scene_count=lambda: len(self.setlist.entries),
-                                     clock=self.clock)
+                                     clock=self.clock, rate_limit=self.args.osc_rate)
                 self.osc.start()
             except ImportError:
                 self.osc = None

@@ -87,13 +87,14 @@ def test_columns_side_by_side():
         assert lit(surf, pygame.Rect(i * third + 10, int(H * 0.15), third - 20, int(H * 0.6))) > 100, i
 
 
-def test_flick_replaces_the_previous_poem():
+def test_flick_replaces_the_previous_poem_when_the_new_one_appears():
     s = StageState()
     s.apply(scene("flick"))
     poem(s, 1, "first poem of many words")
-    poem(s, 2, "second")
-    view = s.frame(1.0)
-    assert [p.n for p in view.columns[0].poems] == [2]
+    s.apply({"t": 1.0, "event": "poem_start", "n": 2, "model": "m", "seed": 2, "column": 0, "temperature": 0.7})
+    assert [p.n for p in s.frame(1.0).columns[0].poems] == [1]  # still writing: the old poem stays
+    s.apply({"t": 1.2, "event": "token", "poem": 2, "text": "second", "temperature": 0.7, "p": 0.5, "column": 0})
+    assert [p.n for p in s.frame(1.2).columns[0].poems] == [2]
 
 
 def test_countdown_visible_during_a_pause_only():

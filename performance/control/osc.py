@@ -38,6 +38,17 @@ TABLE = {a.name: a for a in COMMANDS}
 QUIET = {"state", "reply", "pong"}  # our own outputs echoed back: ignored silently (no echo loops)
 
 
+class _QuietPythonOsc(logging.Filter):
+    """python-osc logs every unknown type tag on the root logger: one line per bad packet would
+    flood an installation's log. Our own receive path counts and logs them, rate-limited."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pythonosc" not in record.pathname
+
+
+_QUIET = _QuietPythonOsc()
+
+
 class OscError(ValueError):
     """A message that cannot be accepted; the text is the reply's detail."""
 
@@ -154,8 +165,14 @@ class OscServer:
         self.scene_count = scene_count
         self.clock = clock
         self.rate_limit = rate_limit
+        if _QUIET not in logging.getLogger().filters:
+            logging.getLogger().addFilter(_QUIET)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:  # a burst from a controller should wait in the kernel, not be lost
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        except OSError:
+            pass
         self.sock.bind((host, port))
         self.sock.settimeout(0.2)
         self._pending: OrderedDict = OrderedDict()
@@ -353,8 +370,8 @@ class OscServer:
                 b.add_arg(a, "i")
             elif isinstance(a, float):
                 b.add_arg(a, "f")
-            else:
-                b.add_arg(str(a), "s")
+            else:  # text from a sender may hold undecodable bytes: send what can be sent
+                b.add_arg(str(a).encode("utf-8", "replace").decode("utf-8"), "s")
         return b.build().dgram
 
     def _state_messages(self) -> dict[str, list]:
@@ -384,9 +401,12 @@ class OscServer:
                 self.sock.sendto(self._build(address, args), addr)
             except queue.Empty:
                 pass
-            except OSError as e:
+            except Exception as e:  # an unsendable reply (odd text from a fuzzed packet) must not stop feedback
                 self._warn("send", "OSC send failed: %s", e)
-            self._push_state()
+            try:
+                self._push_state()
+            except Exception as e:
+                self._warn("send", "OSC state push failed: %s", e)
 
     def _push_state(self) -> None:
         subs = [(ip, s.subscribed) for ip, s in list(self._senders.items()) if s.subscribed]

@@ -43,7 +43,7 @@ class StageView:
 
 
 class _Column:
-    __slots__ = ("title", "poems", "chars", "model", "seed", "temperature", "started")
+    __slots__ = ("title", "poems", "chars", "model", "seed", "temperature", "started", "replace_on_token")
 
     def __init__(self, title: str) -> None:
         self.title = title
@@ -53,6 +53,7 @@ class _Column:
         self.seed = 0
         self.temperature = 0.0
         self.started = 0.0
+        self.replace_on_token = False
 
 
 class StageState:
@@ -86,16 +87,21 @@ class StageState:
             self.speech.clear()
         elif kind == "poem_start":
             col = self._col(ev)
-            if self.layout != "stream":
-                col.poems.clear()
-                col.chars = 0
-            col.poems.append([ev["n"], ""])
+            # a poem replaces the last when its first words appear, not before: no blank stage
+            # while a flick poem is still being written
+            col.replace_on_token = self.layout != "stream"
+            if self.layout == "stream":
+                col.poems.append([ev["n"], ""])
             col.model, col.seed = ev.get("model", col.model), ev.get("seed", 0)
             col.temperature = ev.get("temperature", col.temperature)
             col.started = t
             self.pause_until = None
         elif kind == "token":
             col = self._col(ev)
+            if col.replace_on_token and (not col.poems or col.poems[-1][0] != ev.get("poem")):
+                col.poems.clear()
+                col.chars = 0
+                col.replace_on_token = False
             if not col.poems or col.poems[-1][0] != ev.get("poem"):
                 col.poems.append([ev.get("poem"), ""])
             col.poems[-1][1] += ev["text"]
