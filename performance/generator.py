@@ -212,13 +212,17 @@ class WorkerCore:
             reqs = [r for r in reqs if r.credits[0][1:] == (k0, p0)]
             temps = [r.credits.popleft()[0] for r in reqs]
             for req, tok in zip(reqs, step_streams([r.stream for r in reqs], temps, k0, p0), strict=True):
-                self._emit(TokenOut(req.id, tok))
+                self._deliver(req, tok)
                 made += 1
-                if req.counter.feed(tok.text):
-                    req.done = True
-                    req.credits.clear()
-                    self._emit(Done(req.id, capped=req.counter.tokens >= req.counter._cap))
         return made
+
+    def _deliver(self, req: _Req, tok: Token) -> None:
+        """Send a token; when it completes the poem, say so and stop writing that request."""
+        self._emit(TokenOut(req.id, tok))
+        if req.counter.feed(tok.text):
+            req.done = True
+            req.credits.clear()
+            self._emit(Done(req.id, capped=req.counter.tokens >= req.counter._cap))
 
     def work(self, budget: int = 64) -> int:
         """Generate up to `budget` tokens, one per request in turn. Returns tokens made."""
@@ -242,14 +246,9 @@ class WorkerCore:
                 if faults.active("model_worker_crash") and not _FAULT_FIRED:
                     _fire_fault()
                 t, top_k, top_p = req.credits.popleft()
-                tok = req.stream.next(t, top_k, top_p)
-                self._emit(TokenOut(rid, tok))
+                self._deliver(req, req.stream.next(t, top_k, top_p))
                 made += 1
                 progressed = True
-                if req.counter.feed(tok.text):
-                    req.done = True
-                    req.credits.clear()
-                    self._emit(Done(rid, capped=req.counter.tokens >= req.counter._cap))
                 if made >= budget:
                     break
             if not progressed:
