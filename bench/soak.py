@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(max(1.0, real / 300))
     wall = time.monotonic() - t0
     warm = [s for s in samples if s["t"] >= args.warmup * real] or samples
-    first, last = warm[0], samples[-1]
+    first, last = warm[0], (samples[-3] if len(samples) > 3 else samples[-1])
     events = []
     for f in (out / "sessions").glob("*.jsonl"):
         for line in f.read_text().splitlines():
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "open_sim_hours": round(sum(b - a for a, b in opened) / 3600, 2),
         "open_close_changes": len(schedule),
         "stats": json.loads((out / "stats.json").read_text()) if (out / "stats.json").exists() else None,
+        "rss_mb_by_tenth": [round(warm[min(len(warm) - 1, int(i * len(warm) / 10))]["rss_mb"], 1) for i in range(10)],
         "output": str(out),
     }
     print(json.dumps(figures, indent=1))

@@ -226,6 +226,8 @@ class WorkerCore:
 
     def work(self, budget: int = 64) -> int:
         """Generate up to `budget` tokens, one per request in turn. Returns tokens made."""
+        if len(self._order) > 2 * len(self._reqs) + 16:  # forget closed requests
+            self._order = deque(rid for rid in self._order if rid in self._reqs)
         made = 0
         while made < budget:
             n = self._batched()

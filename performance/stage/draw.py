@@ -21,9 +21,18 @@ MIN_SIZE = 10
 
 
 class _LRU(OrderedDict):
-    def __init__(self, cap: int) -> None:
+    """A least-recently-used cache bounded by entries and, for surfaces, by their pixel bytes
+    (weeks of 1080p text would otherwise keep hundreds of megabytes of old lines)."""
+
+    def __init__(self, cap: int, max_bytes: int | None = None) -> None:
         super().__init__()
         self.cap = cap
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    @staticmethod
+    def _size(value) -> int:
+        return value.get_width() * value.get_height() * 4 if isinstance(value, pygame.Surface) else 0
 
     def get_or(self, key, make):
         if key in self:
@@ -31,8 +40,10 @@ class _LRU(OrderedDict):
             return self[key]
         value = make()
         self[key] = value
-        if len(self) > self.cap:
-            self.popitem(last=False)
+        self.bytes += self._size(value)
+        while len(self) > self.cap or (self.max_bytes is not None and self.bytes > self.max_bytes and len(self) > 1):
+            _, old = self.popitem(last=False)
+            self.bytes -= self._size(old)
         return value
 
 
@@ -79,7 +90,7 @@ class StageRenderer:
         self.size = size
         self.fonts = Fonts()
         self._wrap = _LRU(4096)
-        self._lines = _LRU(1024)
+        self._lines = _LRU(1024, max_bytes=48 << 20)
         self._shrunk: dict[tuple[int, int], int] = {}
         self._overlay = pygame.Surface(size)
 

@@ -155,7 +155,7 @@ class MarkovGenerator:
                 acc += w
                 cum.append(acc)
             out = ([i for _, i in weighted], cum)
-        if len(self._cache) > 50_000:
+        if len(self._cache) > 5_000:
             self._cache.clear()
         self._cache[key] = out
         return out
