@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("setlist", nargs="?", default="setlists/soak.toml")
     p.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
     p.add_argument("--time-scale", type=float, default=100.0, help="engine seconds per real second (default 100)")
-    p.add_argument("--warmup", type=float, default=0.1, help="fraction of the run counted as warm-up (default 0.1)")
+    p.add_argument("--warmup", type=float, default=0.25,
+                   help="fraction of the run counted as warm-up, while caches (fonts, rendered lines) fill (default 0.25)")
     p.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = p.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="lectern-soak-"))
