@@ -14,7 +14,7 @@ SETLISTS = sorted(p.stem for p in (ROOT / "setlists").glob("*.toml"))
 STATS_KEYS = {"fps", "frame_ms_p50", "frame_ms_p99", "frames", "dropped", "first_token_s", "width", "height"}
 
 
-def play(tmp_path, setlist: str, *extra: str, duration: float = 12, scale: float = 3) -> subprocess.CompletedProcess:
+def play(tmp_path, setlist: str, *extra: str, duration: float = 16, scale: float = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "run.py", "play", f"setlists/{setlist}.toml", "--headless", "--window", "640x360",
            "--duration", str(duration), "--time-scale", str(scale), "--quiet", "--osc-port", "0",
            "--transcript-dir", str(tmp_path / "sessions"), "--stats-json", str(tmp_path / "s.json"),
