@@ -22,7 +22,7 @@ apt:
 $(VENV)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q $(TORCH_INDEX) -r requirements.txt
+	$(VPY) -m pip install -q -r requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
