@@ -4,10 +4,13 @@ and liblo's oscsend/oscdump (a client this project did not write) against a head
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -60,23 +63,42 @@ class Client:
         return out
 
 
+class FakeEngine:
+    """The test harness plays the engine: a thread that takes Commands from the inbox and answers ok."""
+
+    def __init__(self, inbox: queue.Queue) -> None:
+        self.inbox, self.got, self._stop = inbox, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                c = self.inbox.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            self.got.append(c)
+            c.reply(True, "applied")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(1)
+
+
 @pytest.fixture
 def server():
-    srv = OscServer(host="127.0.0.1", port=0, scene_count=lambda: 4, clock=FakeClock())
+    srv = OscServer(queue.Queue(maxsize=4096), host="127.0.0.1", port=0, scene_count=lambda: 4, clock=FakeClock())
     srv.start()
     yield srv
     srv.stop()
 
 
 def engine_answers(srv: OscServer, seconds: float = 0.3) -> list:
-    """The test harness plays the engine: take commands, answer ok."""
-    t0, got = time.monotonic(), []
-    while time.monotonic() - t0 < seconds:
-        for c in srv.drain():
-            got.append(c)
-            c.reply(True, "applied")
-        time.sleep(0.01)
-    return got
+    """Run the fake engine on the server's inbox for a while; the commands it took."""
+    eng = FakeEngine(srv.inbox)
+    time.sleep(seconds)
+    eng.stop()
+    return eng.got
 
 
 def test_interpret_validates_and_clamps():
@@ -228,6 +250,183 @@ def test_malformed_datagrams_never_stop_the_server(server):
     c.send(msg("/lectern/ping"))
     assert ("/lectern/pong", []) in c.collect(1.0, until=lambda o: ("/lectern/pong", []) in o)
     assert server.stats()["malformed"] >= 8
+
+
+def replies(got: list) -> list[list]:
+    return [m[1] for m in got if m[0] == "/lectern/reply"]
+
+
+def test_wrong_types_and_unknown_addresses_answer_error_with_the_reason(server):
+    c = Client(server.port)
+    for d in (msg("/lectern/temperature", "hot"), msg("/lectern/seed", 1.5), msg("/lectern/nope"),
+              msg("/lectern/volume"), msg("/lectern/temperature", float("nan"))):
+        c.send(d)
+    got = replies(c.collect(0.5, until=lambda o: len(o) >= 5))
+    assert [r[1] for r in got] == ["error"] * 5
+    assert "must be a number" in got[0][2] and "whole number" in got[1][2] and "unknown address" in got[2][2]
+    assert "needs an argument" in got[3][2] and "not a usable number" in got[4][2]
+    st_ = server.stats()
+    assert (st_["invalid"], st_["unknown"], st_["accepted"]) == (4, 1, 0) and server.inbox.empty()
+
+
+def test_coalescing_replaces_the_waiting_value_in_place_and_answers_the_old_one(server):
+    c = Client(server.port)
+    for d in (msg("/lectern/go"), msg("/lectern/temperature", 1.0), msg("/lectern/back"),
+              msg("/lectern/temperature", 2), msg("/lectern/volume", 0.5), msg("/lectern/temperature", 2.5)):
+        c.send(d)
+    got = c.collect(0.5, until=lambda o: len(o) >= 2)
+    assert replies(got) == [["/lectern/temperature", "ok", "superseded by a newer value"]] * 2
+    cmds = server.drain()  # the engine had not taken anything: one temperature, in its first place
+    assert [(x.name, x.args) for x in cmds] == [("go", ()), ("temperature", (2.5,)), ("back", ()), ("volume", (0.5,))]
+    c.send(msg("/lectern/temperature", 0.25))  # taken already: the next value queues afresh
+    time.sleep(0.2)
+    assert [(x.name, x.args) for x in server.drain()] == [("temperature", (0.25,))]
+    assert server.stats()["coalesced"] == 2
+
+
+def test_passcode_gates_subscribe_and_locks_out_a_guesser():
+    srv = OscServer(host="127.0.0.1", port=0, passcode="s3cret")
+    srv.start()
+    try:
+        c, sub = Client(srv.port), Client(srv.port)
+        c.send(msg("/lectern/subscribe", sub.port))
+        c.send(msg("/lectern/ping"))  # liveness is open to all
+        got = c.collect(0.4, until=lambda o: len(o) >= 3)
+        assert ("/lectern/pong", []) in got
+        assert replies(got)[0] == ["/lectern/subscribe", "error", "send /lectern/connect <passcode> first"]
+        for _ in range(5):
+            c.send(msg("/lectern/connect", "guess"))
+        c.send(msg("/lectern/connect", "s3cret"))  # right, but too late: locked out
+        got = replies(c.collect(0.5, until=lambda o: len(o) >= 6))
+        assert [r[2] for r in got[:5]] == ["wrong passcode"] * 5 and "too many wrong passcodes" in got[5][2]
+        assert srv.stats()["wrong_passcode"] == 5
+    finally:
+        srv.stop()
+
+
+def test_allowlist_takes_networks_and_names_and_leaves_out_bad_entries(caplog):
+    with caplog.at_level(logging.ERROR, logger="lectern.osc"):
+        srv = OscServer(host="127.0.0.1", port=0, allow=["10.0.0.0/8", "999.1.1.1"])
+    assert "'999.1.1.1' is not an IP address" in caplog.text
+    srv.stop()
+    for allow, answered in ((["127.0.0.0/8"], True), (["localhost"], True), (["10.0.0.0/8", "999.1.1.1"], False)):
+        srv = OscServer(host="127.0.0.1", port=0, allow=allow)
+        srv.start()
+        try:
+            c = Client(srv.port)
+            c.send(msg("/lectern/ping"))
+            assert (("/lectern/pong", []) in c.collect(0.3)) is answered, allow
+        finally:
+            srv.stop()
+
+
+def test_future_bundles_nested_and_scaled_by_the_engine_clock():
+    clock = FakeClock()
+    clock.time_scale = 2.0  # the engine runs twice as fast: 10 s of real time is 20 s of engine time
+    srv = OscServer(host="127.0.0.1", port=0, clock=clock)
+    srv.start()
+    try:
+        outer = OscBundleBuilder(time.time() + 10)
+        inner = OscBundleBuilder(time.time() + 20)
+        inner.add_content(OscMessageBuilder(address="/lectern/back").build())
+        outer.add_content(OscMessageBuilder(address="/lectern/go").build())
+        outer.add_content(inner.build())
+        past = OscBundleBuilder(time.time() - 5)
+        past.add_content(OscMessageBuilder(address="/lectern/keep").build())
+        c = Client(srv.port)
+        c.send(outer.build().dgram)
+        c.send(past.build().dgram)
+        time.sleep(0.3)
+        due = {x.name: x.due for x in srv.drain()}
+        assert due["go"] == pytest.approx(20, abs=1) and due["back"] == pytest.approx(40, abs=1)
+        assert due["keep"] is None  # already due: at once
+    finally:
+        srv.stop()
+
+
+def test_state_push_survives_an_odd_value_and_no_subscribe_to_itself(server):
+    c = Client(server.port)
+    c.send(msg("/lectern/subscribe", server.port))
+    assert replies(c.collect(0.3, until=lambda o: o))[0][1:] == ["error", "subscribe: that port is this server's own"]
+    c.send(msg("/lectern/subscribe", c.port))
+    server.publish_state({"scene": (2, "b"), "temperature": None, "seed": 9})
+    got = c.collect(0.5, until=lambda o: ("/lectern/state/seed", [9]) in o)
+    assert ("/lectern/state/scene", [2, "b"]) in got and ("/lectern/state/seed", [9]) in got
+    assert not [m for m in got if m[0] == "/lectern/state/temperature"]
+
+
+def test_publish_state_is_cheap_and_change_goes_out_at_once(server):
+    c = Client(server.port)
+    c.send(msg("/lectern/subscribe", c.port))
+    c.collect(0.3)
+    times = []
+    for i in range(5000):
+        t0 = time.perf_counter()
+        server.publish_state({"temperature": 0.5, "seed": i})
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    assert times[len(times) // 2] < 20e-6 and times[int(0.99 * len(times))] < 1e-3
+    c.collect(1.2)  # let the push settle (and the once-a-second full push pass)
+    t0 = time.monotonic()
+    server.publish_state({"temperature": 0.5, "seed": 123456})
+    got = c.collect(0.5, until=lambda o: ("/lectern/state/seed", [123456]) in o)
+    assert ("/lectern/state/seed", [123456]) in got and time.monotonic() - t0 < 0.04  # not the 50 ms poll
+    assert ("/lectern/state/temperature", [0.5]) not in got  # unchanged: not sent again before the second
+
+
+def test_malformed_flood_is_logged_a_few_lines_not_one_per_packet(caplog):
+    server = OscServer(host="127.0.0.1", port=0, rate_limit=1e6)  # the parser is under test, not the limiter
+    server.start()
+    with caplog.at_level(logging.WARNING, logger="lectern.osc"):
+        for i in range(400):
+            send_raw(server.port, MALFORMED[i % len(MALFORMED)][:1000])
+        c = Client(server.port)
+        c.send(msg("/lectern/ping"))
+        assert ("/lectern/pong", []) in c.collect(1.0, until=lambda o: ("/lectern/pong", []) in o)
+    server.stop()
+    assert server.stats()["malformed"] >= 300
+    assert len([r for r in caplog.records if r.name == "lectern.osc"]) <= 8
+
+
+def slip(packet: bytes) -> bytes:
+    from performance.control.osc import slip_encode
+
+    return slip_encode(packet)
+
+
+def test_tcp_slip_carries_go_and_panic_and_answers_on_the_connection(server):
+    from performance.control.osc import slip_decode
+
+    assert server.tcp_port == server.port
+    t = socket.create_connection(("127.0.0.1", server.tcp_port), timeout=2)
+    try:
+        go_with_escapes = msg("/lectern/go")
+        t.sendall(slip(go_with_escapes) + slip(msg("/lectern/panic"))[:5])
+        t.sendall(slip(msg("/lectern/panic"))[5:] + slip(msg("/lectern/temperature", 1.0)) + slip(msg("/lectern/ping")))
+        eng = FakeEngine(server.inbox)
+        buf, t0 = b"", time.monotonic()
+        while buf.count(b"\xc0") < 10 and time.monotonic() - t0 < 2:
+            buf += t.recv(4096)
+        eng.stop()
+        got = [OscMessage(slip_decode(f)) for f in buf.split(b"\xc0") if f]
+        got = [(m.address, list(m.params)) for m in got]
+        assert [x.name for x in eng.got] == ["go", "panic"]
+        assert ["/lectern/go", "ok", "applied"] in replies(got) and ["/lectern/panic", "ok", "applied"] in replies(got)
+        assert any(r[0] == "/lectern/temperature" and r[1] == "error" and "UDP" in r[2] for r in replies(got))
+        assert ("/lectern/pong", []) in got
+    finally:
+        t.close()
+
+
+def test_slip_round_trip_with_escapes():
+    from performance.control.osc import slip_decode, slip_encode
+
+    data = bytes([0xC0, 1, 0xDB, 2, 0xDB, 0xDC, 0xC0])
+    framed = slip_encode(data)
+    assert framed[0] == framed[-1] == 0xC0 and 0xC0 not in framed[1:-1]
+    assert slip_decode(framed[1:-1]) == data
+    with pytest.raises(ValueError):
+        slip_decode(bytes([1, 0xDB, 7]))
 
 
 FUZZ = {"n": 0, "port": None}

@@ -1,25 +1,32 @@
 """The OSC server: UDP bytes in, validated Commands out, replies and state back.
 
 As in python-osc, what an address means (validation, clamping: `interpret`) never touches a socket,
-and the server threads only move bytes. Handlers never apply anything: the engine takes Commands
-with `drain()` on its own thread and answers through each Command's `reply`.
+and the server threads only move bytes. Handlers never apply anything: accepted Commands go on the
+engine's inbox (a bounded queue.Queue), the engine applies them on its own thread and answers
+through each Command's `reply`.
 
-Safety: loopback unless a host is named; an allowlist (others dropped and counted, never answered);
-an optional passcode; a per-sender token bucket; a bounded queue where a burst of fader messages
-(temperature, volume, speed) collapses to the newest value; malformed datagrams are counted and
-logged at most a few times per interval, never raised. A bundle stamped in the future does not
-stall anything: its commands carry a `due` time on the engine clock and the engine applies them then.
+Safety: loopback unless a host is named; an allowlist of addresses or networks (others dropped and
+counted, never answered); an optional passcode (compared in constant time, a sender that keeps
+guessing is locked out for a while); a per-sender token bucket; a bounded inbox where a burst of
+fader messages (temperature, volume, speed) collapses to the newest value the engine has not yet
+taken. Malformed datagrams are counted and logged at most a few times per interval, never raised.
+A bundle stamped in the future stalls nothing: its commands carry a `due` time on the engine
+clock and the engine applies them then (python-osc's dispatcher would sleep until the timetag).
+
+GO and PANIC may also arrive over TCP with SLIP framing (OSC 1.1) on the same port number, for a
+show controller that wants delivery guaranteed; replies come back on the same connection.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import queue
 import socket
 import struct
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -27,15 +34,20 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from performance.control.command import PREFIX, Command
-from performance.control.osc_table import COMMANDS
+from performance.control.osc_table import COMMANDS, TCP_COMMANDS
 
 log = logging.getLogger("lectern.osc")
-MAX_DATAGRAM = 65507
-MAX_PENDING = 256
+MAX_DATAGRAM = 65507  # the largest UDP payload; anything bigger is not a packet we could have sent
+MAX_PENDING = 256  # commands waiting for the engine; past this a sender is told "busy"
 MAX_BUNDLE_DEPTH = 8
+MAX_SENDERS = 1024
+MAX_TCP_CLIENTS = 8
+PASSCODE_TRIES = 5  # wrong passcodes before a sender is locked out ...
+LOCKOUT_S = 30.0  # ... for this long
 NTP_EPOCH = 2208988800
 TABLE = {a.name: a for a in COMMANDS}
 QUIET = {"state", "reply", "pong"}  # our own outputs echoed back: ignored silently (no echo loops)
+SLIP_END, SLIP_ESC, SLIP_ESC_END, SLIP_ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 
 
 class _QuietPythonOsc(logging.Filter):
@@ -53,20 +65,29 @@ class OscError(ValueError):
     """A message that cannot be accepted; the text is the reply's detail."""
 
 
+class UnknownAddress(OscError):
+    """An address that is not in the table."""
+
+
 def _number(v: Any, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise OscError(f"{what} must be a number, got {type(v).__name__}")
+    if v != v or v in (float("inf"), float("-inf")):
+        raise OscError(f"{what}: {v} is not a usable number")
     return float(v)
 
 
 def interpret(address: str, args: tuple, scene_count: int) -> tuple[str, tuple]:
-    """Validate and clamp one command. Returns (name, clean args) or raises OscError."""
+    """Validate and clamp one command: (name without prefix, clean args), or raise OscError.
+
+    Ints are accepted where floats are expected and whole floats where ints are (TouchOSC sends
+    floats for everything); 0|1 switches read any number (>= 0.5 is on) or an OSC bool."""
     if not address.startswith(PREFIX + "/"):
-        raise OscError(f"unknown address {address} (all addresses start with {PREFIX}/)")
+        raise UnknownAddress(f"unknown address {address} (all addresses start with {PREFIX}/)")
     name = address[len(PREFIX) + 1:]
     spec = TABLE.get(name)
     if spec is None:
-        raise OscError(f"unknown address {address}; see `python run.py osc`")
+        raise UnknownAddress(f"unknown address {address}; see `python run.py osc`")
     kind = spec.args
     if kind == "":
         return name, ()
@@ -77,9 +98,7 @@ def interpret(address: str, args: tuple, scene_count: int) -> tuple[str, tuple]:
     v = args[0]
     if kind == "f":
         x = _number(v, address)
-        lo, hi = {"temperature": (0.0, 3.0), "speed": (0.1, 10.0), "volume": (0.0, 1.0)}[name]
-        if x != x:  # NaN
-            raise OscError(f"{address}: not a number")
+        lo, hi = spec.bounds
         return name, (min(hi, max(lo, x)),)
     if kind == "i":
         x = _number(v, address)
@@ -96,13 +115,16 @@ def interpret(address: str, args: tuple, scene_count: int) -> tuple[str, tuple]:
         return name, (v[:500],)
     # i|s: a scene number (clamped into the setlist) or a name
     if isinstance(v, str):
-        return name, (v,)
+        if not v.strip():
+            raise OscError(f"{address} needs a scene number 1..{max(1, scene_count)} or a scene name")
+        return name, (v[:200],)
     x = int(_number(v, address))
     return name, (min(max(1, scene_count), max(1, x)),)
 
 
 def parse_datagram(data: bytes, depth: int = 0) -> list[tuple[float | None, OscMessage]]:
-    """(ntp timetag seconds or None, message) for every message in a packet; raises on malformed."""
+    """(NTP timetag in seconds or None = at once, message) for every message in a packet, nested
+    bundles flattened (an inner bundle's own timetag wins); raises on anything malformed."""
     if len(data) > MAX_DATAGRAM:
         raise ValueError("oversize packet")
     if data.startswith(b"#bundle\x00"):
@@ -126,45 +148,107 @@ def parse_datagram(data: bytes, depth: int = 0) -> list[tuple[float | None, OscM
     return [(None, OscMessage(data))]
 
 
+def slip_encode(packet: bytes) -> bytes:
+    """OSC 1.1 stream framing: END, the escaped packet, END."""
+    body = packet.replace(bytes([SLIP_ESC]), bytes([SLIP_ESC, SLIP_ESC_ESC]))
+    body = body.replace(bytes([SLIP_END]), bytes([SLIP_ESC, SLIP_ESC_END]))
+    return bytes([SLIP_END]) + body + bytes([SLIP_END])
+
+
+def slip_decode(frame: bytes) -> bytes:
+    """One SLIP frame (without its END bytes) back to the packet; raises on a broken escape."""
+    out, esc = bytearray(), False
+    for b in frame:
+        if esc:
+            if b not in (SLIP_ESC_END, SLIP_ESC_ESC):
+                raise ValueError("bad SLIP escape")
+            out.append(SLIP_END if b == SLIP_ESC_END else SLIP_ESC)
+            esc = False
+        elif b == SLIP_ESC:
+            esc = True
+        else:
+            out.append(b)
+    if esc:
+        raise ValueError("SLIP frame ends inside an escape")
+    return bytes(out)
+
+
+def parse_allow(entries: list[str] | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+    """--osc-allow entries as networks (an address is a /32). A host name is resolved once; an
+    entry that is neither is logged in one line and left out (fewer senders allowed, never more)."""
+    if entries is None:
+        return None
+    nets = []
+    for e in (x.strip() for x in entries):
+        if not e:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(e, strict=False))
+            continue
+        except ValueError:
+            pass
+        try:
+            nets.append(ipaddress.ip_network(socket.gethostbyname(e)))
+        except OSError:
+            log.error("--osc-allow: %r is not an IP address, network (192.168.1.0/24) or known host name; "
+                      "left out", e)
+    return nets
+
+
 class _Sender:
-    __slots__ = ("tokens", "last", "authorised", "subscribed")
+    """What the server knows about one sender IP (owned by the receive thread)."""
+
+    __slots__ = ("tokens", "last", "authorised", "subscribed", "wrong", "locked_until")
 
     def __init__(self, burst: float) -> None:
         self.tokens = burst
         self.last = time.monotonic()
         self.authorised = False
         self.subscribed: int | None = None
+        self.wrong = 0
+        self.locked_until = 0.0
 
 
 class _Limiter:
-    """At most `n` log lines per reason per `period` seconds."""
+    """At most `n` log lines per reason per `period` seconds; says how many it held back."""
 
     def __init__(self, n: int = 3, period: float = 10.0) -> None:
         self.n, self.period = n, period
         self.seen: dict[str, list] = {}
 
-    def ok(self, reason: str) -> bool:
+    def ok(self, reason: str) -> tuple[bool, int]:
+        """(may log now, how many were suppressed in the previous window)."""
         now = time.monotonic()
         w = self.seen.setdefault(reason, [now, 0])
+        held = 0
         if now - w[0] > self.period:
+            held = max(0, w[1] - self.n)
             w[0], w[1] = now, 0
         w[1] += 1
-        return w[1] <= self.n
+        return w[1] <= self.n, held
 
 
 class OscServer:
-    """Receive thread + send thread around one UDP socket."""
+    """A receive thread and a send thread around one UDP socket (plus an optional TCP listener).
+
+    inbox: where accepted Commands go (the engine's bounded queue); None = an own queue, read with
+    `drain()`. scene_count: how many scenes the setlist has (scene numbers are clamped to it).
+    clock: the engine clock (now(), time_scale) that bundle timetags are converted to; None =
+    timetags ignored, commands apply at once. rate_limit: datagrams per second per sender IP
+    (also the burst size). tcp: also listen for SLIP-framed GO/PANIC on TCP at the same port.
+    """
 
     def __init__(self, inbox: queue.Queue | None = None, *, host: str = "127.0.0.1", port: int = 9000,
                  allow: list[str] | None = None, passcode: str | None = None,
-                 scene_count: Callable[[], int] = lambda: 1, clock=None, rate_limit: float = 200.0) -> None:
-        self.inbox = inbox  # kept for callers that pass one; commands are taken with drain()
+                 scene_count: Callable[[], int] = lambda: 1, clock=None, rate_limit: float = 200.0,
+                 tcp: bool = True) -> None:
+        self.inbox: queue.Queue = inbox if inbox is not None else queue.Queue(maxsize=4096)
         self.host = host
-        self.allow = set(allow) if allow else None
-        self.passcode = passcode
+        self.allow = parse_allow(allow)
+        self.passcode = passcode or None
         self.scene_count = scene_count
         self.clock = clock
-        self.rate_limit = rate_limit
+        self.rate_limit = max(1.0, float(rate_limit))
         if _QUIET not in logging.getLogger().filters:
             logging.getLogger().addFilter(_QUIET)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -175,53 +259,86 @@ class OscServer:
             pass
         self.sock.bind((host, port))
         self.sock.settimeout(0.2)
-        self._pending: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-        self._seq = 0
+        self.tcp_sock: socket.socket | None = None
+        if tcp:
+            self.tcp_sock = self._listen_tcp(host, self.port)
+        self._slots: dict[tuple[str, str], Command] = {}  # fader (name, ip) -> the last one put on the inbox
         self._senders: dict[str, _Sender] = {}
         self._out: queue.Queue = queue.Queue(maxsize=4096)
         self._state: dict = {}
-        self._sent_state: dict = {}
+        self._state_dirty = False
+        self._sent_state: dict[tuple[str, int], dict] = {}
         self._last_full = 0.0
         self._stop = threading.Event()
         self._limiter = _Limiter()
+        self._tcp_clients = 0
+        self._tcp_lock = threading.Lock()
         self.counts = {"received": 0, "accepted": 0, "replied": 0, "dropped_not_allowed": 0, "dropped_rate": 0,
-                       "dropped_full": 0, "malformed": 0, "unknown": 0, "coalesced": 0, "not_connected": 0}
+                       "dropped_full": 0, "malformed": 0, "unknown": 0, "invalid": 0, "coalesced": 0,
+                       "not_connected": 0, "wrong_passcode": 0, "state_sent": 0, "tcp_frames": 0}
         self._threads = [threading.Thread(target=self._receive, name="lectern-osc-rx", daemon=True),
                          threading.Thread(target=self._send_loop, name="lectern-osc-tx", daemon=True)]
+        if self.tcp_sock is not None:
+            self._threads.append(threading.Thread(target=self._accept, name="lectern-osc-tcp", daemon=True))
 
     @property
     def port(self) -> int:
+        """The UDP port actually bound (port 0 asks the system for a free one)."""
         return self.sock.getsockname()[1]
 
+    @property
+    def tcp_port(self) -> int | None:
+        """The TCP (SLIP) port, or None when it could not be opened."""
+        return self.tcp_sock.getsockname()[1] if self.tcp_sock is not None else None
+
     def start(self) -> None:
+        """Start the threads; returns at once."""
         for t in self._threads:
             t.start()
 
     def stop(self) -> None:
+        """Stop the threads and close the sockets (within about a second)."""
         self._stop.set()
         for t in self._threads:
-            t.join(1.0)
+            if t.ident is not None:  # stop() before start() just closes the sockets
+                t.join(1.0)
         self.sock.close()
+        if self.tcp_sock is not None:
+            self.tcp_sock.close()
 
     def stats(self) -> dict:
-        return dict(self.counts)
+        """Counters: received, accepted, replied, dropped_not_allowed, dropped_rate, dropped_full,
+        malformed, unknown (address), invalid (arguments), coalesced, not_connected, wrong_passcode,
+        state_sent, tcp_frames; plus subscribers and pending (commands waiting for the engine)."""
+        out = dict(self.counts)
+        out["subscribers"] = sum(1 for s in list(self._senders.values()) if s.subscribed)
+        out["pending"] = self.inbox.qsize()
+        return out
 
     # ---- engine side --------------------------------------------------------------------------
     def drain(self) -> list[Command]:
-        """Commands waiting for the engine, oldest first; fader bursts already collapsed."""
-        with self._lock:
-            out = list(self._pending.values())
-            self._pending.clear()
-        return out
+        """Commands waiting on the inbox, oldest first, fader bursts already collapsed (for a
+        caller that did not hand in its own inbox; with a shared inbox this takes from it too)."""
+        out = []
+        while True:
+            try:
+                out.append(self.inbox.get_nowait())
+            except queue.Empty:
+                return out
 
     def publish_state(self, state: dict) -> None:
-        """The engine's latest snapshot; the send thread pushes what changed (and all, each second)."""
+        """The engine's latest snapshot (plain values; keys as in ARCHITECTURE.md). O(1): the send
+        thread pushes what changed to every subscriber, and everything at least once a second."""
         self._state = state
+        if not self._state_dirty:  # wake the send thread once, however often this is called
+            self._wake()
 
     # ---- receive ------------------------------------------------------------------------------
     def _warn(self, reason: str, msg: str, *args: Any) -> None:
-        if self._limiter.ok(reason):
+        ok, held = self._limiter.ok(reason)
+        if held:
+            log.warning("(%d more OSC '%s' warnings were held back)", held, reason)
+        if ok:
             log.warning(msg, *args)
 
     def _receive(self) -> None:
@@ -234,30 +351,46 @@ class OscServer:
                 if self._stop.is_set():
                     return
                 continue
-            try:
-                self._datagram(data, addr)
-            except Exception as e:  # nothing a packet does may stop the server
-                self.counts["malformed"] += 1
-                self._warn("internal", "OSC packet from %s dropped: %s", addr[0], e)
+            self._packet(data, addr, None)
 
-    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _packet(self, data: bytes, addr: tuple[str, int], conn: socket.socket | None) -> None:
+        try:
+            self._datagram(data, addr, conn)
+        except Exception as e:  # nothing a packet does may stop the server
+            self.counts["malformed"] += 1
+            self._warn("internal", "OSC packet from %s dropped: %s", addr[0], e)
+
+    def _allowed(self, ip: str) -> bool:
+        if self.allow is None:
+            return True
+        try:
+            a = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(a in net for net in self.allow)
+
+    def _sender(self, ip: str) -> _Sender:
+        sender = self._senders.get(ip)
+        if sender is None:
+            if len(self._senders) >= MAX_SENDERS:  # forget strangers rather than grow forever
+                self._senders = {k: v for k, v in self._senders.items() if v.authorised or v.subscribed}
+            sender = self._senders[ip] = _Sender(self.rate_limit)
+        return sender
+
+    def _datagram(self, data: bytes, addr: tuple[str, int], conn: socket.socket | None = None) -> None:
         self.counts["received"] += 1
         ip = addr[0]
-        if self.allow is not None and ip not in self.allow:
+        if not self._allowed(ip):
             self.counts["dropped_not_allowed"] += 1
             self._warn("allow", "OSC from %s ignored (not in --osc-allow)", ip)
             return
-        sender = self._senders.get(ip)
-        if sender is None:
-            if len(self._senders) > 1024:  # forget strangers rather than grow forever
-                self._senders = {k: v for k, v in self._senders.items() if v.authorised or v.subscribed}
-            sender = self._senders[ip] = _Sender(self.rate_limit)
+        sender = self._sender(ip)
         now = time.monotonic()
         sender.tokens = min(self.rate_limit, sender.tokens + (now - sender.last) * self.rate_limit)
         sender.last = now
         if sender.tokens < 1:
             self.counts["dropped_rate"] += 1
-            self._warn("rate", "OSC from %s over the rate limit; dropping", ip)
+            self._warn("rate", "OSC from %s over the rate limit (%g/s); dropping", ip, self.rate_limit)
             return
         sender.tokens -= 1
         try:
@@ -273,90 +406,211 @@ class OscServer:
                 self.counts["malformed"] += 1
                 self._warn("malformed", "malformed OSC message from %s: %s", ip, e)
                 continue
-            self._message(address, params, addr, sender, tag)
+            self._message(address, params, addr, sender, tag, conn)
 
-    def _message(self, address: str, params: tuple, addr: tuple[str, int], sender: _Sender, tag: float | None) -> None:
+    def _message(self, address: str, params: tuple, addr: tuple[str, int], sender: _Sender, tag: float | None,
+                 conn: socket.socket | None = None) -> None:
         name = address[len(PREFIX) + 1:] if address.startswith(PREFIX + "/") else ""
         if name.split("/")[0] in QUIET:
             return
+        reply = self._replier(addr, sender, address, conn)
+        if conn is not None and name not in TCP_COMMANDS:
+            self.counts["invalid"] += 1
+            reply(False, f"over TCP only {', '.join(sorted(TCP_COMMANDS))}; send {address} over UDP")
+            return
         if name == "ping":
-            self._send(addr, f"{PREFIX}/pong", [])
-            self._reply_to(addr, sender, address, True, "pong")
-            return
-        if name == "subscribe":
-            port = params[0] if params else None
-            if isinstance(port, bool) or not isinstance(port, int | float) or not 1 <= int(port) <= 65535:
-                self._reply_to(addr, sender, address, False, "subscribe needs a UDP port 1..65535")
-                return
-            sender.subscribed = int(port)
-            self._sent_state.pop(addr[0], None)
-            self._reply_to(addr, sender, address, True, f"subscribed on port {int(port)}")
-            return
-        if name == "unsubscribe":
-            self._reply_to(addr, sender, address, True, "unsubscribed")
-            sender.subscribed = None
+            self._send(conn or addr, f"{PREFIX}/pong", [])
+            reply(True, "pong")
             return
         if name == "connect":
-            ok = self.passcode is None or (bool(params) and str(params[0]) == self.passcode)
-            sender.authorised = sender.authorised or ok
-            self._reply_to(addr, sender, address, ok, "connected" if ok else "wrong passcode")
+            self._connect(params, sender, reply)
             return
         if self.passcode is not None and not sender.authorised:
             self.counts["not_connected"] += 1
-            self._reply_to(addr, sender, address, False, "send /lectern/connect <passcode> first")
+            reply(False, "send /lectern/connect <passcode> first")
+            return
+        if name == "subscribe":
+            port = params[0] if params else None
+            if isinstance(port, bool) or not isinstance(port, int | float) or not 1 <= port <= 65535:
+                self.counts["invalid"] += 1
+                reply(False, "subscribe needs a UDP port 1..65535")
+                return
+            if (addr[0], int(port)) == self.sock.getsockname():
+                self.counts["invalid"] += 1
+                reply(False, "subscribe: that port is this server's own")
+                return
+            sender.subscribed = int(port)
+            self._sent_state.pop((addr[0], int(port)), None)  # a new subscriber gets everything at once
+            self._wake()
+            reply(True, f"subscribed on port {int(port)}")
+            return
+        if name == "unsubscribe":
+            reply(True, "unsubscribed")  # the subscribed port hears this one too
+            sender.subscribed = None
             return
         try:
             name, args = interpret(address, params, self.scene_count())
         except OscError as e:
-            self.counts["unknown"] += 1
+            self.counts["unknown" if isinstance(e, UnknownAddress) else "invalid"] += 1
             self._warn("invalid", "OSC %s from %s refused: %s", address, addr[0], e)
-            self._reply_to(addr, sender, address, False, str(e))
+            reply(False, str(e))
             return
-        due = None
-        if tag is not None and self.clock is not None:
-            delay = (tag - NTP_EPOCH) - time.time()
-            if delay > 0:
-                scale = getattr(self.clock, "time_scale", 1.0)
-                due = self.clock.now() + delay * scale
-        reply = self._replier(addr, sender, address)
-        cmd = Command(f"{PREFIX}/{name}", args, source="osc", sender=addr, due=due, reply=reply,
+        cmd = Command(f"{PREFIX}/{name}", args, source="osc", sender=addr, due=self._due(tag), reply=reply,
                       received=time.monotonic())
-        spec = TABLE[name]
-        with self._lock:
-            if spec.fader and due is None:
-                key = (name, addr[0])
-                if key in self._pending:
-                    self.counts["coalesced"] += 1
-                    old = self._pending[key]
-                    if old.reply:
-                        old.reply(True, "superseded by a newer value")
-                self._pending[key] = cmd
-            else:
-                if len(self._pending) >= MAX_PENDING:
-                    self.counts["dropped_full"] += 1
-                    self._reply_to(addr, sender, address, False, "busy: too many commands waiting")
+        if self._enqueue(cmd, (name, addr[0]) if TABLE[name].fader and cmd.due is None else None):
+            self.counts["accepted"] += 1
+        else:
+            self.counts["dropped_full"] += 1
+            reply(False, "busy: too many commands waiting")
+
+    def _connect(self, params: tuple, sender: _Sender, reply: Callable[[bool, str], None]) -> None:
+        if self.passcode is None:
+            sender.authorised = True
+            reply(True, "connected (no passcode needed)")
+            return
+        now = time.monotonic()
+        if now < sender.locked_until:
+            reply(False, f"too many wrong passcodes; try again in {sender.locked_until - now:.0f} s")
+            return
+        given = params[0] if params and isinstance(params[0], str) else ""
+        if hmac.compare_digest(given.encode("utf-8", "replace"), self.passcode.encode("utf-8")):
+            sender.authorised, sender.wrong = True, 0
+            reply(True, "connected")
+            return
+        self.counts["wrong_passcode"] += 1
+        sender.wrong += 1
+        if sender.wrong >= PASSCODE_TRIES:
+            sender.wrong, sender.locked_until = 0, now + LOCKOUT_S
+        reply(False, "wrong passcode")
+
+    def _due(self, tag: float | None) -> float | None:
+        """A future timetag as engine time; past or immediate ones apply at once."""
+        if tag is None or self.clock is None:
+            return None
+        delay = (tag - NTP_EPOCH) - time.time()
+        if delay <= 0:
+            return None
+        return self.clock.now() + delay * getattr(self.clock, "time_scale", 1.0)
+
+    def _enqueue(self, cmd: Command, key: tuple[str, str] | None) -> bool:
+        """Put a command on the inbox. A fader value (key = (name, ip)) replaces, in its place in
+        the queue, the same sender's earlier value that the engine has not taken yet."""
+        q = self.inbox
+        if key is not None:
+            old = self._slots.get(key)
+            replaced = False
+            if old is not None:
+                with q.mutex:  # queue.Queue's own lock: get() cannot run while we swap
+                    items = q.queue
+                    for i in range(len(items) - 1, -1, -1):
+                        if items[i] is old:
+                            items[i] = cmd
+                            replaced = True
+                            break
+            if replaced:
+                self._slots[key] = cmd
+                self.counts["coalesced"] += 1
+                if old.reply:
+                    old.reply(True, "superseded by a newer value")
+                return True
+        elif q.qsize() >= MAX_PENDING:
+            return False
+        try:
+            q.put_nowait(cmd)
+        except queue.Full:
+            return False
+        if key is not None:
+            if len(self._slots) > 4 * MAX_SENDERS:  # stale entries only cost a missed coalescing
+                self._slots.clear()
+            self._slots[key] = cmd
+        return True
+
+    # ---- TCP (SLIP) ---------------------------------------------------------------------------
+    def _listen_tcp(self, host: str, port: int) -> socket.socket | None:
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(4)
+            s.settimeout(0.2)
+            return s
+        except OSError as e:
+            log.warning("OSC over TCP unavailable on %s:%d (%s); UDP only", host, port, e.strerror)
+            return None
+
+    def _accept(self) -> None:
+        assert self.tcp_sock is not None
+        while not self._stop.is_set():
+            try:
+                conn, addr = self.tcp_sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            if not self._allowed(addr[0]) or self._tcp_clients >= MAX_TCP_CLIENTS:
+                self.counts["dropped_not_allowed" if not self._allowed(addr[0]) else "dropped_full"] += 1
+                conn.close()
+                continue
+            with self._tcp_lock:
+                self._tcp_clients += 1
+            threading.Thread(target=self._tcp_client, args=(conn, addr), name="lectern-osc-tcp-client",
+                             daemon=True).start()
+
+    def _tcp_client(self, conn: socket.socket, addr: tuple[str, int]) -> None:
+        conn.settimeout(0.5)
+        buf = bytearray()
+        try:
+            while not self._stop.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if not chunk:
                     return
-                self._seq += 1
-                self._pending[("cmd", self._seq)] = cmd
-        self.counts["accepted"] += 1
+                buf += chunk
+                while (end := buf.find(bytes([SLIP_END]))) >= 0:
+                    frame, buf = bytes(buf[:end]), buf[end + 1:]
+                    if frame:
+                        self.counts["tcp_frames"] += 1
+                        try:
+                            packet = slip_decode(frame)
+                        except ValueError as e:
+                            self.counts["malformed"] += 1
+                            self._warn("malformed", "bad SLIP frame from %s: %s", addr[0], e)
+                            continue
+                        self._packet(packet, addr, conn)
+                if len(buf) > MAX_DATAGRAM:  # a frame that never ends: not a controller we can serve
+                    self._warn("malformed", "OSC TCP stream from %s without frame ends; closing", addr[0])
+                    return
+        except OSError:
+            return
+        finally:
+            with self._tcp_lock:
+                self._tcp_clients -= 1
+            conn.close()
 
     # ---- send ---------------------------------------------------------------------------------
-    def _replier(self, addr: tuple[str, int], sender: _Sender, address: str) -> Callable[[bool, str], None]:
+    def _replier(self, addr: tuple[str, int], sender: _Sender, address: str,
+                 conn: socket.socket | None) -> Callable[[bool, str], None]:
         def reply(ok: bool, detail: str) -> None:
-            self._reply_to(addr, sender, address, ok, detail)
+            """Answer this command: to the sender's source port (or its TCP connection) and to its
+            subscribed port. Safe from any thread; never blocks."""
+            args = [address, "ok" if ok else "error", str(detail)]
+            self._send(conn or addr, f"{PREFIX}/reply", args)
+            if sender.subscribed and (conn is not None or sender.subscribed != addr[1]):
+                self._send((addr[0], sender.subscribed), f"{PREFIX}/reply", args)
 
         return reply
 
-    def _reply_to(self, addr: tuple[str, int], sender: _Sender, address: str, ok: bool, detail: str) -> None:
-        args = [address, "ok" if ok else "error", detail]
-        self._send(addr, f"{PREFIX}/reply", args)
-        if sender.subscribed and sender.subscribed != addr[1]:
-            self._send((addr[0], sender.subscribed), f"{PREFIX}/reply", args)
-        self.counts["replied"] += 1
-
-    def _send(self, addr: tuple[str, int], address: str, args: list) -> None:
+    def _send(self, to: tuple[str, int] | socket.socket, address: str, args: list) -> None:
         try:
-            self._out.put_nowait((addr, address, args))
+            self._out.put_nowait((to, address, args))
+        except queue.Full:
+            pass
+
+    def _wake(self) -> None:
+        """Have the send thread look at the state now (not at its next poll)."""
+        self._state_dirty = True
+        try:
+            self._out.put_nowait(None)
         except queue.Full:
             pass
 
@@ -378,30 +632,36 @@ class OscServer:
         s = self._state
         if not s:
             return {}
-        out = {
-            "state/scene": [int(s["scene"][0]), str(s["scene"][1])],
-            "state/standby": [int(s["standby"][0]), str(s["standby"][1])],
-            "state/poem": [int(s["poem"][0]), int(s["poem"][1])],
-            "state/temperature": [float(s["temperature"])],
-            "state/seed": [int(s["seed"])],
-            "state/model": [str(s["model"])],
-            "state/paused": [int(s["paused"])],
-            "state/voice": [int(s["voice"])],
-            "state/volume": [float(s["volume"])],
-        }
-        if "health" in s:
-            up, fps, poems, restarts, rss = s["health"]
-            out["state/health"] = [float(up), float(fps), int(poems), int(restarts), float(rss)]
+        out = {}
+        shapes = {"scene": lambda v: [int(v[0]), str(v[1])], "standby": lambda v: [int(v[0]), str(v[1])],
+                  "poem": lambda v: [int(v[0]), int(v[1])], "temperature": lambda v: [float(v)],
+                  "seed": lambda v: [int(v)], "model": lambda v: [str(v)], "paused": lambda v: [int(v)],
+                  "voice": lambda v: [int(v)], "volume": lambda v: [float(v)],
+                  "health": lambda v: [float(v[0]), float(v[1]), int(v[2]), int(v[3]), float(v[4])]}
+        for key, shape in shapes.items():
+            if key in s:
+                try:
+                    out[f"state/{key}"] = shape(s[key])
+                except (TypeError, ValueError, IndexError):  # one odd value must not silence the others
+                    self._warn("state", "OSC state %s not sendable: %r", key, s[key])
         return out
 
     def _send_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                addr, address, args = self._out.get(timeout=0.05)
-                self.sock.sendto(self._build(address, args), addr)
+                item = self._out.get(timeout=0.05)
+                if item is not None:
+                    to, address, args = item
+                    data = self._build(address, args)
+                    if isinstance(to, socket.socket):
+                        to.sendall(slip_encode(data))
+                    else:
+                        self.sock.sendto(data, to)
+                    if address.endswith("/reply"):
+                        self.counts["replied"] += 1
             except queue.Empty:
                 pass
-            except Exception as e:  # an unsendable reply (odd text from a fuzzed packet) must not stop feedback
+            except Exception as e:  # an unsendable reply (odd text, a closed connection) must not stop feedback
                 self._warn("send", "OSC send failed: %s", e)
             try:
                 self._push_state()
@@ -409,20 +669,25 @@ class OscServer:
                 self._warn("send", "OSC state push failed: %s", e)
 
     def _push_state(self) -> None:
+        now = time.monotonic()
+        full = now - self._last_full >= 1.0
+        if not (self._state_dirty or full):
+            return
+        self._state_dirty = False
         subs = [(ip, s.subscribed) for ip, s in list(self._senders.items()) if s.subscribed]
+        if full:
+            self._last_full = now
+            self._sent_state = {k: v for k, v in self._sent_state.items() if k in subs}
         if not subs:
             return
         msgs = self._state_messages()
-        now = time.monotonic()
-        full = now - self._last_full >= 1.0
-        if full:
-            self._last_full = now
-        for ip, port in subs:
-            sent = self._sent_state.setdefault(ip, {})
+        for to in subs:
+            sent = self._sent_state.setdefault(to, {})
             for name, args in msgs.items():
                 if full or sent.get(name) != args:
                     sent[name] = args
                     try:
-                        self.sock.sendto(self._build(f"{PREFIX}/{name}", args), (ip, port))
+                        self.sock.sendto(self._build(f"{PREFIX}/{name}", args), to)
+                        self.counts["state_sent"] += 1
                     except OSError as e:
                         self._warn("send", "OSC state send failed: %s", e)

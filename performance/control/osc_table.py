@@ -8,11 +8,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Address:
+    """One /lectern command: its argument kind, the accepted range, and what it does."""
+
     name: str  # without the /lectern prefix
     args: str  # "" | "f" | "i" | "s" | "i|s" | "b"
     range: str
     does: str
     fader: bool = False  # bursts are coalesced: only the newest value waits for the engine
+    bounds: tuple[float, float] | None = None  # floats are clamped into this range
 
 
 COMMANDS = [
@@ -23,19 +26,22 @@ COMMANDS = [
     Address("resume", "", "", "continue after pause or blackout"),
     Address("panic", "", "", "fade picture and sound to black; GO resumes"),
     Address("blackout", "", "", "black and silent at once; resume brings it back"),
-    Address("temperature", "f", "0..3 (clamped)", "override the scene's temperature", fader=True),
+    Address("temperature", "f", "0..3 (clamped)", "override the scene's temperature", fader=True,
+            bounds=(0.0, 3.0)),
     Address("temperature/release", "", "", "back to the scene's temperature program"),
     Address("seed", "i", "0..2147483647", "start a new poem now with this seed"),
     Address("reseed", "", "", "start a new poem now with a fresh random seed"),
     Address("model", "s", "a model name under models/", "write with this model from the next poem"),
     Address("prompt", "s", "text", "start the next poem from this text"),
-    Address("speed", "f", "0.1..10 (clamped)", "reveal speed multiplier", fader=True),
+    Address("speed", "f", "0.1..10 (clamped)", "reveal speed multiplier", fader=True,
+            bounds=(0.1, 10.0)),
     Address("voice", "b", "0|1", "speech on/off"),
-    Address("volume", "f", "0..1 (clamped)", "master volume", fader=True),
+    Address("volume", "f", "0..1 (clamped)", "master volume", fader=True, bounds=(0.0, 1.0)),
     Address("sonify", "b", "0|1", "sonification on/off"),
     Address("keep", "", "", "append the current poem to harvest.txt"),
     Address("caption", "b", "0|1 (no argument: toggle)", "caption with model, temperature, seed"),
 ]
+TCP_COMMANDS = frozenset({"go", "panic", "ping", "connect"})  # also accepted over TCP with SLIP framing
 SESSION = [
     Address("connect", "s", "the passcode", "authorise this sender (when --osc-passcode is set)"),
     Address("ping", "", "", "answered with /lectern/pong"),
@@ -58,6 +64,7 @@ TYPE_NAMES = {"": "—", "f": "float", "i": "int", "s": "string", "i|s": "int or
 
 
 def table_text() -> str:
+    """The table as `python run.py osc` prints it: address, argument type, what it does [range]."""
     lines = ["Lectern OSC (UDP; default 127.0.0.1:9000; prefix /lectern)", "", "Commands (each answered with "
              "/lectern/reply <address> ok|error <detail>):"]
     for a in COMMANDS + SESSION:
@@ -66,9 +73,16 @@ def table_text() -> str:
     lines += ["", "State, pushed to subscribers on change and at least once a second:"]
     for name, types, does in STATE:
         lines.append(f"  /lectern/{name:<22} {types:<14} {does}")
+    tcp = " ".join(f"/lectern/{n}" for n in sorted(TCP_COMMANDS))
+    lines += ["", "Ints are accepted for floats and whole floats for ints (TouchOSC sends floats); 0|1 reads",
+              "any number (>= 0.5 is on). A bundle with a future timetag is applied when it falls due.",
+              "Senders are known by IP address: --osc-allow IP|NET[,...] drops all others, --osc-passcode",
+              "asks each for /lectern/connect first, --osc-rate caps datagrams per second per sender.",
+              f"TCP on the same port, SLIP-framed (OSC 1.1): {tcp}."]
     return "\n".join(lines)
 
 
 def register_osc(sub: argparse._SubParsersAction) -> None:
+    """Add `run.py osc` (prints the table; imports nothing heavy)."""
     p = sub.add_parser("osc", help="print the OSC address table", description="Print the OSC address table.")
     p.set_defaults(func=lambda args: print(table_text()) or 0)
