@@ -324,8 +324,25 @@ class Runtime:
         except pygame.error as e:
             log.error("display changed and fullscreen failed: %s", e)
 
+    def _import_model_code(self) -> None:
+        """Import torch before the first frame when a neural model will be needed: a second of
+        import in the worker thread holds the GIL and would drop the stage's first frames."""
+        from performance.textgen.base import ModelFileError
+        from performance.textgen.registry import NEURAL_KINDS, read_card, resolve_model_dir
+
+        for entry in self.setlist.entries:
+            for m in entry.scene.models:
+                try:
+                    if read_card(resolve_model_dir(m))["kind"] in NEURAL_KINDS:
+                        import performance.textgen.neural  # noqa: F401
+                        return
+                except ModelFileError:
+                    continue
+
     def _start_services(self) -> None:
         from performance.generator import GeneratorThread, Preload
+
+        self._import_model_code()
 
         self.worker = GeneratorThread()
         self.worker.start()
