@@ -623,3 +623,35 @@ def test_controller_layout_uses_only_known_addresses():
     assert by_id["temperature"]["range"] == {"min": 0, "max": 3}
     for need in ("go", "back", "reseed", "voice", "volume", "keep", "scene"):
         assert need in by_id
+
+
+def test_every_control_of_the_layout_is_accepted_as_the_controller_sends_it(server):
+    """What Open Stage Control sends for each widget (a tap sends the button's `on` value, a fader
+    its float, a toggle 1/0, an input its text) is accepted; state labels drive controls silently."""
+    session = json.loads((ROOT / "assets/controllers/lectern-open-stage-control.json").read_text())
+    widgets = session["content"]["widgets"]
+    assert len({w["id"] for w in widgets}) == len(widgets)
+    sent = []
+    for w in widgets:
+        if w["address"].startswith("/lectern/state") or w["address"] == "/lectern/reply":
+            continue
+        if w["type"] == "button":
+            sent.append(msg(w["address"], w["on"]))
+        elif w["type"] == "fader":
+            sent += [msg(w["address"], float(w["range"]["min"])), msg(w["address"], float(w["range"]["max"]))]
+        elif w["type"] == "toggle":
+            sent += [msg(w["address"], w["on"]), msg(w["address"], w["off"])]
+        elif w["type"] == "input":
+            sent.append(msg(w["address"], "anything"))
+    c = Client(server.port)
+    eng = FakeEngine(server.inbox)
+    for d in sent:
+        c.send(d)
+        time.sleep(0.005)  # a performer's pace: faders are not coalesced away here
+    got = replies(c.collect(1.0, until=lambda o: len(o) >= len(sent)))
+    eng.stop()
+    assert len(got) == len(sent) and all(r[1] == "ok" for r in got), [r for r in got if r[1] != "ok"]
+    by_id = {w["id"]: w for w in widgets}
+    for label, control in (("temperature_now", "temperature"), ("volume_now", "volume"), ("voice_now", "voice")):
+        assert by_id[label]["onValue"] == f"set('{control}', value, {{send: false}})"
+
