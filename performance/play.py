@@ -346,9 +346,9 @@ class Runtime:
 
         self.worker = GeneratorThread()
         self.worker.start()
-        for entry in self.setlist.entries[:1]:
-            for m in entry.scene.models:
-                self.worker.send(Preload(m))
+        # every model of the set loads now, in order of need, so a scene change never waits for one
+        for m in dict.fromkeys(m for entry in self.setlist.entries for m in entry.scene.models):
+            self.worker.send(Preload(m))
         try:
             from performance.sound import SoundSystem
 

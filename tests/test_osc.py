@@ -134,6 +134,7 @@ def test_ping_pong_and_reply_to_source_and_subscribed_port(server):
     c.send(msg("/lectern/ping"))
     got = c.collect(0.4)
     assert ("/lectern/pong", []) in got
+    assert ("/lectern/pong", []) in sub.collect(0.3)
     c.send(msg("/lectern/temperature", 9.0))
     engine_answers(server)
     assert any(m[0] == "/lectern/reply" and m[1][:2] == ["/lectern/temperature", "ok"] for m in c.collect(0.3))
@@ -569,6 +570,7 @@ def test_liblo_client_steers_a_headless_engine(engine):
     oscsend(port, "/lectern/subscribe", "i", dump_port)
     oscsend(port, "/lectern/ping")
     lines = read_dump(dump, 2.0)
+    assert any("/lectern/pong" in ln.split() for ln in lines), lines[:5]
     assert any("/lectern/reply" in ln and "/lectern/ping" in ln for ln in lines)
     assert any("/lectern/state/scene" in ln and '"one"' in ln for ln in lines), lines[:5]
     oscsend(port, "/lectern/temperature", "f", 1.75)

@@ -273,6 +273,7 @@ class OscServer:
         self._limiter = _Limiter()
         self._tcp_clients = 0
         self._tcp_lock = threading.Lock()
+        self._rx_lock = threading.Lock()
         self.counts = {"received": 0, "accepted": 0, "replied": 0, "dropped_not_allowed": 0, "dropped_rate": 0,
                        "dropped_full": 0, "malformed": 0, "unknown": 0, "invalid": 0, "coalesced": 0,
                        "not_connected": 0, "wrong_passcode": 0, "state_sent": 0, "tcp_frames": 0}
@@ -355,7 +356,8 @@ class OscServer:
 
     def _packet(self, data: bytes, addr: tuple[str, int], conn: socket.socket | None) -> None:
         try:
-            self._datagram(data, addr, conn)
+            with self._rx_lock:  # UDP and TCP clients share the senders, slots and counters: one at a time
+                self._datagram(data, addr, conn)
         except Exception as e:  # nothing a packet does may stop the server
             self.counts["malformed"] += 1
             self._warn("internal", "OSC packet from %s dropped: %s", addr[0], e)
@@ -418,8 +420,10 @@ class OscServer:
             self.counts["invalid"] += 1
             reply(False, f"over TCP only {', '.join(sorted(TCP_COMMANDS))}; send {address} over UDP")
             return
-        if name == "ping":
+        if name == "ping":  # like replies, the pong also goes to the subscribed port (oscsend exits at once)
             self._send(conn or addr, f"{PREFIX}/pong", [])
+            if sender.subscribed and (conn is not None or sender.subscribed != addr[1]):
+                self._send((addr[0], sender.subscribed), f"{PREFIX}/pong", [])
             reply(True, "pong")
             return
         if name == "connect":

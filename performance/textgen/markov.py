@@ -112,13 +112,26 @@ class MarkovGenerator:
         self.newline = tok.index.get("\n")
         self._cache: dict = {}
 
+    def _locate(self, history: list[int]) -> tuple[int, int, int, int]:
+        """(order, row, start, end) of the longest context seen in training; (0, 0, 0, 0) = unigram."""
+        V = len(self.tok.vocab)
+        for o in range(min(self.order, len(history)), 0, -1):
+            ukeys, starts, _, _ = self.tables[o]
+            key = 0
+            for t in history[-o:]:
+                key = key * V + t
+            i = int(ukeys.searchsorted(key))
+            if i < len(ukeys) and ukeys[i] == key:
+                return o, i, int(starts[i]), int(starts[i + 1])
+        return 0, 0, 0, 0
+
     def transitions(self, history: list[int]) -> tuple[list[int], list[int]]:
         """Next-token ids and counts for the longest context seen in training (backing off)."""
-        for o in range(min(self.order, len(history)), 0, -1):
-            hit = self.tables[o].get(tuple(history[-o:]))
-            if hit is not None:
-                return hit
-        return self.unigram
+        o, _, a, b = self._locate(history)
+        if o == 0:
+            return self.unigram
+        _, _, nxt, cnt = self.tables[o]
+        return nxt[a:b].tolist(), cnt[a:b].tolist()
 
     def distribution(self, history: list[int], temperature: float, top_k: int, top_p: float) -> tuple[list[int], list[float]]:
         """(ids, cumulative weights) after temperature, top-k and top-p; cached, as scenes reuse temperatures.
@@ -126,12 +139,13 @@ class MarkovGenerator:
         More than one blank line in a row is never chosen when anything else can follow: at low
         temperature a chain would otherwise circle on empty lines.
         """
-        ids, counts = self.transitions(history)
-        stanza = self.newline is not None and history[-2:] == [self.newline, self.newline] and len(ids) > 1
-        key = (id(ids), round(temperature, 4), top_k, round(top_p, 4), stanza)
+        o, i, a, b = self._locate(history)
+        stanza = self.newline is not None and history[-2:] == [self.newline, self.newline] and b - a != 1
+        key = (o, i, round(temperature, 4), top_k, round(top_p, 4), stanza)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        ids, counts = self.transitions(history)
         pairs = [(i, c) for i, c in zip(ids, counts, strict=True) if not (stanza and i == self.newline)]
         if temperature <= 0:
             best = max(c for _, c in pairs)
@@ -177,19 +191,18 @@ def load_markov(model_dir: Path, card: dict) -> MarkovGenerator:
         order = int(card["order"])
         vocab = card["vocab"]
         tables = {}
+        V = len(vocab)
         for o in range(1, order + 1):
             ctx, nxt, cnt = arrays[f"ctx{o}"], arrays[f"next{o}"], arrays[f"count{o}"]
-            if ctx.shape[0] != nxt.shape[0] or (len(nxt) and int(nxt.max()) >= len(vocab)):
+            if ctx.shape[0] != nxt.shape[0] or (len(nxt) and int(nxt.max()) >= V):
                 raise ValueError(f"order {o} tables do not match the vocabulary")
-            table: dict[tuple, tuple[list[int], list[int]]] = {}
-            # rows are sorted by context: split them into runs
-            if len(ctx):
-                change = np.nonzero(np.any(ctx[1:] != ctx[:-1], axis=1))[0] + 1
-                bounds = [0, *change.tolist(), len(ctx)]
-                ctx_list, nxt_l, cnt_l = ctx.tolist(), nxt.tolist(), cnt.tolist()
-                for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-                    table[tuple(ctx_list[a])] = (nxt_l[a:b], cnt_l[a:b])
-            tables[o] = table
+            # a context as one base-V number: rows sorted by context are sorted by key, so a lookup
+            # is a binary search and loading builds no Python objects at all
+            keys = np.zeros(len(ctx), dtype=np.int64)
+            for j in range(o):
+                keys = keys * V + ctx[:, j].astype(np.int64)
+            ukeys, starts = np.unique(keys, return_index=True)
+            tables[o] = (ukeys, np.append(starts, len(keys)), nxt, cnt)
         unigram = arrays["unigram"]
     except ModelFileError:
         raise
@@ -199,23 +212,37 @@ def load_markov(model_dir: Path, card: dict) -> MarkovGenerator:
 
 
 def bench_case(gen: MarkovGenerator, seconds: float) -> dict:
-    """Engine tokens/s against a plain Python chain (dict of Counters, random.choices per token)."""
+    """Engine tokens/s against a plain Python chain (dict of Counters, random.choices per token)
+    producing the same output: each token's text and probability."""
     naive: dict[tuple, Counter] = defaultdict(Counter)
-    for table in gen.tables.values():
-        for ctx, (nxt, cnt) in table.items():
-            naive[ctx] = Counter(dict(zip(nxt, cnt, strict=True)))
+    V = len(gen.tok.vocab)
+    for o, (ukeys, starts, nxt, cnt) in gen.tables.items():
+        for i, key in enumerate(ukeys.tolist()):
+            ctx = []
+            for _ in range(o):
+                key, t = divmod(key, V)
+                ctx.insert(0, t)
+            a, b = int(starts[i]), int(starts[i + 1])
+            naive[tuple(ctx)] = Counter(dict(zip(nxt[a:b].tolist(), cnt[a:b].tolist(), strict=True)))
     rng = random.Random(1)
     hist = [gen.tok.index.get("\n", 0)]
 
-    def naive_step() -> None:
+    tail = [""]
+
+    def naive_step() -> Token:
+        """The same output as the engine (a Token with its text and probability), done plainly."""
         for o in range(min(gen.order, len(hist)), 0, -1):
             c = naive.get(tuple(hist[-o:]))
             if c:
                 words, weights = list(c.keys()), [w ** (1 / 0.8) for w in c.values()]
-                hist.append(rng.choices(words, weights)[0])
+                k = rng.choices(range(len(words)), weights)[0]
+                hist.append(words[k])
                 del hist[:-4]
-                return
+                text = gen.tok.piece(words[k], tail[0])
+                tail[0] = (tail[0] + text)[-8:]
+                return Token(text, weights[k] / sum(weights), 0.8)
         hist.append(rng.randrange(len(gen.tok.vocab)))
+        return Token(gen.tok.vocab[hist[-1]], 1 / len(gen.tok.vocab), 0.8)
 
     def timed(step) -> float:
         n, t0 = 0, time.perf_counter()
