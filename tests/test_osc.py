@@ -657,3 +657,21 @@ def test_every_control_of_the_layout_is_accepted_as_the_controller_sends_it(serv
     for label, control in (("temperature_now", "temperature"), ("volume_now", "volume"), ("voice_now", "voice")):
         assert by_id[label]["onValue"] == f"set('{control}', value, {{send: false}})"
 
+
+def test_a_port_in_use_fails_loudly_and_ipv6_loopback_works(server):
+    with pytest.raises(OSError):
+        OscServer(host="127.0.0.1", port=server.port)  # a second show must not share (and steal) the port
+    try:
+        srv = OscServer(host="::1", port=0)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    srv.start()
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.settimeout(1.0)
+        s.sendto(msg("/lectern/ping"), ("::1", srv.port))
+        assert OscMessage(s.recvfrom(65536)[0]).address == "/lectern/pong"
+        s.close()
+    finally:
+        srv.stop()
+

@@ -251,8 +251,10 @@ class OscServer:
         self.rate_limit = max(1.0, float(rate_limit))
         if _QUIET not in logging.getLogger().filters:
             logging.getLogger().addFilter(_QUIET)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # no SO_REUSEADDR: for UDP it would let a second show bind the same port and steal its packets;
+        # a port in use must fail here, so the caller can say so
+        self.sock = socket.socket(self.family, socket.SOCK_DGRAM)
         try:  # a burst from a controller should wait in the kernel, not be lost
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         except OSError:
@@ -439,7 +441,7 @@ class OscServer:
                 self.counts["invalid"] += 1
                 reply(False, "subscribe needs a UDP port 1..65535")
                 return
-            if (addr[0], int(port)) == self.sock.getsockname():
+            if (addr[0], int(port)) == self.sock.getsockname()[:2]:
                 self.counts["invalid"] += 1
                 reply(False, "subscribe: that port is this server's own")
                 return
@@ -532,7 +534,7 @@ class OscServer:
     # ---- TCP (SLIP) ---------------------------------------------------------------------------
     def _listen_tcp(self, host: str, port: int) -> socket.socket | None:
         try:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s = socket.socket(self.family, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
             s.listen(4)
