@@ -12,6 +12,10 @@ import subprocess
 from pathlib import Path
 
 X264 = ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p", "-tune", "stillimage"]
+# live: the fastest x264 preset, with 8x8 transforms so the stream is still High profile, leaving
+# the CPU to the stage and the model while the show runs
+X264_LIVE = ["-c:v", "libx264", "-preset", "ultrafast", "-x264-params", "8x8dct=1", "-profile:v", "high",
+             "-pix_fmt", "yuv420p"]
 AAC = ["-c:a", "aac", "-b:a", "160k", "-ar", "48000"]
 
 
@@ -44,11 +48,12 @@ def raw_bytes(surface, direct: bool) -> bytes:
     return surface.get_buffer().raw if direct else pygame.image.tobytes(surface, "RGB")
 
 
-def encoder(out: Path, size: tuple[int, int], fps: int, pix_fmt: str, container: list[str]) -> subprocess.Popen:
+def encoder(out: Path, size: tuple[int, int], fps: int, pix_fmt: str, container: list[str],
+            live: bool = False) -> subprocess.Popen:
     """An ffmpeg reading raw frames on stdin."""
     w, h = size
     cmd = [ffmpeg(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{w}x{h}", "-r", str(fps),
-           "-i", "-", *X264, "-g", str(fps * 2), *container, str(out)]
+           "-i", "-", *(X264_LIVE if live else X264), "-g", str(fps * 2), *container, str(out)]
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -265,6 +265,8 @@ class Runtime:
         self.errors: list[str] = []
         self.exit_code = 0
         self.last_worker_output = time.monotonic()
+        self.frame_changed = True
+        self._last_view_key = None
 
     # -- set-up --------------------------------------------------------------------------------
     def _open_display(self) -> None:
@@ -455,7 +457,7 @@ class Runtime:
                     if received is not None and len(self.stats.osc_latency_ms) < 100_000:
                         self.stats.osc_latency_ms.append((presented - received) * 1000)
                 if self.recorder is not None and self.screen is not None:
-                    self.recorder.frame(self.screen, now)
+                    self.recorder.frame(self.screen, now, changed=self.frame_changed)
                 if self.heartbeat is not None:
                     self.heartbeat.beat()
                 if presented - last_status >= 1.0:
@@ -641,6 +643,12 @@ class Runtime:
             return
         view = self.stage_state.frame(now)
         self.renderer.draw(self.screen, view)
+        # what makes two frames differ: an event, a fade step, the countdown's second, the highlight
+        key = (view.version, round(view.brightness, 3),
+               None if view.countdown is None else math.ceil(view.countdown - 1e-9),
+               view.columns[0].highlight if view.columns else None)
+        self.frame_changed = key != self._last_view_key
+        self._last_view_key = key
 
     def _publish(self, now: float) -> None:
         snap = self.engine.snapshot()

@@ -17,7 +17,7 @@ from pathlib import Path
 from performance.media import MediaError, encoder, mux, pix_fmt_of, raw_bytes
 
 log = logging.getLogger("lectern.recorder")
-QUEUE_FRAMES = 6
+QUEUE_FRAMES = 12
 
 
 class Recorder:
@@ -40,15 +40,23 @@ class Recorder:
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def frame(self, surface, now: float) -> None:
-        """Offer the frame just presented at engine time `now`."""
+    def frame(self, surface, now: float, changed: bool = True) -> None:
+        """Offer the frame just presented at engine time `now`. When the picture did not change
+        since the last offered frame, nothing is copied: the thread repeats the previous bytes."""
         tick = int(now * self.fps + 1e-6)
         if tick <= self._last_tick or self.error:
+            return
+        if not changed and self._fmt is not None:
+            try:
+                self._q.put_nowait((tick, None))
+                self._last_tick = tick
+            except queue.Full:
+                pass
             return
         if self._fmt is None:
             self._fmt = pix_fmt_of(surface)
             try:
-                self._proc = encoder(self.partial, self.size, self.fps, self._fmt[0], ["-f", "matroska"])
+                self._proc = encoder(self.partial, self.size, self.fps, self._fmt[0], ["-f", "matroska"], live=True)
             except MediaError as e:
                 self.error = str(e)
                 log.error("recording off: %s", e)
@@ -69,7 +77,9 @@ class Recorder:
             if item is None:
                 break
             tick, surf = item
-            data = raw_bytes(surf, self._fmt[1])
+            data = prev if surf is None and prev is not None else raw_bytes(surf, self._fmt[1]) if surf is not None else None
+            if data is None:
+                continue
             try:
                 # before the first frame the stage was still starting: show that frame from t = 0
                 for _ in range(written + 1, tick):
