@@ -17,7 +17,10 @@ from pathlib import Path
 from performance.media import MediaError, encoder, mux, pix_fmt_of, raw_bytes
 
 log = logging.getLogger("lectern.recorder")
+# copies of 1080p surfaces are 8 MB each: bound those; repeats of an unchanged picture cost nothing
+# to queue, so the queue itself may hold many seconds of them and ride out a busy moment
 QUEUE_FRAMES = 12
+QUEUE_SECONDS = 10
 
 
 class Recorder:
@@ -31,7 +34,8 @@ class Recorder:
         self.dropped = 0
         self.frames_written = 0
         self._last_tick = -1
-        self._q: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
+        self._q: queue.Queue = queue.Queue(maxsize=QUEUE_SECONDS * fps)
+        self._copies = threading.BoundedSemaphore(QUEUE_FRAMES)
         self._proc = None
         self._thread = threading.Thread(target=self._run, name="lectern-recorder", daemon=True)
         self._fmt: tuple[str, bool] | None = None
@@ -56,17 +60,19 @@ class Recorder:
         if self._fmt is None:
             self._fmt = pix_fmt_of(surface)
             try:
-                self._proc = encoder(self.partial, self.size, self.fps, self._fmt[0], ["-f", "matroska"], live=True)
+                self._proc = encoder(self.partial, self.size, self.fps, self._fmt[0], ["-f", "matroska"])
             except MediaError as e:
                 self.error = str(e)
                 log.error("recording off: %s", e)
                 return
             self._thread.start()
+        if not self._copies.acquire(blocking=False):
+            return  # the thread is behind: this tick will be filled by a repeat and counted
         try:
             self._q.put_nowait((tick, surface.copy()))
             self._last_tick = tick
         except queue.Full:
-            pass  # the thread is behind: this tick will be filled by a repeat and counted
+            self._copies.release()
 
     def _run(self) -> None:
         prev: bytes | None = None
@@ -77,7 +83,12 @@ class Recorder:
             if item is None:
                 break
             tick, surf = item
-            data = prev if surf is None and prev is not None else raw_bytes(surf, self._fmt[1]) if surf is not None else None
+            if surf is not None:
+                data = raw_bytes(surf, self._fmt[1])
+                del surf
+                self._copies.release()
+            else:
+                data = prev
             if data is None:
                 continue
             try:
@@ -100,7 +111,11 @@ class Recorder:
         """Finish: fill up to the session's end, finish the MKV, mux the MP4. Returns the MP4 path."""
         if self._proc is None:
             return None
-        self._q.put(None)
+        try:
+            # a thread stopped by a broken pipe no longer drains the queue: never wait on it forever
+            self._q.put(None, timeout=60 if self._thread.is_alive() else 0.01)
+        except queue.Full:
+            pass
         self._thread.join(60)
         prev, written = getattr(self, "_prev", None), getattr(self, "_written", -1)
         if end is not None and prev is not None and self._proc.stdin is not None:
