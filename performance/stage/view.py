@@ -1,63 +1,97 @@
 """Fold the event log into what is on screen. Used live and by the offline renderer, so a session
-re-renders frame for frame from its transcript.
+re-renders frame for frame from its transcript, without the model.
 
 `StageState.apply(event)` takes every event in order; `frame(t)` returns an immutable StageView in
-which everything that moves with time (fades, countdown, the spoken-line highlight) is a pure
-function of t. Memory is bounded: a stream keeps only its newest text.
+which everything that moves with time (poem fades, panic fades, the countdown, page flips, the
+spoken-line highlight) is a pure function of t and the events folded so far. Memory is bounded
+whatever runs for weeks: each column keeps at most STREAM_KEEP_CHARS of text, the speech log is a
+short ring, and a malformed event is logged and dropped, never raised into the frame loop.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import deque
 from dataclasses import dataclass
 
-from performance.stage.look import Look
+from performance.stage.look import LAYOUTS, Look, resolve
 
-STREAM_KEEP_CHARS = 6000  # the stream layout's memory of past poems
+log = logging.getLogger(__name__)
+
+STREAM_KEEP_CHARS = 6000  # a column's memory of past text (a 1080p stream shows far less)
+MAX_COLUMNS = 8  # a bad `column` field must not allocate a million columns
 RESUME_FADE_S = 0.4
+SPEECH_KEEP = 64
+ALPHA_STEPS = 255  # fades are quantised to 8 bits: what a frame can show anyway
 
 
 @dataclass(frozen=True, slots=True)
 class PoemText:
+    """One poem as shown: its session-wide number, the text revealed so far, its opacity."""
+
     n: int
     text: str
+    alpha: float = 1.0  # 0..1, from fade_in / fade_out
 
 
 @dataclass(frozen=True, slots=True)
 class ColumnView:
-    title: str
-    poems: tuple[PoemText, ...]
-    highlight: tuple[int, int] | None  # (poem n, non-blank line index) being spoken
-    poem_started: float  # engine time the newest poem began (for fade-in)
+    """One column of text (single-column layouts have one)."""
+
+    title: str  # the model's name (the columns layout draws it as a header)
+    poems: tuple[PoemText, ...]  # oldest first; the last one is being written
+    highlight: tuple[int, int] | None  # (poem n, index of the non-blank line) being spoken
+    poem_started: float  # engine time the newest poem began
+    page_clock: float | None = None  # seconds since the newest poem ended (page flips), None while writing
+    caption: str | None = None  # model · temperature · seed, when captions are on
 
 
 @dataclass(frozen=True, slots=True)
 class StageView:
+    """Everything the renderer needs for one frame; immutable, so it may cross threads."""
+
     layout: str
-    look: Look
+    look: Look  # resolved: the layout's defaults filled in
     columns: tuple[ColumnView, ...]
-    caption: str | None
+    caption: str | None  # single-column layouts: model · temperature · seed
     countdown: float | None  # seconds left in a timed pause
-    brightness: float  # 0 = black, 1 = full
-    version: int  # changes whenever an event changed what is shown
+    brightness: float  # 0 = black, 1 = full (panic, blackout, resume)
+    version: int  # changes whenever the picture changes, apart from the three fields below
+
+    @property
+    def key(self) -> tuple:
+        """Equal keys draw equal pictures: the loop and the offline renderer may skip a redraw
+        (or repeat the last encoded frame) when the key has not changed."""
+        return (self.version, round(self.brightness, 3),
+                None if self.countdown is None else math.ceil(self.countdown - 1e-9),
+                tuple(c.highlight for c in self.columns))
 
 
 class _Column:
-    __slots__ = ("title", "poems", "chars", "model", "seed", "temperature", "started", "replace_on_token")
+    __slots__ = ("title", "poems", "chars", "model", "seed", "temperature", "started", "pending",
+                 "shown_at", "outgoing", "replaced_at", "ended_at")
 
     def __init__(self, title: str) -> None:
         self.title = title
-        self.poems: deque[list] = deque()  # [n, text]
+        self.poems: deque[list] = deque()  # [n, text], oldest first
         self.chars = 0
         self.model = title
         self.seed = 0
         self.temperature = 0.0
         self.started = 0.0
-        self.replace_on_token = False
+        self.pending: int | None = None  # a poem started here whose first words have not appeared
+        self.shown_at = 0.0  # when the newest poem became visible (fade_in starts here)
+        self.outgoing: tuple[int, str] | None = None  # the replaced poem, while it fades out
+        self.replaced_at = 0.0
+        self.ended_at: float | None = None
+
+    def caption(self) -> str:
+        return f"{self.model} · temperature {self.temperature:.2f} · seed {self.seed}"
 
 
 class StageState:
-    """The reducer. Not thread-safe: one owner (the frame loop, or the renderer)."""
+    """The reducer. Not thread-safe: one owner (the frame loop, or the offline renderer)."""
 
     def __init__(self) -> None:
         self.layout = "stream"
@@ -65,12 +99,23 @@ class StageState:
         self.columns: list[_Column] = [_Column("")]
         self.caption_on = False
         self.pause_until: float | None = None
-        self.speech: deque[tuple[int, int, float, float]] = deque(maxlen=64)
-        self.fade: tuple[str, float, float] | None = None  # (kind, start t, seconds)
+        self.speech: deque[tuple[int, int, float, float]] = deque(maxlen=SPEECH_KEEP)
+        self.fade: tuple[str, float, float] | None = None  # (out|in, start t, seconds)
         self.version = 0
         self.size = (1920, 1080)
+        self.errors = 0
 
+    # ---- folding ------------------------------------------------------------------------------
     def apply(self, ev: dict) -> None:
+        """Fold one event in. A malformed event is logged and ignored: the show goes on."""
+        try:
+            self._apply(ev)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            self.errors += 1
+            if self.errors <= 20 or self.errors % 1000 == 0:
+                log.warning("stage ignored a malformed event %.200r: %s", ev, e)
+
+    def _apply(self, ev: dict) -> None:
         kind = ev.get("event")
         t = float(ev.get("t", 0.0))
         self.version += 1
@@ -78,41 +123,22 @@ class StageState:
             st = ev.get("stage") or {}
             self.size = (int(st.get("width", 1920)), int(st.get("height", 1080)))
         elif kind == "scene":
-            self.layout = ev.get("layout", "stream")
+            layout = ev.get("layout", "stream")
+            self.layout = layout if layout in LAYOUTS else "stream"
             self.look = Look.from_dict(ev.get("look"))
             self.caption_on = bool(ev.get("caption", self.look.caption))
             cols = ev.get("columns") or [{"model": ""}]
-            self.columns = [_Column(c.get("model", "")) for c in cols]
+            self.columns = [_Column(str(c.get("model", ""))) for c in cols[:MAX_COLUMNS]]
             self.pause_until = None
             self.speech.clear()
         elif kind == "poem_start":
-            col = self._col(ev)
-            # a poem replaces the last when its first words appear, not before: no blank stage
-            # while a flick poem is still being written
-            col.replace_on_token = self.layout != "stream"
-            if self.layout == "stream":
-                col.poems.append([ev["n"], ""])
-            col.model, col.seed = ev.get("model", col.model), ev.get("seed", 0)
-            col.temperature = ev.get("temperature", col.temperature)
-            col.started = t
-            self.pause_until = None
+            self._poem_start(t, ev)
         elif kind == "token":
+            self._token(t, ev)
+        elif kind == "poem_end":
             col = self._col(ev)
-            if col.replace_on_token and (not col.poems or col.poems[-1][0] != ev.get("poem")):
-                col.poems.clear()
-                col.chars = 0
-                col.replace_on_token = False
-            if not col.poems or col.poems[-1][0] != ev.get("poem"):
-                col.poems.append([ev.get("poem"), ""])
-            col.poems[-1][1] += ev["text"]
-            col.chars += len(ev["text"])
-            col.temperature = ev.get("temperature", col.temperature)
-            while col.chars > STREAM_KEEP_CHARS and len(col.poems) > 1:
-                col.chars -= len(col.poems.popleft()[1])
-            if col.chars > STREAM_KEEP_CHARS:  # one huge poem: keep its tail
-                cut = col.chars - STREAM_KEEP_CHARS
-                col.poems[0][1] = col.poems[0][1][cut:]
-                col.chars -= cut
+            if col is not None and col.poems and col.poems[-1][0] == ev.get("n"):
+                col.ended_at = t
         elif kind == "pause":
             self.pause_until = float(ev.get("until", t + float(ev.get("seconds", 0))))
         elif kind == "speech":
@@ -120,21 +146,93 @@ class StageState:
         elif kind == "caption":
             self.caption_on = bool(ev.get("on"))
         elif kind == "panic":
-            self.fade = ("out", t, float(ev.get("fade_s", 2.0)))
+            self.fade = ("out", t, max(0.0, float(ev.get("fade_s", 2.0))))
         elif kind == "blackout":
             self.fade = ("out", t, 0.0)
         elif kind == "resume":
-            self.fade = ("in", t, RESUME_FADE_S)
-        else:
-            self.version -= 1  # nothing visible changed
+            self.fade = ("in", t, RESUME_FADE_S) if self.fade is not None else None
+        else:  # standby, command, keep, session_end, ...: nothing visible changes
+            self.version -= 1
 
-    def _col(self, ev: dict) -> _Column:
+    def _replaces(self) -> bool:
+        """Does a new poem take the place of the last (rather than follow it down the page)?"""
+        if self.layout == "stream":
+            return False
+        if self.layout == "columns":  # each column a stream of poems, unless it must fit one poem
+            return resolve(self.look, "columns").overflow != "scroll"
+        return True
+
+    def _poem_start(self, t: float, ev: dict) -> None:
+        col = self._col(ev)
+        if col is None:
+            return
+        col.model = str(ev.get("model", col.model))
+        col.seed = ev.get("seed", 0)
+        col.temperature = float(ev.get("temperature", col.temperature))
+        col.started = t
+        col.ended_at = None
+        self.pause_until = None
+        n = int(ev["n"])
+        if self._replaces():
+            # the old poem stays until the new one's first words appear: never a blank stage
+            # while a flick poem is still being written
+            col.pending = n
+        else:
+            self._append(col, n, "")
+
+    def _token(self, t: float, ev: dict) -> None:
+        col = self._col(ev)
+        if col is None:
+            return
+        n, text = int(ev["poem"]), str(ev["text"])
+        if col.pending == n or (not col.poems or col.poems[-1][0] != n) and self._replaces():
+            col.pending = None
+            look = resolve(self.look, self.layout)
+            if col.poems and look.fade_out > 0:
+                col.outgoing = (col.poems[-1][0], col.poems[-1][1])
+                col.replaced_at = t
+            else:
+                col.outgoing = None
+            col.poems.clear()
+            col.chars = 0
+            col.shown_at = t + (look.fade_out if col.outgoing else 0.0)
+            col.poems.append([n, ""])
+        elif not col.poems or col.poems[-1][0] != n:
+            self._append(col, n, "")
+        col.poems[-1][1] += text
+        col.chars += len(text)
+        col.temperature = float(ev.get("temperature", col.temperature))
+        self._trim(col)
+
+    def _append(self, col: _Column, n: int, text: str) -> None:
+        if not col.poems:
+            col.shown_at = col.started
+        col.poems.append([n, text])
+        col.chars += len(text)
+
+    @staticmethod
+    def _trim(col: _Column) -> None:
+        while col.chars > STREAM_KEEP_CHARS and len(col.poems) > 1:
+            col.chars -= len(col.poems.popleft()[1])
+        if col.chars > STREAM_KEEP_CHARS:  # one runaway poem: keep its tail, from a line start if one is near
+            tail = col.poems[0][1][col.chars - STREAM_KEEP_CHARS:]
+            nl = tail.find("\n")
+            if 0 <= nl < 200:
+                tail = tail[nl + 1:]
+            col.poems[0][1] = tail
+            col.chars = len(tail)
+
+    def _col(self, ev: dict) -> _Column | None:
         i = int(ev.get("column", 0))
+        if not 0 <= i < MAX_COLUMNS:
+            return None
         while i >= len(self.columns):
             self.columns.append(_Column(""))
         return self.columns[i]
 
+    # ---- the view at time t -------------------------------------------------------------------
     def brightness(self, t: float) -> float:
+        """Panic fades out, blackout is instant, resume fades back in."""
         if self.fade is None:
             return 1.0
         kind, t0, secs = self.fade
@@ -142,20 +240,50 @@ class StageState:
         return 1.0 - frac if kind == "out" else frac
 
     def frame(self, t: float) -> StageView:
+        """The immutable view at engine time t (t at or after the last applied event)."""
+        look = resolve(self.look, self.layout)
         highlight = None
         for poem, line, start, end in reversed(self.speech):
             if start <= t < end:
                 highlight = (poem, line)
                 break
-        cols = tuple(
-            ColumnView(c.title, tuple(PoemText(n, text) for n, text in c.poems), highlight, c.started)
-            for c in self.columns
-        )
+        motion: list[int] = []  # the time-dependent parts, so `version` changes when they do
+        cols = []
+        for c in self.columns:
+            poems, alphas = self._poems_at(c, look, t)
+            motion.extend(alphas)
+            page_clock = None
+            if c.ended_at is not None and t >= c.ended_at and look.overflow == "page":
+                page_clock = t - c.ended_at
+                motion.append(int(page_clock // look.page_seconds))
+            cols.append(ColumnView(c.title, poems, highlight, c.started, page_clock,
+                                   c.caption() if self.caption_on else None))
         caption = None
         if self.caption_on and self.columns and self.layout != "columns":
-            c = self.columns[0]
-            caption = f"{c.model} · temperature {c.temperature:.2f} · seed {c.seed}"
+            caption = self.columns[0].caption()
         countdown = None
         if self.pause_until is not None and t < self.pause_until:
             countdown = self.pause_until - t
-        return StageView(self.layout, self.look, cols, caption, countdown, self.brightness(t), self.version)
+        version = self.version if not motion else hash((self.version, *motion))
+        return StageView(self.layout, look, tuple(cols), caption, countdown, self.brightness(t), version)
+
+    def _poems_at(self, c: _Column, look: Look, t: float) -> tuple[tuple[PoemText, ...], list[int]]:
+        """A column's poems at t with their opacity: the outgoing poem while it fades out, then the
+        new one fading in. Streams do not fade: a terminal types, it does not dissolve."""
+        if c.outgoing is not None and look.fade_out > 0 and t < c.replaced_at + look.fade_out:
+            a = _step(1.0 - (t - c.replaced_at) / look.fade_out)
+            return (PoemText(c.outgoing[0], c.outgoing[1], a / ALPHA_STEPS),), [a]
+        if not c.poems:
+            return (), []
+        alpha = ALPHA_STEPS
+        if look.fade_in > 0 and self.layout != "stream":
+            alpha = _step((t - c.shown_at) / look.fade_in)
+        poems = tuple(PoemText(n, text) for n, text in c.poems)
+        if alpha >= ALPHA_STEPS:
+            return poems, []
+        last = poems[-1]
+        return poems[:-1] + (PoemText(last.n, last.text, alpha / ALPHA_STEPS),), [alpha]
+
+
+def _step(frac: float) -> int:
+    return int(round(min(1.0, max(0.0, frac)) * ALPHA_STEPS))

@@ -1,0 +1,300 @@
+"""Where every line of a StageView goes: the five layouts, wrapping, and what happens to text that
+does not fit (shrink, page or scroll — never cut off silently).
+
+The result is a list of Placed lines and Rules in pixels; draw.py only renders and blits them, so
+the typography can be reasoned about (and tested) without looking at pixels. Wrapping is cached
+per paragraph and resumed from the last line when a paragraph grows, so a typewriter re-wraps one
+line per token, not the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from performance.stage.fonts import LRU, MIN_SIZE, Fonts
+from performance.stage.look import Look, colour, mix
+from performance.stage.view import ColumnView, StageView
+
+READER_MEASURE_EM = 30  # a reader's line length in ems (~55 characters): a page, not a banner
+HANGING_INDENT_EM = 1.5  # a verse line that wraps continues indented, so wraps read as wraps
+COLUMN_GUTTER = 0.035  # of the stage's width
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """One line of text at its pixel position (top-left of the line box)."""
+
+    text: str
+    font: str  # font file (fallback runs are resolved when rendering)
+    size: int  # pixels
+    rgb: tuple[int, int, int]
+    x: int
+    y: int
+    alpha: int = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A thin horizontal line (under a column's header)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    rgb: tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    text: str
+    highlight: bool
+    alpha: int
+    indent: bool  # a continuation of a wrapped verse line
+
+
+class Layouter:
+    """Turns StageViews into placed lines for a stage of one size."""
+
+    def __init__(self, fonts: Fonts, size: tuple[int, int]) -> None:
+        self.fonts = fonts
+        self.size = size
+        self._wraps = LRU(8192)
+        self._growing: dict[tuple, tuple[str, tuple[int, ...]]] = {}  # the last wrapped paragraph per font/width
+        self._fitted = LRU(256)  # (column, poem n, box) → the size that fitted last time
+
+    # ---- wrapping -----------------------------------------------------------------------------
+    def wrap(self, path: str, size: int, text: str, width: int, indent: int) -> tuple[str, ...]:
+        """Break one paragraph into lines no wider than width (continuations `indent` narrower).
+        A word wider than a whole line is broken between characters rather than overflowing."""
+        key = (path, size, width, indent)
+
+        def make() -> tuple[str, ...]:
+            starts: list[int] = [0]
+            prev = self._growing.get(key)
+            if prev is not None and len(prev[1]) > 1 and text.startswith(prev[0]):
+                starts = list(prev[1][:-1])  # every line but the last is unchanged: resume from there
+            starts = self._break(path, size, text, width, indent, starts)
+            if len(self._growing) > 64:
+                self._growing.clear()
+            self._growing[key] = (text, tuple(starts))
+            ends = starts[1:] + [len(text)]
+            return tuple(text[a:b].rstrip(" ") for a, b in zip(starts, ends, strict=True))
+
+        return self._wraps.get_or((key, text), make)
+
+    def _break(self, path: str, size: int, text: str, width: int, indent: int, starts: list[int]) -> list[int]:
+        width_of = self.fonts.width
+        i = starts[-1]
+        n = len(text)
+        while True:
+            avail = width - (indent if len(starts) > 1 else 0)
+            if width_of(path, size, text[i:].rstrip(" ")) <= avail:
+                return starts
+            # longest prefix ending at a space that fits
+            j, best = i, -1
+            while True:
+                k = text.find(" ", j + 1)
+                if k < 0:
+                    break
+                if width_of(path, size, text[i:k].rstrip(" ")) > avail:
+                    break
+                best, j = k, k
+            if best > i:
+                nxt = best + 1
+                while nxt < n and text[nxt] == " ":
+                    nxt += 1
+            else:  # one word wider than the line: break it between characters
+                nxt = i + 1
+                while nxt < n and width_of(path, size, text[i:nxt + 1]) <= avail:
+                    nxt += 1
+            if nxt >= n:
+                return starts
+            starts.append(nxt)
+            i = nxt
+
+    # ---- blocks of text -----------------------------------------------------------------------
+    @staticmethod
+    def _paragraphs(col: ColumnView, poems: Sequence) -> list[tuple[str, bool, int]]:
+        """(text, spoken?, alpha) per paragraph; a blank line between poems and between stanzas,
+        never more than one in a row (a model's run of newlines must not empty the screen)."""
+        out: list[tuple[str, bool, int]] = []
+        for poem in poems:
+            alpha = int(round(poem.alpha * 255))
+            if out and out[-1][0]:
+                out.append(("", False, alpha))
+            nonblank = -1
+            for para in poem.text.lstrip("\n").split("\n"):
+                para = para.rstrip()
+                if not para.strip():
+                    if out and out[-1][0]:
+                        out.append(("", False, alpha))
+                    continue
+                nonblank += 1
+                spoken = col.highlight is not None and col.highlight == (poem.n, nonblank)
+                out.append((para.replace("\t", "    "), spoken, alpha))
+        while out and not out[-1][0]:
+            out.pop()
+        return out
+
+    def _lines(self, paragraphs: list[tuple[str, bool, int]], path: str, size: int, width: int,
+               hang: bool) -> list[_Line]:
+        indent = int(size * HANGING_INDENT_EM) if hang else 0
+        out: list[_Line] = []
+        for text, spoken, alpha in paragraphs:
+            if not text:
+                out.append(_Line("", False, alpha, False))
+                continue
+            for k, ln in enumerate(self.wrap(path, size, text, width, indent)):
+                out.append(_Line(ln, spoken, alpha, k > 0 and hang))
+        return out
+
+    def block(self, col: ColumnView, look: Look, box: tuple[int, int, int, int], base: int, key: tuple,
+              overflow: str, valign: str = "top", align: str = "left") -> list[Placed]:
+        """Lay a column's poems into box = (x, y, w, h)."""
+        x0, y0, bw, bh = box
+        path = self.fonts.path(look.font_path())
+        paras = self._paragraphs(col, col.poems)
+        if not paras:
+            return []
+        hang = align == "left"
+        size = base
+        if overflow == "shrink":
+            size = self._fit(paras, path, base, bw, bh, look.line_spacing, hang, key)
+        lh = max(1, int(self.fonts.line_height(path, size) * look.line_spacing))
+        lines = self._lines(paras, path, size, bw, hang)
+        fit = max(1, (bh + lh - self.fonts.line_height(path, size)) // lh)  # the last line needs no leading below
+        if len(lines) > fit:
+            if overflow == "page":
+                pages = (len(lines) + fit - 1) // fit
+                page = pages - 1  # while writing: the page that holds the newest line
+                if col.page_clock is not None:  # complete: turn the pages in order, then again
+                    page = int(col.page_clock // look.page_seconds) % pages
+                lines = lines[page * fit:(page + 1) * fit]
+            else:  # scroll (and shrink that reached its floor): the newest lines, like a terminal
+                lines = lines[-fit:]
+        while lines and not lines[0].text:
+            lines.pop(0)
+        used = (len(lines) - 1) * lh + self.fonts.line_height(path, size) if lines else 0
+        y = y0
+        if valign == "center":
+            y += max(0, (bh - used) // 2)
+        elif valign == "upper":  # a short poem sits a little lower than the top, and does not move
+            y += min(max(0, (bh - used) // 2), bh // 8)  # as its lines arrive; a long one rises to fit
+        fg, hl = colour(look.color), colour(look.highlight)
+        indent = int(size * HANGING_INDENT_EM)
+        out: list[Placed] = []
+        for ln in lines:
+            if ln.text:
+                x = x0 + (indent if ln.indent else 0)
+                if align == "center":
+                    x = x0 + (bw - self.fonts.width(path, size, ln.text)) // 2
+                out.append(Placed(ln.text, path, size, hl if ln.highlight else fg, x, y, ln.alpha))
+            y += lh
+        return out
+
+    def _fits(self, paras, path: str, size: int, bw: int, bh: int, spacing: float, hang: bool) -> bool:
+        lh = max(1, int(self.fonts.line_height(path, size) * spacing))
+        n = len(self._lines(paras, path, size, bw, hang))
+        return (n - 1) * lh + self.fonts.line_height(path, size) <= bh
+
+    def _fit(self, paras, path: str, base: int, bw: int, bh: int, spacing: float, hang: bool, key: tuple) -> int:
+        """The largest size <= base at which the text fits. Deterministic (a re-render of the session
+        finds the same size); the last answer is tried first because within a poem it rarely moves."""
+        hint = self._fitted.get(key)
+        if hint is not None and hint <= base and self._fits(paras, path, hint, bw, bh, spacing, hang) and (
+                hint == base or not self._fits(paras, path, hint + 1, bw, bh, spacing, hang)):
+            return hint
+        lo, hi = MIN_SIZE, base
+        if self._fits(paras, path, hi, bw, bh, spacing, hang):
+            lo = hi
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._fits(paras, path, mid, bw, bh, spacing, hang):
+                lo = mid
+            else:
+                hi = mid - 1
+        self._fitted.get_or(key, lambda: lo)
+        self._fitted[key] = lo
+        return lo
+
+    # ---- the five layouts ---------------------------------------------------------------------
+    def place(self, view: StageView) -> list[Placed | Rule]:
+        """Every line and rule of the frame, in drawing order."""
+        look = view.look
+        w, h = self.size
+        scale = h / 1080
+        base = max(MIN_SIZE, int(round(look.size * scale)))
+        mx, my = int(w * look.margin), int(h * look.margin)
+        box = (mx, my, w - 2 * mx, h - 2 * my)
+        out: list[Placed | Rule] = []
+        cols = view.columns
+        layout = view.layout
+        text_left = mx  # the caption lines up with the text it describes
+        if layout == "columns" and cols:
+            out += self._columns(view, box, base, scale)
+        elif cols:
+            col = cols[0]
+            n = col.poems[-1].n if col.poems else 0
+            if layout == "stream":
+                out += self.block(col, look, box, base, (0, n, box), "scroll")
+            elif layout == "sentence":
+                out += self.block(col, look, box, base, (0, n, box), look.overflow, "center", "center")
+            elif layout == "reader":
+                measure = min(box[2], int(base * READER_MEASURE_EM))
+                rbox = ((w - measure) // 2, box[1], measure, box[3])
+                text_left = rbox[0]
+                out += self.block(col, look, rbox, base, (0, n, rbox), look.overflow, "upper", look.align)
+            else:  # flick
+                out += self.block(col, look, box, base, (0, n, box), look.overflow, "top", look.align)
+        small = max(MIN_SIZE, int(round(look.caption_size * scale)))
+        fg, bg = colour(look.color), colour(look.background)
+        path = self.fonts.path(look.font_path())
+        foot_y = h - my // 2 - self.fonts.line_height(path, small) // 2  # centred in the bottom margin
+        if view.caption:
+            x = text_left
+            if look.align == "center":
+                x = (w - self.fonts.width(path, small, view.caption)) // 2
+            out.append(Placed(view.caption, path, small, mix(fg, bg, 0.5), x, foot_y))
+        if view.countdown is not None and look.countdown:
+            secs = max(0, int(view.countdown + 0.999))
+            label = f"{secs // 60}:{secs % 60:02d}"
+            rgb = mix(colour(look.highlight), bg, 0.15)
+            if layout == "reader":  # the reader's audience waits for the next poem: show it plainly
+                size = max(MIN_SIZE, int(round(look.size * 0.9 * scale)))
+                lh = self.fonts.line_height(path, size)
+                x = (w - self.fonts.width(path, size, label)) // 2
+                y = h - max(my // 2 + lh // 2, lh + int(8 * scale))
+                out.append(Placed(label, path, size, rgb, x, y))
+            else:
+                out.append(Placed(label, path, small, rgb, w - mx - self.fonts.width(path, small, label), foot_y))
+        return out
+
+    def _columns(self, view: StageView, box: tuple[int, int, int, int], base: int, scale: float) -> list[Placed | Rule]:
+        look = view.look
+        cols = view.columns
+        x0, y0, bw, bh = box
+        w = self.size[0]
+        gap = int(w * COLUMN_GUTTER)
+        cw = (bw - gap * (len(cols) - 1)) // len(cols)
+        path = self.fonts.path(look.font_path())
+        title_size = max(MIN_SIZE, int(round(look.caption_size * scale)))
+        tlh = self.fonts.line_height(path, title_size)
+        fg, bg = colour(look.color), colour(look.background)
+        out: list[Placed | Rule] = []
+        for i, col in enumerate(cols):
+            x = x0 + i * (cw + gap)
+            title = col.caption or col.title
+            if title:
+                while len(title) > 1 and self.fonts.width(path, title_size, title) > cw:
+                    title = title[:-2] + "…"  # a header never runs into the next column
+                out.append(Placed(title, path, title_size, mix(fg, bg, 0.45), x, y0))
+                rule_y = y0 + tlh + int(6 * scale)
+                out.append(Rule(x, rule_y, cw, max(1, int(round(scale))), mix(fg, bg, 0.8)))
+                top = rule_y + int(tlh * 1.2)
+            else:
+                top = y0
+            n = col.poems[-1].n if col.poems else 0
+            cbox = (x, top, cw, y0 + bh - top)
+            out += self.block(col, look, cbox, base, (i, n, cbox), look.overflow, "top", look.align)
+        return out
