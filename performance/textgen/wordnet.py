@@ -92,6 +92,14 @@ class WordNet:
             ptrs.append((sym, ppos, int(off)))
         return lemmas, tuple(ptrs)
 
+    def is_proper(self, lemma: str, pos: str = "n") -> bool:
+        """Whether `lemma`'s first sense is a name (its synset spells it with a capital: Adam, Satan)."""
+        offsets = self.index[pos].get(lemma)
+        if not offsets:
+            return False
+        lemmas = [w.split("(")[0] for w in self.synset(pos, offsets[0])[0]]
+        return lemma not in lemmas and any(w.lower() == lemma and w[:1].isupper() for w in lemmas)
+
     def related(self, lemma: str, pos: str, senses: int = 2, cap: int = 16) -> list[str]:
         """Synonyms, hypernyms and hyponyms of the first `senses` senses of `lemma` (single words),
         nearest first, at most `cap` (a flower has a hundred hyponyms; a poem wants a few)."""

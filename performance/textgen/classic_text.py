@@ -1,0 +1,22 @@
+"""Corpus text as the classic generators learn it: verse lines and stanza breaks, no dividers."""
+
+from __future__ import annotations
+
+import re
+
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def verse_text(text: str) -> str:
+    """`text` with divider lines ("#", ". . . .", bare section numbers: no letters) made blank and
+    runs of blank lines cut to one, so a chain or a template never copies a divider as if it were
+    verse, and a stanza break is always exactly one empty line. Lines keep their words as written
+    (trailing spaces dropped)."""
+    out: list[str] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        line = line.rstrip() if _LETTER.search(line) else ""
+        if line or (out and out[-1]):
+            out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out) + "\n"
