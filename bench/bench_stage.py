@@ -95,8 +95,12 @@ def run(layout: str, size: tuple[int, int], seconds: float, screen: pygame.Surfa
         while i < len(evs) and evs[i][0] <= t:
             state.apply({"t": evs[i][0], **evs[i][1]})
             i += 1
-        renderer.draw(screen, state.frame(t))
+        view = state.frame(t)
+        renderer.draw(screen, view)
         times.append(time.perf_counter() - t0)
+        if shots is not None and view.countdown is not None and 1.5 < view.countdown < 1.6:
+            shots.mkdir(parents=True, exist_ok=True)
+            pygame.image.save(screen, str(shots / f"{layout}_countdown.png"))
     if shots is not None:
         shots.mkdir(parents=True, exist_ok=True)
         pygame.image.save(screen, str(shots / f"{layout}.png"))

@@ -161,6 +161,8 @@ class Layouter:
         size = base
         if overflow == "shrink":
             size = self._fit(paras, path, base, bw, bh, look.line_spacing, hang, key)
+            if not self._fits(paras, path, size, bw, bh, look.line_spacing, hang):
+                overflow = "page"  # even the smallest legible size is too big: turn pages, cut nothing
         lh = max(1, int(self.fonts.line_height(path, size) * look.line_spacing))
         lines = self._lines(paras, path, size, bw, hang)
         fit = max(1, (bh + lh - self.fonts.line_height(path, size)) // lh)  # the last line needs no leading below
@@ -171,7 +173,7 @@ class Layouter:
                 if col.page_clock is not None:  # complete: turn the pages in order, then again
                     page = int(col.page_clock // look.page_seconds) % pages
                 lines = lines[page * fit:(page + 1) * fit]
-            else:  # scroll (and shrink that reached its floor): the newest lines, like a terminal
+            else:  # scroll: the newest lines, like a terminal
                 lines = lines[-fit:]
         while lines and not lines[0].text:
             lines.pop(0)
@@ -264,7 +266,7 @@ class Layouter:
                 size = max(MIN_SIZE, int(round(look.size * 0.9 * scale)))
                 lh = self.fonts.line_height(path, size)
                 x = (w - self.fonts.width(path, size, label)) // 2
-                y = h - max(my // 2 + lh // 2, lh + int(8 * scale))
+                y = min(h - my // 2 - lh // 2, h - lh)  # centred in the bottom margin, like the caption
                 out.append(Placed(label, path, size, rgb, x, y))
             else:
                 out.append(Placed(label, path, small, rgb, w - mx - self.fonts.width(path, small, label), foot_y))

@@ -253,7 +253,8 @@ class StageState:
             poems, alphas = self._poems_at(c, look, t)
             motion.extend(alphas)
             page_clock = None
-            if c.ended_at is not None and t >= c.ended_at and look.overflow == "page":
+            # pages turn under overflow "page", and under "shrink" once even the smallest size is too big
+            if c.ended_at is not None and t >= c.ended_at and look.overflow != "scroll" and self.layout != "stream":
                 page_clock = t - c.ended_at
                 motion.append(int(page_clock // look.page_seconds))
             cols.append(ColumnView(c.title, poems, highlight, c.started, page_clock,
@@ -272,7 +273,7 @@ class StageState:
         new one fading in. Streams do not fade: a terminal types, it does not dissolve."""
         if c.outgoing is not None and look.fade_out > 0 and t < c.replaced_at + look.fade_out:
             a = _step(1.0 - (t - c.replaced_at) / look.fade_out)
-            return (PoemText(c.outgoing[0], c.outgoing[1], a / ALPHA_STEPS),), [a]
+            return (PoemText(c.outgoing[0], c.outgoing[1], a / ALPHA_STEPS),), [0, c.outgoing[0], a]
         if not c.poems:
             return (), []
         alpha = ALPHA_STEPS
@@ -282,7 +283,7 @@ class StageState:
         if alpha >= ALPHA_STEPS:
             return poems, []
         last = poems[-1]
-        return poems[:-1] + (PoemText(last.n, last.text, alpha / ALPHA_STEPS),), [alpha]
+        return poems[:-1] + (PoemText(last.n, last.text, alpha / ALPHA_STEPS),), [1, last.n, alpha]
 
 
 def _step(frac: float) -> int:
