@@ -253,18 +253,18 @@ def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path |
     wn.close()
 
     names = {w.lower() for w in unknown_words if w.lower() not in lowercase_seen and w.lower() in midline_capital}
-    by_shape: dict[str, list[str]] = {}
+    by_shape: dict[str, set[str]] = {}
     for w in unknown_words:
-        by_shape.setdefault(_shape(w, names), []).append(w)
-    shapes = sorted(by_shape)
+        by_shape.setdefault(_shape(w, names), set()).add(w.lower())  # the stream restores the case
     # a reservoir class with one word could only swap a word for itself: fold it into the
     # general class ("'" for elided words, "" for the rest)
-    for s in [s for s in shapes if s not in ("", "'") and len({w.lower() for w in by_shape[s]}) < 2]:
-        by_shape.setdefault("'" if s.startswith("'") else "", []).extend(by_shape.pop(s))
+    for s in [s for s in sorted(by_shape) if s not in ("", "'") and len(by_shape[s]) < 2]:
+        by_shape.setdefault("'" if s.startswith("'") else "", set()).update(by_shape.pop(s))
     shapes = sorted(by_shape)
-    reservoir = [index[w] for s in shapes for w in sorted(by_shape[s])]
+    class_of = {w: k for k, s in enumerate(shapes) for w in by_shape[s]}
+    reservoir = [vid(w) for s in shapes for w in sorted(by_shape[s])]
     reservoir_offsets = np.cumsum([0] + [len(by_shape[s]) for s in shapes]).astype(np.int32)
-    shape_of = {index[w]: k for k, s in enumerate(shapes) for w in by_shape[s]}
+    shape_of = {index[w]: class_of[w.lower()] for w in unknown_words}
     unknown = sorted(shape_of)
 
     ids = [[index[w] for w in toks] for _, toks in split]
@@ -326,11 +326,20 @@ class SpreederStream:
         # every replaceable word draws (chance, pick) now, whatever the rate: a rate change then
         # shifts no later choice, and a higher rate only adds replacements
         rng = self.rng
-        self.draws: list[tuple[float, list[int], int] | None] = []
+        self.draws: list[tuple[float, list[int], int, int] | None] = []
         words = ["\n", *(g.vocab[i] for i in self.ids), "\n"]
         for k, i in enumerate(self.ids):
-            options = g.options(i, context_slot(words[k], words[k + 1], words[k + 2]))
-            self.draws.append((rng.random(), options, rng.randrange(len(options))) if options else None)
+            found = g.options(i, context_slot(words[k], words[k + 1], words[k + 2]))
+            n = 0 if found is None else len(found[0]) - (found[1] >= 0)
+            if n <= 0:
+                self.draws.append(None)
+                continue
+            options, own = found
+            u = rng.random()
+            pick = rng.randrange(n)
+            if 0 <= own <= pick:  # never the word itself
+                pick += 1
+            self.draws.append((u, options, pick, n))
         self.decided: dict[int, tuple[str, float]] = {}
 
     @property
@@ -350,14 +359,14 @@ class SpreederStream:
         if draw is None:
             out = (original, 1.0)
         else:
-            u, options, pick = draw
+            u, options, pick, n = draw
             if u < rate:
                 new = g.vocab[options[pick]]
                 if self.ids[k] in g.unknown:  # reservoir words carry their own case: match this one's
                     new = match_case(original, new.lower())
                     if "’" in original or "'" in original:  # the template's apostrophe, not the donor's
                         new = new.replace("'", "’") if "’" in original else new.replace("’", "'")
-                out = (new, rate / len(options))
+                out = (new, rate / n)
             else:
                 out = (original, 1.0 - rate)
         self.decided[k] = out
@@ -405,12 +414,22 @@ class SpreederGenerator:
         classes = [self.reservoir[r_offs[j]:r_offs[j + 1]] for j in range(len(r_offs) - 1)]
         self.unknown: dict[int, list[int]] = {
             u: classes[s] for u, s in zip(arrays["unknown"].tolist(), arrays["unknown_shape"].tolist(), strict=True)}
+        # where a word stands in its own class, so a replacement never picks the word itself
+        positions = [{self.vocab[w]: j for j, w in enumerate(c)} for c in classes]
+        self.unknown_own: dict[int, int] = {
+            u: positions[s].get(self.vocab[u].lower(), -1)
+            for u, s in zip(arrays["unknown"].tolist(), arrays["unknown_shape"].tolist(), strict=True)}
         self._by_word: dict[str, list[int]] | None = None
 
-    def options(self, i: int, slot: int = SLOT_DEFAULT) -> list[int] | None:
-        """What word id `i` may become after a word asking for `slot`: WordNet relatives, or its
-        reservoir class; None = kept as it is."""
-        return self.by_context.get((i, slot)) or self.candidates.get(i) or self.unknown.get(i)
+    def options(self, i: int, slot: int = SLOT_DEFAULT) -> tuple[list[int], int] | None:
+        """What word id `i` may become after a word asking for `slot`: (its WordNet relatives, -1),
+        or (its reservoir class, where the word itself stands in it, to be skipped; -1 if absent);
+        None = kept as it is."""
+        found = self.by_context.get((i, slot)) or self.candidates.get(i)
+        if found:
+            return found, -1
+        cls = self.unknown.get(i)
+        return (cls, self.unknown_own[i]) if cls else None
 
     def templates_for(self, prompt: str) -> list[int] | None:
         """Templates holding any word of `prompt` (case ignored); None = any template. A prompt
