@@ -395,9 +395,9 @@ class Engine:
             self._emit(now, "keep", poem=poem.n)
             self._out.files.append(Keep(poem.n, trim_poem(poem.text), self._footer(poem)))
             if self.scene.voice is not None and getattr(self.scene.voice, "mode", "off") == "kept" and self.voice_on:
-                for i, line in enumerate(trim_poem(poem.text).split("\n")):
-                    if line.strip():
-                        self._out.sound.append(Speak(poem.n, i, line, self.scene.voice, self.current_temperature))
+                lines = [ln for ln in trim_poem(poem.text).split("\n") if ln.strip()]
+                for i, line in enumerate(lines):  # numbered by non-blank lines, as the stage highlights them
+                    self._out.sound.append(Speak(poem.n, i, line, self.scene.voice, self.current_temperature))
             return True, f"kept poem {poem.n}"
         if name == "caption":
             self.caption = (not self._caption_on()) if not args else bool(int(args[0]))
@@ -814,9 +814,9 @@ class Engine:
                    temperature_range=[lo, hi], tokens=poem.revealed, partial=partial, footer=self._footer(poem))
         v = self.scene.voice
         if v is not None and self.voice_on and getattr(v, "mode", "off") == "poem" and not partial:
-            for i, line in enumerate(text.split("\n")):
-                if line.strip():
-                    self._out.sound.append(Speak(poem.n, i, line, v, self.current_temperature))
+            lines = [ln for ln in text.split("\n") if ln.strip()]
+            for i, line in enumerate(lines):  # numbered by non-blank lines, as the stage highlights them
+                self._out.sound.append(Speak(poem.n, i, line, v, self.current_temperature))
         self._last_poem = poem
         if partial and col.last_rid == poem.rid:
             self._out.worker.append(Close(poem.rid))
