@@ -89,6 +89,11 @@ def _shape(word: str, names: set[str]) -> str:
     return ""
 
 
+def _reservoir_form(word: str) -> str:
+    """How the reservoir stores a word: lowercase, one apostrophe ("fall'n" and "fall’n" are one)."""
+    return word.lower().replace("'", "’")
+
+
 def _templates(text: str) -> list[str]:
     """Non-overlapping runs of 12 verse lines (stanza breaks inside kept) that start where a
     stanza or sentence starts and end where one ends, so a template reads as a poem."""
@@ -255,7 +260,7 @@ def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path |
     names = {w.lower() for w in unknown_words if w.lower() not in lowercase_seen and w.lower() in midline_capital}
     by_shape: dict[str, set[str]] = {}
     for w in unknown_words:
-        by_shape.setdefault(_shape(w, names), set()).add(w.lower())  # the stream restores the case
+        by_shape.setdefault(_shape(w, names), set()).add(_reservoir_form(w))  # the stream restores case and apostrophe
     # a reservoir class with one word could only swap a word for itself: fold it into the
     # general class ("'" for elided words, "" for the rest)
     for s in [s for s in sorted(by_shape) if s not in ("", "'") and len(by_shape[s]) < 2]:
@@ -264,7 +269,7 @@ def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path |
     class_of = {w: k for k, s in enumerate(shapes) for w in by_shape[s]}
     reservoir = [vid(w) for s in shapes for w in sorted(by_shape[s])]
     reservoir_offsets = np.cumsum([0] + [len(by_shape[s]) for s in shapes]).astype(np.int32)
-    shape_of = {index[w]: class_of[w.lower()] for w in unknown_words}
+    shape_of = {index[w]: class_of[_reservoir_form(w)] for w in unknown_words}
     unknown = sorted(shape_of)
 
     ids = [[index[w] for w in toks] for _, toks in split]
@@ -417,7 +422,7 @@ class SpreederGenerator:
         # where a word stands in its own class, so a replacement never picks the word itself
         positions = [{self.vocab[w]: j for j, w in enumerate(c)} for c in classes]
         self.unknown_own: dict[int, int] = {
-            u: positions[s].get(self.vocab[u].lower(), -1)
+            u: positions[s].get(_reservoir_form(self.vocab[u]), -1)
             for u, s in zip(arrays["unknown"].tolist(), arrays["unknown_shape"].tolist(), strict=True)}
         self._by_word: dict[str, list[int]] | None = None
 
