@@ -216,3 +216,25 @@ def test_command_lines():
     register_supervise(p.add_subparsers(dest="command"))
     a = p.parse_args(["supervise", "--hang-s", "5", "a.toml", "--duration", "3", "--quiet"])
     assert (a.hang_s, a.setlist, a.rest) == (5.0, "a.toml", ["--duration", "3", "--quiet"])
+
+
+def test_after_a_while_on_the_safe_setlist_the_real_one_is_tried_again(tmp_path):
+    safe = tmp_path / "quiet.toml"
+    main = tmp_path / "main.toml"
+    main.write_text(f'[[scene]]\nmodel = "markov"\n\n[install]\nsafe_setlist = "{safe}"\n')
+    log, waits = tmp_path / "runs", []
+    prog = RECORD + f"""
+import time
+if sys.argv[2] == {str(safe)!r}:
+    try:
+        while True:
+            open(os.environ['LECTERN_HEARTBEAT'], 'w').write('x'); time.sleep(0.05)
+    except KeyboardInterrupt:
+        sys.exit(0)
+sys.exit(1 if open(sys.argv[1]).read().count('main') < 3 else 0)   # the fault has passed by the 3rd try
+"""
+    code = supervise(["play", str(main)], child=child(prog, str(log), "{setlist}"), max_crashes=2,
+                     retry_real_s=0.5, sleep=waits.append, poll_s=0.05)
+    assert code == 0
+    assert [r.split(":")[1] for r in runs_of(log)] == [str(main), str(main), str(safe), str(main)]
+    assert waits == [1, 2]  # the switch back is planned: no wait

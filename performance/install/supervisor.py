@@ -9,7 +9,8 @@
 - restarts it after a crash or a hang, waiting 1, 2, 4 ... 60 s (the count of crashes in the last
   `window_s`; a run that lasted `stable_s` starts the count afresh);
 - after `max_crashes` crashes within `window_s`, plays the setlist's `safe_setlist` (default
-  setlists/safe.toml) instead, until a planned restart (exit 75, the daily restart) tries the real
+  setlists/safe.toml) instead; after `retry_real_s` on it (the fault may have been passing: a
+  device, a full disk), or at a planned restart (exit 75, the daily restart), it tries the real
   setlist again;
 - passes the restart count to the child (LECTERN_RESTARTS) for the status file and OSC health;
 - on SIGTERM/SIGINT asks the child to end cleanly (as SIGINT: the engine closes its transcript as
@@ -48,6 +49,7 @@ RESTARTS_ENV = "LECTERN_RESTARTS"
 SUPERVISED_ENV = "LECTERN_SUPERVISED"
 HEARTBEAT_ENV = "LECTERN_HEARTBEAT"
 WATCHDOG_EVERY_S = 1.0
+RETRY_REAL = "retrying the real setlist"
 
 
 def backoff(n: int, cap: float = 60.0) -> float:
@@ -152,12 +154,14 @@ class _Supervisor:
 
     def __init__(self, argv: list[str], child: list[str] | None, state_dir: Path | None, hang_s: float,
                  grace_s: float, max_crashes: int, window_s: float, stable_s: float, stop_timeout_s: float,
-                 max_restarts: int | None, sleep: Callable[[float], object] | None, poll_s: float) -> None:
+                 max_restarts: int | None, sleep: Callable[[float], object] | None, poll_s: float,
+                 retry_real_s: float) -> None:
         self.play_argv = play_command(argv)
         self.child = child
         self.hang_s, self.grace_s, self.poll_s = hang_s, grace_s, poll_s
         self.max_crashes, self.window_s, self.stable_s = max_crashes, window_s, stable_s
         self.stop_timeout_s, self.max_restarts = stop_timeout_s, max_restarts
+        self.retry_real_s = retry_real_s
         self.state_dir = state_dir
         self.stop_event = threading.Event()
         self.stop_signal: int | None = None
@@ -204,6 +208,9 @@ class _Supervisor:
                 if self.stop_signal is not None:
                     return self.stop_child(proc), "stopped"
                 now = time.monotonic()
+                if self.safe and now - started > self.retry_real_s:
+                    log.warning("%.0f s on the safe setlist: %s", now - started, RETRY_REAL)
+                    return self.stop_child(proc), RETRY_REAL
                 self.ping_watchdog(now)
                 try:
                     mtime = self.heartbeat.stat().st_mtime_ns
@@ -268,8 +275,8 @@ class _Supervisor:
                 self.write_state("stopped")
                 return 0
             self.restarts += 1
-            if code == PLANNED_RESTART and reason is None:
-                log.warning("planned restart (daily restart time); restart %d", self.restarts)
+            if (code == PLANNED_RESTART and reason is None) or reason == RETRY_REAL:
+                log.warning("planned restart (%s); restart %d", reason or "daily restart time", self.restarts)
                 self.crashes.clear()
                 if self.safe:
                     log.warning("trying the real setlist again")
@@ -304,7 +311,8 @@ class _Supervisor:
 def supervise(argv: list[str], *, child: list[str] | None = None, state_dir: Path | None = None,
               hang_s: float = 20.0, grace_s: float = 60.0, max_crashes: int = 5, window_s: float = 600.0,
               stable_s: float = 300.0, stop_timeout_s: float = 15.0, max_restarts: int | None = None,
-              sleep: Callable[[float], object] | None = None, poll_s: float = 0.2) -> int:
+              sleep: Callable[[float], object] | None = None, poll_s: float = 0.2,
+              retry_real_s: float = 3600.0) -> int:
     """Run `run.py play ... --install --supervised` (argv as given to `run.py`, e.g. ["play",
     "setlists/gallery.toml", "--install"]) under supervision until it ends normally (0), a signal
     stops it, or `max_restarts` is reached (1; for tests). `child` replaces the engine's command line
@@ -316,7 +324,7 @@ def supervise(argv: list[str], *, child: list[str] | None = None, state_dir: Pat
         state_dir = Path(os.environ.get(STATE_ENV) or _option(argv, "--transcript-dir") or "sessions")
         _setup_supervisor_log(Path(_option(argv, "--transcript-dir") or "sessions") / "logs")
     sup = _Supervisor(argv, child, state_dir, hang_s, grace_s, max_crashes, window_s, stable_s, stop_timeout_s,
-                      max_restarts, sleep, poll_s)
+                      max_restarts, sleep, poll_s, retry_real_s)
     in_main = threading.current_thread() is threading.main_thread()
     old = {s: signal.signal(s, sup.on_signal) for s in (signal.SIGTERM, signal.SIGINT)} if in_main else {}
     try:
