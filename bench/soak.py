@@ -1,12 +1,21 @@
 #!/usr/bin/env python3
 """Soak: a looping setlist for many simulated hours, watching memory, threads and open files.
 
-    python bench/soak.py [SETLIST] [--hours 24] [--time-scale 100]
+    python bench/soak.py [SETLIST] [--hours 24] [--time-scale 100] [--json OUT.json]
 
-Runs `run.py play SETLIST --headless --install --supervised --time-scale X --duration H*3600` and
-samples /proc/<pid> (resident memory, threads, file descriptors) every few seconds. Prints RSS after
-warm-up and at the end (growth %), threads and fds at start and end, poems per simulated hour in
-the first and last quarter (the rate must not decay), and how often it crossed opening/closing.
+Runs `run.py play SETLIST --headless --install --supervised --time-scale X --duration H*3600
+--stats-json ...` (--supervised: the engine itself, so a crash fails the soak instead of being
+restarted away) and samples /proc/<pid>/{status,task,fd} of the engine and of every process under
+it (speech worker, ffmpeg ...) about 300 times. Prints, as JSON:
+
+- RSS after warm-up and at the end and the growth in %, also the RSS by tenths of the run;
+- threads and open file descriptors after warm-up and at the end (medians of 5 samples each, so a
+  file open for one write does not count as growth), and the same for the whole process tree;
+- poems finished in the transcript, per open simulated hour in the first and the second half (the
+  rate must not decay), and the number of closing/opening changes crossed.
+
+Target (issue 7): RSS growth < 5 %, no growth in threads, fds or processes, poems at a steady rate.
+The default, 24 simulated hours at --time-scale 100, takes about 15 minutes.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,15 +33,162 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sample(pid: int) -> dict | None:
+def proc_sample(pid: int) -> dict | None:
+    """RSS (MB), threads and open fds of one process, from /proc; None once it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        rss = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1]) / 1024
-        threads = int(next(ln for ln in status.splitlines() if ln.startswith("Threads")).split()[1])
+        rss_kb = next(int(ln.split()[1]) for ln in status.splitlines() if ln.startswith("VmRSS"))
+        threads = len(os.listdir(f"/proc/{pid}/task"))
         fds = len(os.listdir(f"/proc/{pid}/fd"))
-        return {"rss_mb": rss, "threads": threads, "fds": fds}
-    except (OSError, StopIteration):
+    except (OSError, StopIteration, ValueError):
         return None
+    return {"rss_mb": rss_kb / 1024, "threads": threads, "fds": fds}
+
+
+def descendants(pid: int) -> list[int]:
+    """All processes under pid (children of every thread, recursively)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                kids = [int(k) for k in Path(f"/proc/{p}/task/{t}/children").read_text().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def sample(pid: int) -> dict | None:
+    """The engine's figures and its process tree's totals."""
+    main = proc_sample(pid)
+    if main is None:
+        return None
+    tree = [s for s in (proc_sample(p) for p in descendants(pid)) if s]
+    return {**main, "tree_rss_mb": main["rss_mb"] + sum(s["rss_mb"] for s in tree), "tree_procs": 1 + len(tree),
+            "tree_threads": main["threads"] + sum(s["threads"] for s in tree),
+            "tree_fds": main["fds"] + sum(s["fds"] for s in tree)}
+
+
+def read_events(folder: Path) -> list[dict]:
+    events = []
+    for f in sorted(folder.glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return events
+
+
+def open_intervals(events: list[dict], duration: float) -> list[tuple[float, float]]:
+    """Open stretches on the engine clock, from the schedule's blackout/resume commands."""
+    schedule = [e for e in events if e.get("event") == "command" and e.get("source") == "schedule"]
+    opened, t_open = [], min((e["t"] for e in events), default=0.0)
+    for e in schedule:
+        if e["address"].endswith("blackout") and t_open is not None:
+            opened.append((t_open, e["t"]))
+            t_open = None
+        elif e["address"].endswith("resume") and t_open is None:
+            t_open = e["t"]
+    if t_open is not None:
+        opened.append((t_open, duration))
+    return opened
+
+
+def figures(samples: list[dict], events: list[dict], duration: float, warmup_s: float) -> dict:
+    """The soak's figures from the /proc samples (t in real seconds) and the transcript events."""
+    warm = [s for s in samples if s["t"] >= warmup_s] or samples
+    body = warm[:-2] if len(warm) > 7 else warm  # the last samples may catch the shutdown
+
+    def start(k: str) -> float:
+        return statistics.median(s[k] for s in body[:5])
+
+    def end(k: str) -> float:
+        return statistics.median(s[k] for s in body[-5:])
+
+    ends = [e["t"] for e in events if e.get("event") == "poem_end" and not e.get("partial")]
+    opened = open_intervals(events, duration)
+    schedule = [e for e in events if e.get("event") == "command" and e.get("source") == "schedule"]
+    t0 = min((e["t"] for e in events), default=0.0)
+    half = (t0 + duration) / 2
+
+    def rate(lo: float, hi: float) -> float:
+        secs = sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in opened)
+        return sum(1 for t in ends if lo <= t < hi) / (secs / 3600) if secs > 0 else 0.0
+
+    out = {
+        "rss_mb_after_warmup": round(start("rss_mb"), 1), "rss_mb_end": round(end("rss_mb"), 1),
+        "rss_growth_pct": round(100 * (end("rss_mb") - start("rss_mb")) / start("rss_mb"), 2),
+        "rss_mb_max": round(max(s["rss_mb"] for s in samples), 1),
+        "threads_start": start("threads"), "threads_end": end("threads"),
+        "fds_start": start("fds"), "fds_end": end("fds"),
+        "tree_rss_mb_after_warmup": round(start("tree_rss_mb"), 1), "tree_rss_mb_end": round(end("tree_rss_mb"), 1),
+        "tree_procs_start": start("tree_procs"), "tree_procs_end": end("tree_procs"),
+        "tree_threads_start": start("tree_threads"), "tree_threads_end": end("tree_threads"),
+        "tree_fds_start": start("tree_fds"), "tree_fds_end": end("tree_fds"),
+        "poems": len(ends),
+        "poems_per_open_sim_hour_first_half": round(rate(t0, half), 1),
+        "poems_per_open_sim_hour_second_half": round(rate(half, duration), 1),
+        "open_sim_hours": round(sum(b - a for a, b in opened) / 3600, 2),
+        "open_close_changes": len(schedule),
+        "rss_mb_by_tenth": [round(warm[min(len(warm) - 1, int(i * len(warm) / 10))]["rss_mb"], 1) for i in range(10)],
+        "samples": len(samples),
+    }
+    return out
+
+
+def verdict(f: dict, exit_code: int | None, max_growth_pct: float = 5.0) -> list[str]:
+    """What misses the target (empty: pass)."""
+    misses = []
+    if exit_code != 0:
+        misses.append(f"engine exit code {exit_code}")
+    if f["rss_growth_pct"] >= max_growth_pct:
+        misses.append(f"RSS grew {f['rss_growth_pct']} % (target < {max_growth_pct} %)")
+    for k in ("threads", "fds", "tree_procs", "tree_threads", "tree_fds"):
+        if f[f"{k}_end"] > f[f"{k}_start"]:
+            misses.append(f"{k} grew {f[f'{k}_start']} -> {f[f'{k}_end']}")
+    first, second = f["poems_per_open_sim_hour_first_half"], f["poems_per_open_sim_hour_second_half"]
+    if not (second >= 0.8 * first > 0):
+        misses.append(f"poem rate {first} -> {second} per open hour")
+    return misses
+
+
+def run_soak(setlist: str, hours: float, time_scale: float, warmup: float, out: Path,
+             extra: list[str] | None = None) -> tuple[dict, int | None]:
+    """Play and sample; returns (figures, engine exit code). Transcripts etc. stay in `out`."""
+    duration = hours * 3600
+    cmd = [sys.executable, "run.py", "play", setlist, "--headless", "--window", "640x360", "--install",
+           "--supervised", "--quiet", "--osc-port", "0", "--time-scale", str(time_scale), "--duration",
+           str(duration), "--transcript-dir", str(out / "sessions"), "--stats-json", str(out / "stats.json"),
+           *(extra or [])]
+    env = {**os.environ, "LECTERN_STATE_DIR": str(out)}
+    real = duration / time_scale
+    t0 = time.monotonic()
+    with open(out / "stderr.log", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        samples = []
+        while proc.poll() is None:
+            s = sample(proc.pid)
+            if s:
+                samples.append({"t": time.monotonic() - t0, **s})
+            time.sleep(max(0.2, real / 300))
+    if not samples:
+        return {"error": "the engine ended before the first sample", "exit": proc.returncode}, proc.returncode
+    f = figures(samples, read_events(out / "sessions"), duration, warmup * real)
+    f = {"setlist": setlist, "simulated_hours": hours, "time_scale": time_scale,
+         "wall_minutes": round((time.monotonic() - t0) / 60, 1), "exit": proc.returncode, **f}
+    stats = out / "stats.json"
+    f["stats"] = json.loads(stats.read_text()) if stats.exists() else None
+    status = out / "status.json"
+    f["status_poems"] = json.loads(status.read_text()).get("poems") if status.exists() else None
+    f["output"] = str(out)
+    return f, proc.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,73 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = p.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="lectern-soak-"))
-    duration = args.hours * 3600
-    cmd = [sys.executable, "run.py", "play", args.setlist, "--headless", "--window", "640x360", "--install",
-           "--supervised", "--quiet", "--osc-port", "0", "--time-scale", str(args.time_scale), "--duration",
-           str(duration), "--transcript-dir", str(out / "sessions"), "--stats-json", str(out / "stats.json")]
-    env = {**os.environ, "LECTERN_STATE_DIR": str(out)}
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(out / "stderr.log", "w"))
-    real = duration / args.time_scale
-    samples = []
-    while proc.poll() is None:
-        s = sample(proc.pid)
-        if s:
-            samples.append({"t": time.monotonic() - t0, **s})
-        time.sleep(max(1.0, real / 300))
-    wall = time.monotonic() - t0
-    warm = [s for s in samples if s["t"] >= args.warmup * real] or samples
-    first, last = warm[0], (samples[-3] if len(samples) > 3 else samples[-1])
-    events = []
-    for f in (out / "sessions").glob("*.jsonl"):
-        for line in f.read_text().splitlines():
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    ends = [e["t"] for e in events if e["event"] == "poem_end" and not e.get("partial")]
-    schedule = [e for e in events if e["event"] == "command" and e["source"] == "schedule"]
-    # open intervals on the engine clock, from the schedule's blackout/resume commands
-    start = min((e["t"] for e in events), default=0.0)
-    opened, t_open = [], start
-    for e in schedule:
-        if e["address"].endswith("blackout") and t_open is not None:
-            opened.append((t_open, e["t"]))
-            t_open = None
-        elif e["address"].endswith("resume") and t_open is None:
-            t_open = e["t"]
-    if t_open is not None:
-        opened.append((t_open, duration))
-    half = (start + duration) / 2
-
-    def rate(lo: float, hi: float) -> float:
-        secs = sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in opened)
-        return sum(1 for t in ends if lo <= t < hi) / max(1e-9, secs / 3600)
-
-    rate_first, rate_last = rate(start, half), rate(half, duration)
-    figures = {
-        "setlist": args.setlist, "simulated_hours": args.hours, "time_scale": args.time_scale,
-        "wall_minutes": round(wall / 60, 1), "exit": proc.returncode,
-        "rss_mb_after_warmup": round(first["rss_mb"], 1), "rss_mb_end": round(last["rss_mb"], 1),
-        "rss_growth_pct": round(100 * (last["rss_mb"] - first["rss_mb"]) / first["rss_mb"], 2),
-        "rss_mb_max": round(max(s["rss_mb"] for s in samples), 1),
-        "threads_start": first["threads"], "threads_end": last["threads"],
-        "fds_start": first["fds"], "fds_end": last["fds"],
-        "poems": len(ends), "poems_per_open_sim_hour_first_half": round(rate_first, 1),
-        "poems_per_open_sim_hour_second_half": round(rate_last, 1),
-        "open_sim_hours": round(sum(b - a for a, b in opened) / 3600, 2),
-        "open_close_changes": len(schedule),
-        "stats": json.loads((out / "stats.json").read_text()) if (out / "stats.json").exists() else None,
-        "rss_mb_by_tenth": [round(warm[min(len(warm) - 1, int(i * len(warm) / 10))]["rss_mb"], 1) for i in range(10)],
-        "output": str(out),
-    }
-    print(json.dumps(figures, indent=1))
+    f, code = run_soak(args.setlist, args.hours, args.time_scale, args.warmup, out)
+    print(json.dumps(f, indent=1))
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
-    ok = (figures["exit"] == 0 and figures["rss_growth_pct"] < 5 and figures["threads_end"] <= figures["threads_start"]
-          and figures["fds_end"] <= figures["fds_start"] and rate_last >= 0.8 * rate_first > 0)
-    print("soak:", "PASS" if ok else "FAIL", file=sys.stderr)
-    return 0 if ok else 1
+        args.json.write_text(json.dumps(f, indent=1))
+    misses = verdict(f, code) if "error" not in f else [f["error"]]
+    print("soak:", "PASS" if not misses else "FAIL: " + "; ".join(misses), file=sys.stderr)
+    return 0 if not misses else 1
 
 
 if __name__ == "__main__":

@@ -238,3 +238,22 @@ sys.exit(1 if open(sys.argv[1]).read().count('main') < 3 else 0)   # the fault h
     assert code == 0
     assert [r.split(":")[1] for r in runs_of(log)] == [str(main), str(main), str(safe), str(main)]
     assert waits == [1, 2]  # the switch back is planned: no wait
+
+
+def test_engine_ends_when_the_supervisor_is_killed(tmp_path):
+    done = tmp_path / "done"
+    kid = child(f"""
+        import os, time
+        try:
+            while True:
+                open(os.environ['LECTERN_HEARTBEAT'], 'w').write('x'); time.sleep(0.05)
+        except KeyboardInterrupt:
+            open({str(done)!r}, 'w').write('closed cleanly')
+    """)
+    sup = start_supervisor(tmp_path, kid)
+    wait_for(lambda: (tmp_path / "supervisor.json").exists())
+    time.sleep(0.3)
+    sup.kill()  # SIGKILL: no chance to pass anything on
+    sup.communicate(timeout=10)
+    wait_for(done.exists, timeout=5)
+    assert done.read_text() == "closed cleanly"

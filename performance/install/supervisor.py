@@ -141,6 +141,17 @@ def _setup_supervisor_log(log_dir: Path) -> None:
         log.error("cannot write the supervisor log in %s: %s", log_dir, e)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: end (as after Ctrl+C) if the supervisor dies, even by SIGKILL, so an
+    engine never plays on unsupervised beside the next supervisor's. Linux only; elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the child's whole process group (the child leads it: start_new_session)."""
     try:
@@ -194,7 +205,7 @@ class _Supervisor:
                SUPERVISED_ENV: "1"}
         self.heartbeat.unlink(missing_ok=True)
         cmd = self.command()
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
         started = last_beat = time.monotonic()
         beat_seen: int | None = None
         log.warning("engine started (pid %d, restart %d)%s", proc.pid, self.restarts,
