@@ -207,3 +207,13 @@ def test_bad_install_values_give_one_line_naming_file_key_and_what_is_allowed(ta
     assert "\n" not in msg and "setlists/g.toml" in msg
     for n in names:
         assert n in msg
+
+
+def test_a_replaced_copy_does_not_share_the_cache():
+    import dataclasses
+    from datetime import time as dtime
+
+    s = settings(timezone="Europe/Berlin", hours={"daily": "10:00-18:00"})
+    assert s.is_open(at(2026, 11, 24, 12))
+    late = dataclasses.replace(s, hours={i: ((dtime(10), dtime(11)),) for i in range(7)})
+    assert not late.is_open(at(2026, 11, 24, 12)) and s.is_open(at(2026, 11, 24, 12))

@@ -126,7 +126,8 @@ class InstallSettings:
     daily_restart: time | None = None
     safe_setlist: str | None = None
     unlock_chord: str = DEFAULT_CHORD
-    _intervals: dict = field(default_factory=dict, compare=False, repr=False)  # local date -> intervals
+    # local date -> open intervals; init=False so dataclasses.replace() starts a fresh cache
+    _intervals: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @classmethod
     def from_table(cls, t: Table) -> InstallSettings:
