@@ -1,15 +1,20 @@
 """Voice and sonification on one audio path. The engine talks to `SoundSystem`; every call
-returns at once (work happens on the speech worker, the mixer's owner and the WAV writer)."""
+returns at once (the work happens on the voice thread, the speech worker process, the audio owner
+and the WAV writer).
+
+Modules: settings (the scene's [voice] and [sonify] tables), sonify (tokens into cached grains),
+voice (the parent side of the speech worker) and speech_worker (the process: pyttsx3, espeak-ng),
+audio (mixer on the engine clock, device or null sink, WAV tap).
+"""
 
 from __future__ import annotations
 
 import logging
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from performance.sound.audio import Mixer, Output, WavTap
 from performance.sound.settings import SonifySettings, VoiceSettings
@@ -18,9 +23,15 @@ from performance.sound.sonify import Sonifier
 log = logging.getLogger("lectern.sound")
 __all__ = ["SonifySettings", "SoundSystem", "SpeechEvent", "Utterance", "VoiceSettings"]
 
+PREFETCH = 1  # rendered utterances lined up in the mix ahead of the one playing (gapless, still skippable)
+HOLD_CAP = 200  # under "hold" the engine stops the stage; this only bounds memory if it does not
+PANIC_CLICK_S = 0.005  # blackout is "instant" but still a ramp: a hard cut clicks
+
 
 @dataclass(frozen=True)
 class Utterance:
+    """One line (or text) to speak; `poem`/`line` come back in its SpeechEvent."""
+
     id: int
     poem: int
     line: int
@@ -31,7 +42,7 @@ class Utterance:
 
 @dataclass(frozen=True)
 class SpeechEvent:
-    """An utterance's place in the mix, in engine seconds."""
+    """Where an utterance lies in the mix, in engine seconds: [start, end)."""
 
     id: int
     poem: int
@@ -41,7 +52,12 @@ class SpeechEvent:
 
 
 class SoundSystem:
-    """Owns the mixer, the output, the speech worker and the sonifier."""
+    """Owns the mixer, the output (device or null sink), the WAV tap, the voice and the sonifier.
+
+    clock: the engine clock (`now()` in engine seconds); sample k of the mix is engine time k/rate.
+    device: a sounddevice name or index (None = the default device); null_sink: never open a
+    device (headless); audio_out: write the mix to this WAV; speech: start the speech worker.
+    """
 
     def __init__(self, clock, *, device: str | int | None = None, audio_out: Path | None = None,
                  null_sink: bool = False, sample_rate: int = 48000, speech: bool = True) -> None:
@@ -51,102 +67,151 @@ class SoundSystem:
         self.tap = WavTap(Path(audio_out), sample_rate) if audio_out else None
         self.output = Output(self.mixer, clock, device=device, want_device=not null_sink, tap=self.tap)
         self.sonifier = Sonifier(sample_rate)
-        self._events: queue.SimpleQueue[SpeechEvent] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._voice_free = 0  # sample where the voice is free again
-        self._waiting = 0  # submitted, not yet in the mix
-        self._last_poem: int | None = None
-        self._speech_enabled = speech
         self.worker = None
         if speech:
             from performance.sound.voice import SpeechWorker
 
-            self.worker = SpeechWorker(self._on_audio, rate=sample_rate)
+            self.worker = SpeechWorker(lambda job, samples, engine: None, rate=sample_rate)
+        self._cond = threading.Condition()
+        self._pending: deque[Utterance] = deque()  # waiting to be rendered
+        self._rendering = 0  # 1 while the worker renders a line
+        self._generation = 0  # bumped by cancel: a line rendered for an older generation is dropped
+        self._last_poem: int | None = None
+        self._closing = False
+        self._started = False
+        self.skipped = 0
+        self._voice_thread = threading.Thread(target=self._voice_loop, name="lectern-voice", daemon=True)
 
     # ---- life ---------------------------------------------------------------------------------
     def start(self) -> None:
+        """Open the device (or the null sink) and start the speech worker."""
+        self._started = True
         self.output.start()
         if self.worker is not None:
-            self.worker.start()
+            self.worker.start(thread=False)
+            self._voice_thread.start()
+
+    def render_until(self, t: float) -> None:
+        """Render the mix up to engine time t now (the null sink does this by itself; for tests)."""
+        self.output.render_until(t)
 
     def close(self) -> None:
+        """Stop everything; the WAV ends exactly at the engine's now."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
         if self.worker is not None:
+            if self._voice_thread.is_alive():
+                self._voice_thread.join(0.5)
             self.worker.close()
-        self.output.close()
+        end = self.output.close() if self._started else int(self.clock.now() * self.rate)
         if self.tap is not None:
-            self.tap.close()
+            if not self._started:
+                self.output.render_until(self.clock.now())
+            self.tap.close(end_frames=end)
 
     # ---- speech -------------------------------------------------------------------------------
     def speak(self, u: Utterance) -> None:
-        if self.worker is None or not u.text.strip():
+        """Queue a line. Under "skip", the oldest waiting lines make room for it."""
+        if self.worker is None or not u.text.strip() or u.settings.mode == "off":
             return
         s = u.settings
-        with self._lock:
-            if s.when_behind == "skip" and self._waiting >= s.queue:
-                dropped = self.worker.cancel_waiting()  # drop what waits: speak the newest
-                self._waiting -= dropped
-                if dropped:
-                    log.info("speech behind the text: skipped %d line(s)", dropped)
-            self._waiting += 1
-        self.worker.submit({"text": u.text, "voice": s.voice, "rate": s.rate_at(u.temperature), "pitch": s.pitch,
-                            "volume": s.volume, "utt": u})
+        with self._cond:
+            limit = s.queue if s.when_behind == "skip" else HOLD_CAP
+            while self._pending and len(self._pending) + self._rendering + self.mixer.voice_waiting() >= limit:
+                self._pending.popleft()
+                self.skipped += 1
+            self._pending.append(u)
+            self._cond.notify()
 
-    def _on_audio(self, job: dict, samples: np.ndarray | None, engine: str | None) -> None:
-        u: Utterance = job["utt"]
-        with self._lock:
-            self._waiting = max(0, self._waiting - 1)
-            if samples is None or not len(samples):
-                return
-            now = int(self.clock.now() * self.rate)
-            gap = u.settings.stanza_pause if (self._last_poem is not None and u.poem != self._last_poem) else u.settings.line_pause
-            start = max(now, self._voice_free + int(gap * self.rate) if self._voice_free > now else now)
-            self._voice_free = start + len(samples)
-            self._last_poem = u.poem
-        self.mixer.schedule(start, samples)
-        self._events.put(SpeechEvent(u.id, u.poem, u.line, start / self.rate, (start + len(samples)) / self.rate))
+    def _voice_loop(self) -> None:
+        """Render lines one at a time, just ahead of the voice, so skipping stays possible."""
+        assert self.worker is not None
+        while True:
+            with self._cond:
+                while not self._closing and (not self._pending or self.mixer.voice_waiting() >= PREFETCH):
+                    # the mixer runs in the audio callback and does not notify: look again shortly
+                    self._cond.wait(0.02)
+                if self._closing:
+                    return
+                u = self._pending.popleft()
+                self._rendering = 1
+                generation = self._generation
+            s = u.settings
+            job = {"text": u.text, "voice": s.voice, "rate": s.rate_at(u.temperature), "pitch": s.pitch,
+                   "volume": s.volume}
+            try:
+                samples, _ = self.worker.render(job)
+            except Exception:  # the voice must outlive any one line
+                log.exception("speech render failed")
+                samples = None
+            with self._cond:
+                self._rendering = 0
+                if samples is None or not len(samples) or generation != self._generation:
+                    continue
+                same_poem = self._last_poem is not None and u.poem == self._last_poem
+                gap = s.line_pause if same_poem else (s.stanza_pause if self._last_poem is not None else 0.0)
+                self._last_poem = u.poem
+                self.mixer.queue_voice(u, samples, gap)
 
     def cancel_speech(self) -> None:
-        if self.worker is not None:
-            with self._lock:
-                self._waiting -= self.worker.cancel_waiting()
-                self._waiting = max(0, self._waiting)
+        """Drop every line waiting (scene change, panic); the one playing finishes."""
+        with self._cond:
+            self._pending.clear()
+            self._generation += 1
+            self.mixer.cancel_voice()
 
     def poll(self) -> list[SpeechEvent]:
+        """SpeechEvents for utterances that started in the mix since the last poll."""
         out = []
         while True:
             try:
-                out.append(self._events.get_nowait())
+                u, start, end = self.mixer.started.get_nowait()
             except queue.Empty:
                 return out
+            out.append(SpeechEvent(u.id, u.poem, u.line, start / self.rate, end / self.rate))
 
     def speech_backlog(self) -> int:
-        """Utterances waiting or playing."""
-        playing = 1 if self._voice_free > int(self.clock.now() * self.rate) else 0
-        return self._waiting + playing
+        """Utterances waiting, being rendered or playing."""
+        playing = 1 if self.mixer.voice_playing() else 0
+        return len(self._pending) + self._rendering + self.mixer.voice_waiting() + playing
 
     def speaking(self) -> bool:
+        """True while any line waits or plays (a pause that waits for the voice uses this)."""
         return self.speech_backlog() > 0
 
     # ---- sonification -------------------------------------------------------------------------
     def sonify(self, text: str, p: float, temperature: float, settings: SonifySettings, at: float) -> None:
+        """Sound a token revealed at engine time `at` (a cached grain; a dict lookup when warm)."""
+        if not settings.enabled or not text.strip():
+            return
         grain, _ = self.sonifier.grain(text, p, temperature, settings)
         self.mixer.schedule(int(at * self.rate), grain)
 
     # ---- master -------------------------------------------------------------------------------
     def set_volume(self, v: float) -> None:
-        self.mixer.volume = min(1.0, max(0.0, v))
+        """Master volume 0..1 (glides over one block)."""
+        self.mixer.volume = min(1.0, max(0.0, float(v)))
 
     def panic(self, fade_s: float) -> None:
+        """Drop waiting speech and fade everything to silence over fade_s; stays silent until resume."""
         self.cancel_speech()
-        self.mixer.fade_to(0.0, fade_s)
+        self.mixer.fade_to(0.0, max(PANIC_CLICK_S, fade_s))
 
     def blackout(self) -> None:
-        self.mixer.fade_to(0.0, 0.0)
+        """Silence now (a 5 ms ramp); waiting speech is dropped."""
+        self.cancel_speech()
+        self.mixer.fade_to(0.0, PANIC_CLICK_S)
 
     def resume(self) -> None:
+        """Sound again after panic or blackout."""
         self.mixer.fade_to(1.0, 0.3)
 
     def health(self) -> dict:
+        """{"device", "speech_engine", "speech_restarts", "underruns", ...} for status and tests."""
+        w = self.worker
         return {"device": self.output.device_name,
-                "speech_engine": (self.worker.engine_used if self.worker else None) or "pyttsx3",
-                "speech_restarts": self.worker.restarts if self.worker else 0, "underruns": self.output.underruns}
+                "speech_engine": (w.engine_used if w else None) or ("pyttsx3" if w else None),
+                "speech_restarts": w.restarts if w else 0, "underruns": self.output.underruns,
+                "device_losses": self.output.device_losses, "resyncs": self.output.resyncs,
+                "speech_skipped": self.skipped, "wav_dropped": self.tap.dropped if self.tap else 0}

@@ -20,7 +20,7 @@ def degree_for(text: str, mapping: str, p: float) -> int:
     """Scale degree (0..14, two octaves of the scale) for a token."""
     word = text.strip()
     if mapping == "surprise":
-        return min(14, int(-math.log(max(p, 1e-9)) * 2))
+        return min(14, int(-math.log(min(1.0, max(p, 1e-9))) * 2))
     if mapping == "words":
         return zlib.crc32(word.lower().encode()) % 15
     letters = [c for c in word.lower() if c.isalpha()]
@@ -29,11 +29,22 @@ def degree_for(text: str, mapping: str, p: float) -> int:
     return (ord(letters[0]) - ord("a")) % 15
 
 
+def temperature_level(temperature: float) -> int:
+    """0..3: cool (< 0.5), warm, hot, wild (>= 1.5). Register, detune and noise follow it."""
+    return max(0, min(TEMP_LEVELS - 1, int(temperature / 0.5)))
+
+
+def surprise_level(p: float) -> int:
+    """0..3 from −log p: likely tokens are soft and pure, surprising ones loud and bright."""
+    return min(SURPRISE_LEVELS - 1, int(-math.log(min(1.0, max(p, 1e-9))) / 2.5))
+
+
 def frequency(settings: SonifySettings, degree: int, temperature: float) -> float:
+    """Hz for a scale degree; each temperature level lifts the register by a fifth (7 semitones)."""
     scale = SCALES[settings.scale]
     octave, step = divmod(degree, len(scale))
-    register = min(2, int(temperature // 0.75))  # hotter text sounds higher
-    return settings.base_hz * 2 ** (octave + register * 0.5 + scale[step] / 12)
+    register = temperature_level(temperature) * 7
+    return settings.base_hz * 2 ** (octave + (scale[step] + register) / 12)
 
 
 class Sonifier:
@@ -47,9 +58,9 @@ class Sonifier:
     def grain(self, text: str, p: float, temperature: float, settings: SonifySettings) -> tuple[np.ndarray, float]:
         """(samples, frequency) for a token."""
         degree = degree_for(text, settings.mapping, p)
-        surprise = min(SURPRISE_LEVELS - 1, int(-math.log(max(p, 1e-9)) / 2.5))
-        tl = min(TEMP_LEVELS - 1, int(temperature / 0.5))
-        key = (settings, degree, surprise, tl)
+        surprise = surprise_level(p)
+        tl = temperature_level(temperature)
+        key = (settings, degree, surprise, tl)  # the frequency is a function of (settings, degree, tl)
         freq = frequency(settings, degree, temperature)
         g = self._cache.get(key)
         if g is None:

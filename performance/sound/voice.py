@@ -9,10 +9,12 @@ import json
 import logging
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -39,11 +41,14 @@ def read_wav(path: str | Path, rate: int) -> np.ndarray:
 
 
 class SpeechWorker:
-    """Owns the worker process. `submit(job)` queues; `on_audio(job, samples, engine)` is called on
-    this object's thread when an utterance is rendered."""
+    """Owns the worker process. Either call `render(job)` from your own thread, or `submit(job)`
+    and get `on_audio(job, samples, engine)` on this object's feeder thread.
+
+    A job is a dict: text, voice, rate (words/min), pitch (0-99), volume (0-1); other keys ride along.
+    """
 
     def __init__(self, on_audio: Callable[[dict, np.ndarray | None, str | None], None], rate: int = 48000,
-                 timeout_base: float = 8.0) -> None:
+                 timeout_base: float = 4.0) -> None:
         self.on_audio = on_audio
         self.rate = rate
         self.timeout_base = timeout_base
@@ -54,11 +59,16 @@ class SpeechWorker:
         self.tmp = Path(tempfile.mkdtemp(prefix="lectern-speech-"))
         self._replies: queue.Queue[dict | None] = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lectern-speech", daemon=True)
+        self._render_lock = threading.Lock()
+        self._n = 0
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, thread: bool = True) -> None:
+        """Start the process; with `thread`, also the feeder thread that serves `submit`."""
         self._spawn()
-        self._thread.start()
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="lectern-speech", daemon=True)
+            self._thread.start()
 
     def submit(self, job: dict) -> None:
         self.jobs.put(job)
@@ -75,8 +85,10 @@ class SpeechWorker:
     def close(self) -> None:
         self._stop.set()
         self.jobs.put(None)
-        self._thread.join(3)
+        if self._thread is not None:
+            self._thread.join(3)
         self._kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     @property
     def pid(self) -> int | None:
@@ -117,57 +129,60 @@ class SpeechWorker:
         self._spawn()
 
     def _run(self) -> None:
-        n = 0
         while not self._stop.is_set():
             job = self.jobs.get()
             if job is None:
                 return
-            n += 1
             try:
-                self._speak(job, n)
+                samples, engine = self.render(job)
             except Exception:  # the voice thread must outlive any one line
                 log.exception("speech job failed")
+                samples, engine = None, None
+            self.on_audio(job, samples, engine)
 
-    def _speak(self, job: dict, n: int) -> None:
-        path = self.tmp / f"u{n % 8}.wav"
-        for attempt in (1, 2):
-            wire = {k: v for k, v in job.items() if k != "utt"} | {"id": n, "path": str(path)}
-            if attempt == 2:
-                wire["force_espeak"] = True
-            if faults.active("speech_worker_hang") and attempt == 1:
-                wire["fault"] = "hang"
-            timeout = self.timeout_base + 0.3 * len(job["text"].split())
-            try:
-                assert self.proc is not None and self.proc.stdin is not None
-                self.proc.stdin.write(json.dumps(wire) + "\n")
-                self.proc.stdin.flush()
-                reply = self._wait_reply(n, timeout)
-            except (BrokenPipeError, OSError, AssertionError):
-                reply = {"eof": True}
-            if reply is None:
-                self._restart(f"hung for {timeout:.0f} s")
-                continue
-            if "eof" in reply:
-                self._restart("died")
-                continue
-            if reply.get("ok"):
+    def render(self, job: dict) -> tuple[np.ndarray | None, str | None]:
+        """Render one utterance (blocking, on the caller's thread): (mono float32 at `rate`, engine).
+
+        A worker that dies or hangs is killed and restarted and the job is tried once more, then with
+        espeak-ng directly; (None, None) when nothing could speak it.
+        """
+        with self._render_lock:
+            self._n += 1
+            n = self._n
+            path = self.tmp / f"u{n % 8}.wav"
+            for attempt in (1, 2):
+                wire = {k: v for k, v in job.items() if k not in ("utt", "key")} | {"id": n, "path": str(path)}
+                if attempt == 2:
+                    wire["force_espeak"] = True  # pyttsx3 may be what hung
+                if faults.active("speech_worker_hang") and attempt == 1:
+                    wire["fault"] = "hang"
+                timeout = self.timeout_base + 0.05 * len(str(job.get("text", "")).split())
+                try:
+                    if self.proc is None or self.proc.stdin is None or self.proc.poll() is not None:
+                        raise BrokenPipeError
+                    self.proc.stdin.write(json.dumps(wire) + "\n")
+                    self.proc.stdin.flush()
+                    reply = self._wait_reply(n, timeout)
+                except (BrokenPipeError, OSError):
+                    reply = {"eof": True}
+                if reply is None:
+                    self._restart(f"hung for {timeout:.1f} s")
+                    continue
+                if "eof" in reply:
+                    self._restart("died")
+                    continue
+                if not reply.get("ok"):
+                    log.error("speech failed: %s", reply.get("error"))
+                    return None, None
                 self.engine_used = reply.get("engine")
                 try:
-                    samples = read_wav(path, self.rate)
+                    return read_wav(path, self.rate), self.engine_used
                 except (OSError, EOFError, wave.Error) as e:
                     log.error("speech audio unreadable: %s", e)
-                    samples = None
-                self.on_audio(job, samples, self.engine_used)
-            else:
-                log.error("speech failed: %s", reply.get("error"))
-                self.on_audio(job, None, None)
-            break
-        else:
-            self.on_audio(job, None, None)
+                    return None, None
+            return None, None
 
     def _wait_reply(self, n: int, timeout: float) -> dict | None:
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
