@@ -575,8 +575,12 @@ class Engine:
             return
         sc = self.scene
         if sc.pacing.reveal == "instant" or sc.blocklist.mode == "regenerate" and sc.blocklist.words:
-            # the poem is shown whole: let it be written whole, in chunks as they arrive
+            # the poem is shown whole: let it be written whole, in chunks as they arrive; poems
+            # written ahead wait with a small grant until the one on stage is written, so it comes first
             want, shown = max(sc.lookahead, 256), poem.revealed + len(poem.received)
+            current = col.poem
+            if poem is not current and current is not None and not current.done:
+                want = sc.lookahead
         else:  # bounded look-ahead: at most `lookahead` tokens written beyond what the stage shows
             want, shown = sc.lookahead * self.lookahead_scale, poem.revealed
         pending = poem.granted - shown
