@@ -27,7 +27,8 @@ def test_shipped_setlist_plays_headless(tmp_path, setlist):
     import pygame
 
     # a flick poem is 222 words written with the next four in one batch: give a loaded machine time
-    r = play(tmp_path, setlist, duration=30 if setlist == "poem-flick" else 16)
+    flick = setlist == "poem-flick"
+    r = play(tmp_path, setlist, duration=30 if flick else 16, scale=1 if flick else 2)
     assert r.returncode == 0, r.stderr[-2000:]
     stats = json.loads((tmp_path / "s.json").read_text())
     assert STATS_KEYS <= set(stats)
