@@ -101,6 +101,41 @@ def open_intervals(events: list[dict], duration: float) -> list[tuple[float, flo
     return opened
 
 
+def _median_load(samples: list[dict], lo: bool) -> float | None:
+    if not samples:
+        return None
+    mid = samples[-1]["t"] / 2
+    part = [s["load"] for s in samples if (s["t"] < mid) == lo]
+    return round(statistics.median(part), 2) if part else None
+
+
+def _overlap(a: float, b: float, spans: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(b, y) - max(a, x)) for x, y in spans)
+
+
+def scene_rates(events: list[dict], opened: list[tuple[float, float]], t0: float, half: float,
+                end: float) -> dict[str, list[float | None]]:
+    """Poems finished per open simulated hour spent in each scene, [first half, second half]: the
+    scenes differ a lot (a flick scene finishes one long poem per visit), so a run whose halves hold
+    a different mix of scenes shows a changed overall rate without anything slowing down."""
+    scenes = [(e["t"], e["name"]) for e in events if e.get("event") == "scene"]
+    if not scenes:
+        return {}
+    stints = [(t, scenes[i + 1][0] if i + 1 < len(scenes) else end, name) for i, (t, name) in enumerate(scenes)]
+    scene_of = {e["n"]: e.get("scene") for e in events if e.get("event") == "poem_start"}
+    names = {e["n"]: e["name"] for e in events if e.get("event") == "scene"}
+    out: dict[str, list[float | None]] = {}
+    for name in sorted({n for _, _, n in stints}):
+        rates: list[float | None] = []
+        for lo, hi in ((t0, half), (half, end)):
+            secs = sum(_overlap(max(a, lo), min(b, hi), opened) for a, b, n in stints if n == name and b > lo and a < hi)
+            count = sum(1 for e in events if e.get("event") == "poem_end" and not e.get("partial")
+                        and lo <= e["t"] < hi and names.get(scene_of.get(e["n"])) == name)
+            rates.append(round(count / (secs / 3600), 1) if secs > 60 else None)
+        out[name] = rates
+    return out
+
+
 def figures(samples: list[dict], events: list[dict], duration: float, warmup_s: float) -> dict:
     """The soak's figures from the /proc samples (t in real seconds) and the transcript events."""
     warm = [s for s in samples if s["t"] >= warmup_s] or samples
@@ -123,6 +158,8 @@ def figures(samples: list[dict], events: list[dict], duration: float, warmup_s: 
         return sum(1 for t in ends if lo <= t < hi) / (secs / 3600) if secs > 0 else 0.0
 
     out = {
+        "load_avg_1min_median_first_half": _median_load(samples, lo=True),
+        "load_avg_1min_median_second_half": _median_load(samples, lo=False),
         "rss_mb_after_warmup": round(start("rss_mb"), 1), "rss_mb_end": round(end("rss_mb"), 1),
         "rss_growth_pct": round(100 * (end("rss_mb") - start("rss_mb")) / start("rss_mb"), 2),
         "rss_mb_max": round(max(s["rss_mb"] for s in samples), 1),
@@ -137,6 +174,7 @@ def figures(samples: list[dict], events: list[dict], duration: float, warmup_s: 
         "poems_per_open_sim_hour_second_half": round(rate(half, duration), 1),
         "open_sim_hours": round(sum(b - a for a, b in opened) / 3600, 2),
         "open_close_changes": len(schedule),
+        "poems_per_open_sim_hour_by_scene": scene_rates(events, opened, t0, half, duration),
         "rss_mb_by_tenth": [round(warm[min(len(warm) - 1, int(i * len(warm) / 10))]["rss_mb"], 1) for i in range(10)],
         "samples": len(samples),
     }
@@ -175,8 +213,8 @@ def run_soak(setlist: str, hours: float, time_scale: float, warmup: float, out: 
         samples = []
         while proc.poll() is None:
             s = sample(proc.pid)
-            if s:
-                samples.append({"t": time.monotonic() - t0, **s})
+            if s:  # the load shows when other work on the machine slowed the generator down
+                samples.append({"t": time.monotonic() - t0, "load": os.getloadavg()[0], **s})
             time.sleep(max(0.2, real / 300))
     if not samples:
         return {"error": "the engine ended before the first sample", "exit": proc.returncode}, proc.returncode
