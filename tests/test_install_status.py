@@ -101,6 +101,14 @@ def test_clean_stop_and_supervisor_state_are_shown(tmp_path):
     assert "restarting in 30 s" in r.stdout
 
 
+def test_a_stopped_supervisor_means_stopped_even_without_a_closed_status(tmp_path):
+    path = tmp_path / "status.json"
+    path.write_text(json.dumps({**FIELDS, "next_change": None, "written": time.time() - 1}))
+    (tmp_path / "supervisor.json").write_text(json.dumps({"state": "stopped", "restarts": 0, "written": time.time()}))
+    r = status_cli("--file", str(path))
+    assert r.returncode == 1 and "STOPPED" in r.stdout and "next change none (no opening hours set)" in r.stdout
+
+
 def test_describe_ages():
     now = 1_800_000_000.0
     assert "running" in describe({**FIELDS, "written": now - 2}, now)

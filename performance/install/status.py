@@ -113,7 +113,9 @@ def describe(data: dict, now: float | None = None, supervisor: dict | None = Non
     now = time.time() if now is None else now
     written = float(data.get("written", 0))
     age = now - written
-    if data.get("stopped"):
+    sup_stopped = bool(supervisor and supervisor.get("state") == "stopped"
+                       and float(supervisor.get("written", 0)) >= written - 1)
+    if data.get("stopped") or sup_stopped:
         head = f"STOPPED (ended cleanly at {_clock(written)})"
     elif age < STALE_S:
         head = "running"
@@ -123,7 +125,8 @@ def describe(data: dict, now: float | None = None, supervisor: dict | None = Non
     lines = [f"Lectern installation: {head}",
              f"  setlist     {data.get('setlist')}",
              f"  scene       {data.get('scene')}",
-             f"  open        {'yes' if is_open else 'no (closed hours)'}; next change {data.get('next_change')}",
+             f"  open        {'yes' if is_open else 'no (closed hours)'}; next change "
+             f"{data.get('next_change') or 'none (no opening hours set)'}",
              f"  uptime      {float(data.get('uptime_s') or 0) / 3600:.2f} h",
              f"  fps         {data.get('fps')}",
              f"  poems shown {data.get('poems')}",
@@ -190,5 +193,5 @@ def run_status(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=1))
     else:
         print(describe(data, supervisor=sup))
-    running = not data.get("stopped") and time.time() - float(data.get("written", 0)) < STALE_S
+    running = "Lectern installation: running" in describe(data, supervisor=sup)
     return 0 if running else 1
