@@ -216,11 +216,16 @@ class Engine:
         return {
             "scene": (self.scene_idx + 1, self.scene.name),
             "standby": (sb + 1, self.setlist.entries[sb].scene.name) if sb is not None else (0, ""),
-            "poem": (poem.n if poem and poem.started else self.poem_counter, self.scene.poems or 0),
+            # "n of N" counts within the scene when the scene has N poems; else the session's count
+            "poem": ((poem.index + 1 if poem and poem.started else (col.poems_done if col else 0)), self.scene.poems)
+            if self.scene.poems else (poem.n if poem and poem.started else self.poem_counter, 0),
             "temperature": self.override if self.override is not None else self.current_temperature,
             "seed": self.current_seed,
             "model": poem.model if poem else self.scene.models[0],
             "paused": int(self.paused or self.blacked_out),
+            "blackout": int(self.blacked_out),
+            "model_override": self.model_override,
+            "prompt_override": self.prompt_override,
             "voice": int(self.voice_on),
             "volume": self.volume,
             "state": self.state,

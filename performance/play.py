@@ -207,7 +207,10 @@ def run_play(args: argparse.Namespace) -> int:
             return supervise(sys.argv[1:])
     from performance.install.logs import rotate_transcripts, setup_logging
 
-    setup_logging(args.transcript_dir / "logs" if args.install else None, quiet=args.quiet)
+    # with the operator view on, log lines go to a file and to the view's own lines, never loose
+    # into the terminal under the table
+    operator_view = not args.quiet and sys.stdout.isatty()
+    setup_logging(args.transcript_dir / "logs" if args.install or operator_view else None, quiet=args.quiet)
     try:
         setlist = load_setlist(args.setlist)
     except ConfigError as e:
@@ -263,6 +266,8 @@ class Runtime:
         # a recording needs the mix on disk to mux it; keep it beside the video unless asked elsewhere
         self.audio_out = args.audio_out or (args.record.with_name(args.record.stem + ".audio.wav") if args.record else None)
         self.errors: list[str] = []
+        self._warnings: list[str] = []
+        self._console_handlers: list = []
         self.exit_code = 0
         self.last_worker_output = time.monotonic()
         self.frame_changed = True
@@ -358,6 +363,14 @@ class Runtime:
     def _start_services(self) -> None:
         from performance.generator import GeneratorThread, Preload
 
+        if not self.args.quiet and sys.stdout.isatty():
+            from performance.install.logs import replace_console
+            from performance.operator import OperatorView
+
+            # from here on log lines go to the view's own lines (and the log file), not the terminal
+            self.operator = OperatorView()
+            self._console_handlers = replace_console(self.operator.handler())
+
         self._import_model_code()
 
         self.worker = GeneratorThread()
@@ -374,8 +387,7 @@ class Runtime:
         except ImportError:
             self.sound = None
         except Exception as e:  # no audio is not a reason to stop the show
-            log.error("sound unavailable: %s", e)
-            self.errors.append(f"sound: {e}")
+            self._warn(f"sound unavailable: {e}")
             self.sound = None
         if self.args.osc_port:
             try:
@@ -389,8 +401,8 @@ class Runtime:
             except ImportError:
                 self.osc = None
             except OSError as e:
-                print(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
-                      "continuing without OSC (choose another --osc-port)", file=sys.stderr)
+                self._warn(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
+                           "continuing without OSC (choose another --osc-port)")
                 self.osc = None
         from performance.transcript import TranscriptWriter
 
@@ -406,11 +418,19 @@ class Runtime:
                 self.status = StatusWriter(state_dir / "status.json")
             except ImportError:
                 pass
-        if not self.args.quiet and sys.stdout.isatty():
-            from performance.operator import OperatorView
-
-            self.operator = OperatorView()
+        if self.operator is not None:
             self.operator.start()
+
+    def _warn(self, text: str) -> None:
+        """A warning that stays true for the session: on the terminal (or pinned in the operator
+        view), in the log, and in the status errors."""
+        log.warning("%s", text)
+        self.errors.append(text)
+        self._warnings.append(text)
+        if self.operator is not None:
+            self.operator.warn(text)
+        elif self.args.quiet or not sys.stdout.isatty():
+            pass  # the log line above reached the terminal already
 
     def _start_stage(self) -> None:
         self.stage_state = None
@@ -712,6 +732,10 @@ class Runtime:
                     closer()
                 except Exception:
                     log.exception("shutdown step failed")
+        if self.operator is not None:  # the table is gone: log lines may reach the terminal again
+            from performance.install.logs import replace_console
+
+            replace_console(None, self._console_handlers)
         if self.args.stats_json:
             summary = self.stats.summary(self.size[0], self.size[1], first)
             if self.recorder is not None:
