@@ -23,12 +23,13 @@ from performance import __version__
 from performance.control.command import Command
 from performance.generator import Close, Done, Failed, Grant, Loaded, Open, TokenOut
 from performance.show.config import Scene, Setlist
-from performance.show.programs import MAX_TEMPERATURE
+from performance.show.programs import MAX_TEMPERATURE, session_seed_draw
 from performance.textgen.lengths import trim_poem
 
 log = logging.getLogger("lectern.engine")
 
 _LETTER = re.compile(r"[^\W\d_]")
+_WORD_CHAR = re.compile(r"[\w'’-]")  # inside a word: letters, digits, apostrophes, hyphens
 
 
 # ---- sound actions (routed to performance.sound.SoundSystem by the runtime) ---------------------
@@ -150,6 +151,7 @@ class Engine:
         self.model_override: str | None = None
         self.prompt_override: str | None = None
         self.poem_counter = 0
+        self.seed_draws = 0  # fresh seeds drawn this session ("new" programs, reseed)
         self.last_go: float = -1e9
         self.waiting: list[Command] = []  # commands due later (OSC bundle timetags)
         self.current_temperature = 0.0
@@ -362,7 +364,11 @@ class Engine:
             self.override = None
             return True, "temperature follows the scene"
         if name in ("seed", "reseed"):
-            self.next_seed = int(args[0]) if name == "seed" else random.randrange(2**31)
+            if name == "seed":
+                self.next_seed = int(args[0])
+            else:
+                self.seed_draws += 1
+                self.next_seed = session_seed_draw(self.session_seed, self.seed_draws)
             self._restart_poems(now)
             return True, f"seed {self.next_seed}"
         if name == "model":
@@ -524,6 +530,12 @@ class Engine:
             self._rid_poem = {k: v for k, v in self._rid_poem.items() if k in live or k == rid}
         return poem
 
+    def _seed_for(self, index: int, col: _Column) -> int:
+        """A poem's seed by the scene's program. "new" takes the session's next draw, so a loop, a
+        jump or `back` never brings a seed (and so a poem) back."""
+        self.seed_draws += 1
+        return self.scene.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}", draw=self.seed_draws)
+
     def _drop_ahead(self, col: _Column) -> None:
         while col.ahead:
             self._out.worker.append(Close(col.ahead.popleft().rid))
@@ -540,7 +552,7 @@ class Engine:
                 self._out.worker.append(Close(col.last_rid))
         else:
             self._drop_ahead(col)
-            seed = self.next_seed if self.next_seed is not None else sc.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}")
+            seed = self.next_seed if self.next_seed is not None else self._seed_for(index, col)
             model = self.model_override or col.model
             prompt = self.prompt_override if self.prompt_override is not None else sc.prompt
             cont = col.last_rid if (sc.seed.continue_stream and col.last_rid is not None and index > 0) else None
@@ -562,7 +574,7 @@ class Engine:
             index = col.poems_done + 1 + len(col.ahead)
             if sc.poems is not None and index >= sc.poems:
                 break
-            seed = sc.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}")
+            seed = self._seed_for(index, col)
             poem = self._new_poem(col, index, seed, self.model_override or col.model,
                                   self.prompt_override if self.prompt_override is not None else sc.prompt, None)
             col.ahead.append(poem)
@@ -587,7 +599,8 @@ class Engine:
             if poem is not current and current is not None and not current.done:
                 want = sc.lookahead
         else:  # bounded look-ahead: at most `lookahead` tokens written beyond what the stage shows
-            want, shown = sc.lookahead * self.lookahead_scale, poem.revealed
+            # a word held back until it is complete counts as shown: a long word must not starve
+            want, shown = sc.lookahead * self.lookahead_scale, poem.revealed + len(poem.word_hold)
         pending = poem.granted - shown
         if pending >= want:
             return
@@ -700,13 +713,15 @@ class Engine:
             text = "".join(tok.text for tok, _ in poem.received)
             if self._blocked_words(text) and poem.index < 10_000:
                 self._emit(now, "regenerate", column=col.index, seed=poem.seed)
-                self.next_seed = random.Random(poem.seed).randrange(2**31)
+                self.seed_draws += 1
+                self.next_seed = session_seed_draw(self.session_seed, self.seed_draws)
                 col.poem = None
                 poem.started = False
                 self.poem_counter -= 1
                 self._open_poem(now, col)
                 col.poem.started = False
                 return False
+        whole_words = not instant and (sc.pacing.reveal == "words" or (sc.blocklist.words and sc.blocklist.mode == "mask"))
         while poem.received:
             if self._hold_for_speech:
                 self._grant(now, col)
@@ -716,26 +731,45 @@ class Engine:
             if t > now:
                 self._grant(now, col)
                 return False
-            if sc.blocklist.words and sc.blocklist.mode == "mask" and not instant:
-                # a word is only shown once it is complete, so a blocked one can be masked whole
+            if whole_words:
+                # a word is shown only once it is complete (whatever the model's tokens: a char
+                # model's letters, a word model's " word"), so a reveal step never ends inside a
+                # word and a blocked word can be masked whole
                 poem.received.popleft()
+                if poem.word_hold and not _WORD_CHAR.match(tok.text[:1] or " "):
+                    # the held word ended where this token begins
+                    if self._cut_at_line(poem, self._release_held(col, poem)):
+                        return True
+                    t = max(t, poem.deadline)
+                    if t > now:  # the next word waits for its own turn
+                        poem.received.appendleft((tok, arrived))
+                        self._grant(now, col)
+                        return False
                 poem.word_hold.append((tok, t))
-                if _LETTER.search(tok.text[-1:] or "") and not (poem.done and not poem.received):
+                if _WORD_CHAR.match(tok.text[-1:] or " ") and not (poem.done and not poem.received):
                     continue
-                self._release_held(col, poem)
+                if self._cut_at_line(poem, self._release_held(col, poem)):
+                    return True
                 continue
             poem.received.popleft()
             self._show_token(col, poem, tok, t)
-            if sc.change_at == "line" and self.pending_change is not None and "\n" in tok.text:
-                poem.done = True
-                poem.received.clear()
+            if self._cut_at_line(poem, tok.text):
                 return True
-        if poem.word_hold:
+        if poem.word_hold and poem.done:  # the poem's last word; otherwise its end has not come yet
             self._release_held(col, poem)
         self._grant(now, col)
         return poem.done and not poem.received
 
-    def _release_held(self, col: _Column, poem: _Poem) -> None:
+    def _cut_at_line(self, poem: _Poem, shown: str) -> bool:
+        """A change asked for with change_at = "line" ends the poem at the line just finished."""
+        if self.scene.change_at == "line" and self.pending_change is not None and "\n" in shown:
+            poem.done = True
+            poem.received.clear()
+            return True
+        return False
+
+    def _release_held(self, col: _Column, poem: _Poem) -> str:
+        """Show the held tokens (one whole word) at once; returns the text shown."""
         held, poem.word_hold = poem.word_hold, []
         word = "".join(tok.text for tok, _ in held)
         if self._blocked_words(word):
@@ -746,8 +780,14 @@ class Engine:
                 out.append((type(tok)(masked[pos:pos + len(tok.text)], tok.p, tok.temperature), t))
                 pos += len(tok.text)
             held = out
-        for tok, t in held:
-            self._show_token(col, poem, tok, max(t, poem.deadline))
+        # the whole word appears at once, when it is complete and its turn has come; its reveal
+        # cost runs from then (letter by letter it would start early and end late)
+        at = max([poem.deadline] + [t for _, t in held])
+        before = poem.text
+        for tok, _ in held:
+            self._show_token(col, poem, tok, at)
+        poem.deadline = at + self._token_cost(poem.text[len(before):], before)
+        return poem.text[len(before):]
 
     def _blocked_words(self, text: str) -> bool:
         words = self.scene.blocklist.words
