@@ -104,6 +104,7 @@ class _Poem:
     line: int = 0
     line_text: str = ""
     word_hold: list = field(default_factory=list)
+    cut: bool = False  # ended early (a scene change, reseed, panic): its text is not whole
 
 
 @dataclass
@@ -116,6 +117,7 @@ class _Column:
     poems_done: int = 0
     start_at: float = 0.0  # when the current poem may start revealing
     last_rid: int | None = None
+    shown: _Poem | None = None  # the poem whose text is on screen (the last with a token revealed)
     ahead: deque = field(default_factory=deque)  # poems opened early, written while this one shows
 
 
@@ -189,7 +191,11 @@ class Engine:
                 if self.columns and col.phase != "done":
                     self._grant(now, col)  # keep poems written ahead fed, during holds too
             if self.columns and all(c.phase == "done" for c in self.columns):
-                self._scene_finished(now)
+                if not (self._speaking and self.voice_holds_stage()):
+                    self._scene_finished(now)
+                else:  # the last lines are still spoken: the next scene starts when they end
+                    for col in self.columns:
+                        col.until = max(col.until, now)
         return self._flush()
 
     def end(self, now: float) -> Outbox:
@@ -400,11 +406,20 @@ class Engine:
             self._out.sound.append(SoundCtl("volume", self.volume))
             return True, f"volume {self.volume:g}"
         if name == "keep":
-            poem = self.current_poem() or self._last_poem
+            poem = self._on_screen()
             if poem is None:
-                return False, "no poem to keep yet"
-            self._emit(now, "keep", poem=poem.n)
-            self._out.files.append(Keep(poem.n, trim_poem(poem.text), self._footer(poem)))
+                return False, "no poem on screen to keep yet"
+            # the poem the audience sees now: its whole text where the worker wrote it (revealed or
+            # not yet), marked partial where it is not finished
+            written = poem.text + "".join(tok.text for tok, _ in [*poem.word_hold, *poem.received])
+            temps = poem.temps + [tok.temperature for tok, _ in [*poem.word_hold, *poem.received]]
+            partial = not poem.done or poem.cut
+            text = trim_poem(written)
+            if not text.strip():
+                return False, f"poem {poem.n} has no text yet"
+            footer = self._footer(poem, temps) + (" · (partial)" if partial else "")
+            self._emit(now, "keep", poem=poem.n, partial=partial)
+            self._out.files.append(Keep(poem.n, text, footer))
             if self.scene.voice is not None and getattr(self.scene.voice, "mode", "off") == "kept" and self.voice_on:
                 lines = [ln for ln in trim_poem(poem.text).split("\n") if ln.strip()]
                 for i, line in enumerate(lines):  # numbered by non-blank lines, as the stage highlights them
@@ -417,6 +432,13 @@ class Engine:
         return False, f"unknown command {cmd.address}"
 
     _last_poem: _Poem | None = None
+
+    def _on_screen(self) -> _Poem | None:
+        """The poem the audience is reading: the newest with text revealed, in the first column."""
+        for col in self.columns:
+            if col.shown is not None:
+                return col.shown
+        return self._last_poem
 
     def _caption_on(self) -> bool:
         if self.caption is not None:
@@ -646,7 +668,8 @@ class Engine:
             if col.phase in ("hold", "pause"):
                 if now < col.until:
                     return
-                if self.pause_waits_for_voice() and col.phase == "pause" and self._speaking:
+                if self._speaking and (self.voice_holds_stage() or self.pause_waits_for_voice() and col.phase == "pause"):
+                    col.until = now  # the voice has not finished the poem on screen: the next one waits
                     return
                 if self._scene_over(col.until, col):
                     col.phase = "done"
@@ -687,6 +710,12 @@ class Engine:
                 col.poem = None
 
     _speaking = False
+
+    def voice_holds_stage(self) -> bool:
+        """when_behind = "hold": the stage never runs ahead of the voice (next poem, next scene)."""
+        v = self.scene.voice
+        return bool(v is not None and getattr(v, "when_behind", "skip") == "hold" and self.voice_on
+                    and getattr(v, "mode", "off") != "off")
 
     def pause_waits_for_voice(self) -> bool:
         v = self.scene.voice
@@ -801,6 +830,7 @@ class Engine:
     def _show_token(self, col: _Column, poem: _Poem, tok: Any, t: float) -> None:
         self._emit(t, "token", poem=poem.n, text=tok.text, temperature=tok.temperature, p=round(tok.p, 6),
                    column=col.index)
+        col.shown = poem
         if self.first_token_t is None:
             self.first_token_t = t
         poem.revealed += 1
@@ -841,8 +871,9 @@ class Engine:
             col.phase, col.start_at = "poem", now
             self._open_poem(now, col)
 
-    def _footer(self, poem: _Poem) -> str:
-        lo, hi = (min(poem.temps), max(poem.temps)) if poem.temps else (0.0, 0.0)
+    def _footer(self, poem: _Poem, temps: list[float] | None = None) -> str:
+        temps = poem.temps if temps is None else temps
+        lo, hi = (min(temps), max(temps)) if temps else (0.0, 0.0)
         temps = f"{lo:.2f}" if abs(hi - lo) < 1e-9 else f"{lo:.2f}–{hi:.2f}"
         return f"— {poem.model} · temperature {temps} · seed {poem.seed}"
 
@@ -858,6 +889,7 @@ class Engine:
         if poem.line_text.strip():
             self._line_done(poem, poem.line, poem.line_text)
         lo, hi = (min(poem.temps), max(poem.temps)) if poem.temps else (0.0, 0.0)
+        poem.cut = partial
         text = trim_poem(poem.text)
         self._emit(t, "poem_end", n=poem.n, text=text, column=col.index, model=poem.model, seed=poem.seed,
                    temperature_range=[lo, hi], tokens=poem.revealed, partial=partial, footer=self._footer(poem))
