@@ -30,6 +30,10 @@ log = logging.getLogger("lectern.engine")
 
 _LETTER = re.compile(r"[^\W\d_]")
 _WORD_CHAR = re.compile(r"[\w'’-]")  # inside a word: letters, digits, apostrophes, hyphens
+_WORD_BOUNDARY = re.compile(r"[^\w'’-]$")  # text that ends here ends on a whole word
+FIRST_POEM_PATIENCE_S = 1.5  # a poem shown whole: the first of a scene may keep the stage waiting this long
+MIN_POEM_PATIENCE_S, MAX_POEM_PATIENCE_S = 0.3, 2.5  # later ones: the scene's hold, within these bounds
+CUT_MIN_WORDS = 24  # a poem cut short before the longest patience has at least this many words
 
 
 # ---- sound actions (routed to performance.sound.SoundSystem by the runtime) ---------------------
@@ -105,6 +109,7 @@ class _Poem:
     line_text: str = ""
     word_hold: list = field(default_factory=list)
     cut: bool = False  # ended early (a scene change, reseed, panic): its text is not whole
+    cut_short: bool = False  # shown whole but cut at its last whole word: the model was too slow
 
 
 @dataclass
@@ -154,6 +159,7 @@ class Engine:
         self.prompt_override: str | None = None
         self.poem_counter = 0
         self.seed_draws = 0  # fresh seeds drawn this session ("new" programs, reseed)
+        self.notice: str | None = None  # how the show is degrading, for the operator (None: it is not)
         self.last_go: float = -1e9
         self.waiting: list[Command] = []  # commands due later (OSC bundle timetags)
         self.current_temperature = 0.0
@@ -239,6 +245,7 @@ class Engine:
             "state": self.state,
             "override": self.override,
             "poems": self.poem_counter,
+            "notice": self.notice,
         }
 
     def waiting_for_worker(self) -> bool:
@@ -602,6 +609,37 @@ class Engine:
             col.ahead.append(poem)
             self._grant_poem(now, col, poem)
 
+    def _shown_whole(self) -> bool:
+        sc = self.scene
+        return sc.pacing.reveal == "instant" and not (sc.blocklist.mode == "regenerate" and sc.blocklist.words)
+
+    def _patience(self) -> float:
+        """How long a poem shown whole may keep the stage waiting after its turn has come."""
+        return min(MAX_POEM_PATIENCE_S, max(MIN_POEM_PATIENCE_S, self.scene.pacing.hold / self.speed))
+
+    def _cut_short(self, now: float, col: _Column, poem: _Poem, least: int = 1) -> bool:
+        """End a poem at its last whole word because its turn has come; False when not even one
+        word is written yet (the previous poem stays on screen meanwhile)."""
+        text, keep = "", 0
+        for i, (tok, _) in enumerate(poem.received):
+            text += tok.text
+            if _WORD_BOUNDARY.search(text):
+                keep = i + 1
+        kept = list(poem.received)[:keep]
+        words = len(re.findall(r"[^\W\d_]+", "".join(tok.text for tok, _ in kept)))
+        if words < least:
+            return False
+        poem.received = deque(kept)
+        poem.done = True
+        poem.cut_short = True
+        self._out.worker.append(Close(poem.rid))
+        if col.last_rid == poem.rid:
+            col.last_rid = None
+        if self.notice is None:
+            log.warning("%s is slower than scene %r's pace: poems are cut short", poem.model, self.scene.name)
+        self.notice = f"{poem.model} is slower than the scene's pace: poems cut short (last: {words} words)"
+        return True
+
     def _grant(self, now: float, col: _Column) -> None:
         if col.poem is not None:
             self._grant_poem(now, col, col.poem)
@@ -685,7 +723,25 @@ class Engine:
             if not poem.started:
                 if now < col.start_at:
                     return
-                self._start_poem(col.start_at, col)
+                start_t = col.start_at
+                if self._shown_whole():
+                    # a poem shown whole starts (caption included) when it is on screen: when it is
+                    # written, or, if the model is too slow for the scene's pace, when its patience
+                    # runs out and it is cut short at its last whole word (the show degrades, it
+                    # never stalls)
+                    if not poem.done:
+                        patience = FIRST_POEM_PATIENCE_S if col.poems_done == 0 else self._patience()
+                        waited = now - col.start_at
+                        # past its patience a poem is cut once it has a few lines' worth of words;
+                        # past the longest patience, whatever it has (the flick slows, then thins)
+                        least = 1 if waited >= MAX_POEM_PATIENCE_S else CUT_MIN_WORDS
+                        if waited < patience or not self._cut_short(now, col, poem, least):
+                            self._grant(now, col)
+                            return
+                    start_t = max(col.start_at, poem.received[-1][1] if poem.received else now)
+                    if not poem.cut_short and self.notice is not None and "cut short" in self.notice:
+                        self.notice = None  # the model keeps pace again
+                self._start_poem(start_t, col)
             if not self._reveal(now, col, poem):
                 return
             # poem complete
@@ -892,7 +948,8 @@ class Engine:
         poem.cut = partial
         text = trim_poem(poem.text)
         self._emit(t, "poem_end", n=poem.n, text=text, column=col.index, model=poem.model, seed=poem.seed,
-                   temperature_range=[lo, hi], tokens=poem.revealed, partial=partial, footer=self._footer(poem))
+                   temperature_range=[lo, hi], tokens=poem.revealed, partial=partial, footer=self._footer(poem),
+                   **({"cut_short": True} if poem.cut_short else {}))
         v = self.scene.voice
         if v is not None and self.voice_on and getattr(v, "mode", "off") == "poem" and not partial:
             lines = [ln for ln in text.split("\n") if ln.strip()]

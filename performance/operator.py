@@ -87,6 +87,8 @@ class OperatorView:
             elif s.get("paused"):
                 state = "[yellow]paused[/]"
             t.add_row("state", state)
+            if s.get("notice"):
+                t.add_row("[yellow]notice[/]", escape(s["notice"]))
             t.add_row("scene", escape(f"{s['scene'][0]} {s['scene'][1]}"))
             t.add_row("standing by", escape(f"{s['standby'][0]} {s['standby'][1]}") if s["standby"][0] else "—")
             n, of = s["poem"]

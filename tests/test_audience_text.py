@@ -141,9 +141,11 @@ def test_brerin_scene_caps_its_sentences():
     assert scene.length.unit == "sentences" and scene.length.max_words == 40
 
 
-def run_engine(setlist, until: float, *, dt: float = 0.05, commands=(), voice_line_s: float | None = None):
+def run_engine(setlist, until: float, *, dt: float = 0.05, commands=(), voice_line_s: float | None = None,
+               budget: int | None = None):
     """The engine with the real worker core, a fake clock and (optionally) a voice that takes
-    voice_line_s per line, one line at a time, as the sound system reports it."""
+    voice_line_s per line, one line at a time, as the sound system reports it, and a generator
+    that writes at most `budget` tokens per step (a slow model)."""
     from performance.engine import Engine, Keep, SoundCtl, Speak
     from performance.generator import WorkerCore
 
@@ -166,7 +168,8 @@ def run_engine(setlist, until: float, *, dt: float = 0.05, commands=(), voice_li
                 speech.clear()
         for m in out.worker:
             core.handle(m)
-        core.pump()
+        if budget is None:
+            core.pump()
 
     route(0.0, engine.start(0.0))
     t = 0.0
@@ -182,6 +185,8 @@ def run_engine(setlist, until: float, *, dt: float = 0.05, commands=(), voice_li
         inbox = []
         while pending and pending[0][0] <= t:
             inbox.append(pending.pop(0)[1])
+        if budget is not None:
+            core.work(budget)
         for _ in range(100):
             inbox.extend(worker_out)
             worker_out.clear()
@@ -267,3 +272,41 @@ lookahead = 30
     shown = "".join(e["text"] for e in of(events, "token") if e["t"] <= 2.0)
     assert f.text.startswith(shown.strip()) and len(f.text) > len(shown.strip())
     assert f.footer.endswith("(partial)")
+
+
+FLICK = """
+name = "flick"
+[[scene]]
+layout = "flick"
+model = "markov"
+length = { words = 222 }
+seed = { program = "new" }
+pacing = { reveal = "instant", hold = 0.3 }
+ahead = 4
+"""
+
+
+@pytest.mark.parametrize("budget", [None, 4], ids=["fast-model", "slow-model"])
+def test_the_flick_flicks_whatever_the_model_speed(tmp_path, budget):
+    (tmp_path / "s.toml").write_text(FLICK)
+    events, _, _ = run_engine(load_setlist(tmp_path / "s.toml"), 30, dt=1 / 60, budget=budget)
+    starts = of(events, "poem_start")
+    scene_t = of(events, "scene")[0]["t"]
+    assert starts[0]["t"] - scene_t <= 2.0
+    times = [e["t"] for e in starts]
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False))
+    assert len(gaps) >= 20
+    assert gaps[len(gaps) // 2] <= 0.6 and gaps[int(len(gaps) * 0.95)] <= 1.5 and gaps[-1] <= 3.0, gaps
+    # the caption (poem_start) and the text on screen (its tokens) change at the same moment
+    first_token = {}
+    for e in of(events, "token"):
+        first_token.setdefault(e["poem"], e["t"])
+    for e in starts:
+        if e["n"] in first_token:
+            assert first_token[e["n"]] == pytest.approx(e["t"]), e["n"]
+    ends = [e for e in of(events, "poem_end") if not e["partial"]]
+    words = [len(re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)*", e["text"])) for e in ends]
+    if budget is None:
+        assert all(w >= 222 for w in words) and not any(e.get("cut_short") for e in ends)
+    else:
+        assert all(e.get("cut_short") for e in ends) and all(0 < w < 222 for w in words)
