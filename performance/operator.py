@@ -60,6 +60,8 @@ class OperatorView:
         t.add_row("model", s["model"])
         t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
         t.add_row("paused · voice · volume", f"{s['paused']} · {s['voice']} · {s['volume']:.2f}")
+        for nxt in s.get("next_at", [])[:2]:
+            t.add_row("next at", nxt)
         for c in list(self._commands)[-4:]:
             t.add_row("command", c)
         for e in s.get("errors", []):

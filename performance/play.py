@@ -103,7 +103,7 @@ def run_check(args: argparse.Namespace) -> int:
                 if b"[[scene]]" in data:
                     sl = load_setlist(path)
                     scenes = [e.scene for e in sl.entries]
-                    what = f"setlist ({len(sl.entries)} scenes)"
+                    what = f"setlist ({len(sl.entries)} scenes" + (f", {len(sl.timetable)} [[at]])" if sl.timetable else ")")
                 else:
                     scenes = [load_scene(path)]
                     what = "scene"
@@ -255,6 +255,7 @@ class Runtime:
         self.recorder = None
         self.operator = None
         self.hours = setlist.install
+        self.timetable = _timetable(setlist)
         self.closed = False
         self.unlocked = not args.install
         self.heartbeat = None
@@ -439,6 +440,8 @@ class Runtime:
                     break
                 inbox = self._gather(now)
                 self._hours(now, inbox)
+                if self.timetable is not None and self._fire_timetable(now, inbox):
+                    break
                 out = self.engine.step(now, inbox)
                 self._route(out)
                 if self.engine.state == "ended" and not self.setlist.loop:
@@ -545,6 +548,24 @@ class Runtime:
         elif not is_open and not self.closed:
             self.closed = True
             inbox.append(Command("/lectern/blackout", source="schedule"))
+
+    def _fire_timetable(self, now: float, inbox: list) -> bool:
+        """Due [[at]] firings onto the inbox (the engine writes each as a `command` event);
+        True when a scheduled restart ends this run."""
+        for f in self.timetable.tick(self.clock.wall()):
+            if f.entry.open_only and self.closed:
+                continue
+            if f.entry.address != "restart":
+                inbox.append(f.command())
+                continue
+            ok = self.args.install
+            self.transcript.write({"t": now, "event": "command", "source": "schedule", "address": "restart",
+                                   "args": [], "applied": ok, "detail": "planned restart" if ok else "only under --install"})
+            if ok:
+                log.warning("scheduled restart ([[at]] #%d)", f.entry.n)
+                self.exit_code = PLANNED_RESTART
+                return True
+        return False
 
     def _keys(self, now: float) -> list:
         import pygame
@@ -655,6 +676,8 @@ class Runtime:
         rss = _rss_mb()
         snap["health"] = (round(time.monotonic() - STARTED, 1), round(self.stats.fps(), 1), self.engine.poem_counter,
                           self.restarts + self.worker.restarts, rss)
+        if self.timetable is not None:
+            snap["next_at"] = [f"{due:%a %H:%M:%S} {e.do}" for due, e in self.timetable.upcoming(self.clock.wall())]
         if self.osc is not None:
             self.osc.publish_state(snap)
         if self.operator is not None:
@@ -668,7 +691,7 @@ class Runtime:
                     nxt = None
             self.status.update({"uptime_s": snap["health"][0], "fps": snap["health"][1], "poems": snap["poems"],
                                 "restarts": snap["health"][3], "rss_mb": rss, "scene": snap["scene"][1],
-                                "open": not self.closed, "next_change": nxt, "setlist": self.setlist.file,
+                                "open": not self.closed, "next_change": nxt, "next_at": snap.get("next_at"), "setlist": self.setlist.file,
                                 "errors": list(self.engine.errors)[-5:] + self.errors[-5:], "pid": os.getpid()})
 
     def _shutdown(self) -> None:
@@ -712,6 +735,16 @@ class Runtime:
             pygame.quit()
         if self.terminal:
             sys.stdout.write("\n")
+
+
+def _timetable(setlist):
+    """The setlist's [[at]] timetable in the installation's zone (the machine's without [install])."""
+    if not setlist.timetable:
+        return None
+    from performance.control.timetable import Timetable
+    from performance.install.hours import local_zone
+
+    return Timetable(setlist.timetable, setlist.install.zone() if setlist.install else local_zone())
 
 
 def _rss_mb() -> float:

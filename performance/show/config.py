@@ -103,6 +103,7 @@ class Setlist:
     panic_fade: float = 2.0
     seed: int | None = None
     install: Any = None
+    timetable: tuple = ()  # [[at]] wall-clock triggers (performance.control.timetable.AtEntry)
 
     def scene_index(self, key: int | str) -> int | None:
         """0-based index of scene number `key` (1-based) or of the scene named/filed `key`."""
@@ -271,6 +272,12 @@ def load_setlist(path: str | Path) -> Setlist:
         from performance.install.hours import InstallSettings
 
         install = InstallSettings.from_table(t.sub("install"))
+    timetable: tuple = ()
+    if t.has("at"):
+        from performance.control.timetable import parse_timetable
+
+        names = [n for e in entries for n in (e.scene.name, Path(e.scene.file).stem)]
+        timetable = parse_timetable(t.raw("at"), str(path), names, len(entries))
     setlist = Setlist(
         name=t.str("name", path.stem),
         file=str(path),
@@ -281,6 +288,7 @@ def load_setlist(path: str | Path) -> Setlist:
         panic_fade=t.float("panic_fade", 2.0, lo=0.0),
         seed=t.int("seed", None, lo=0),
         install=install,
+        timetable=timetable,
     )
     t.raw("description")
     t.check_unknown()
