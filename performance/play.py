@@ -40,6 +40,16 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--window/--size {text!r}: expected WxH, e.g. 1280x720") from None
 
 
+def _start_wall(text: str):
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--start-wall {text!r}: expected an ISO time, e.g. 2026-11-27T09:00") from None
+    return t if t.tzinfo else t.astimezone()
+
+
 def add_play_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("setlist", nargs="?", default="setlists/demo.toml", help="setlist file (default setlists/demo.toml)")
     g = p.add_argument_group("display")
@@ -49,6 +59,8 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("time")
     g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of engine time")
     g.add_argument("--time-scale", type=float, default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
+    g.add_argument("--start-wall", type=_start_wall, metavar="ISO",
+                   help="the engine's wall clock starts at this local time (rehearse a day's [[at]] timetable and hours)")
     g.add_argument("--scene", metavar="N|NAME", help="start at this scene instead of the setlist's start")
     g.add_argument("--seed", type=int, metavar="S", help="session seed (same seed, same set)")
     g = p.add_argument_group("operation")
@@ -60,6 +72,8 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--osc-port", type=int, default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
     g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
     g.add_argument("--osc-passcode", metavar="CODE", help="senders must /lectern/connect CODE first")
+    g.add_argument("--no-advertise", action="store_true",
+                   help="do not announce OSC over Zeroconf/Bonjour (_osc._udp; only done beyond loopback)")
     g.add_argument("--osc-rate", type=float, default=200.0, metavar="N",
                    help="messages per second one sender may send (default 200; more are dropped and counted)")
     g = p.add_argument_group("output")
@@ -242,7 +256,7 @@ class Runtime:
         self.args = args
         self.setlist = setlist
         self.start_scene = start_scene
-        self.clock = MonotonicClock(args.time_scale)
+        self.clock = MonotonicClock(args.time_scale, start_wall=getattr(args, "start_wall", None))
         self.inbox: queue.Queue = queue.Queue(maxsize=4096)
         self.stats = FrameStats()
         self.quit_requested = False
@@ -254,6 +268,7 @@ class Runtime:
         self.osc = None
         self.recorder = None
         self.operator = None
+        self.advertiser = None
         self.hours = setlist.install
         self.timetable = _timetable(setlist)
         self.closed = False
@@ -373,6 +388,7 @@ class Runtime:
                                      passcode=self.args.osc_passcode, scene_count=lambda: len(self.setlist.entries),
                                      clock=self.clock, rate_limit=self.args.osc_rate)
                 self.osc.start()
+                self._advertise()
             except ImportError:
                 self.osc = None
             except OSError as e:
@@ -398,6 +414,14 @@ class Runtime:
 
             self.operator = OperatorView()
             self.operator.start()
+
+    def _advertise(self) -> None:
+        from performance.control.advertise import Advertiser, should_advertise
+
+        if should_advertise(self.args.osc_host, self.args.no_advertise):
+            self.advertiser = Advertiser(f"Lectern {self.setlist.name} on {os.uname().nodename}", self.osc.port,
+                                         self.args.osc_host, {"prefix": "/lectern", "setlist": self.setlist.name})
+            self.advertiser.start()
 
     def _start_stage(self) -> None:
         self.stage_state = None
@@ -714,6 +738,7 @@ class Runtime:
         # sound first: the recorder muxes the finished audio mix into the video
         for closer in (getattr(self.sound, "close", None),
                        (lambda: self.recorder.close(now)) if self.recorder is not None else None,
+                       getattr(self.advertiser, "stop", None),
                        getattr(self.osc, "stop", None), getattr(self.operator, "stop", None)):
             if closer:
                 try:
