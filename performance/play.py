@@ -256,7 +256,10 @@ class Runtime:
         self.args = args
         self.setlist = setlist
         self.start_scene = start_scene
+        self.timetable = _timetable(setlist)
         self.clock = MonotonicClock(args.time_scale, start_wall=getattr(args, "start_wall", None))
+        if self.timetable is not None:
+            self.timetable.start(self.clock.wall())
         self.inbox: queue.Queue = queue.Queue(maxsize=4096)
         self.stats = FrameStats()
         self.quit_requested = False
@@ -270,7 +273,6 @@ class Runtime:
         self.operator = None
         self.advertiser = None
         self.hours = setlist.install
-        self.timetable = _timetable(setlist)
         self.closed = False
         self.unlocked = not args.install
         self.heartbeat = None
@@ -395,9 +397,13 @@ class Runtime:
                 print(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
                       "continuing without OSC (choose another --osc-port)", file=sys.stderr)
                 self.osc = None
+        # "wall" = wall0 + t: wall0 is the engine's wall time at t = 0, not now (start-up x time-scale later)
+        from datetime import timedelta
+
         from performance.transcript import TranscriptWriter
 
-        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, self.clock.wall())
+        wall0 = self.clock.wall() - timedelta(seconds=self.clock.now())
+        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, wall0)
         self.transcript.start()
         if self.args.install:
             try:

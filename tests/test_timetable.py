@@ -136,3 +136,27 @@ def test_check_reports_a_bad_time_and_accepts_the_gallery(tmp_path):
     g = load_setlist(ROOT / "setlists/gallery.toml")
     assert {(e.every, e.at, e.do) for e in g.timetable} >= {("hour", ":00", "scene chime"),
                                                             ("day", "17:45", "scene closing")}
+
+
+@pytest.mark.slow
+def test_play_fires_at_the_simulated_minute_and_the_transcript_wall_agrees(tmp_path):
+    """End to end under --time-scale: the firing lands at its simulated time, and each event's
+    "wall" is the engine's wall clock at its "t" (it was off by the start-up time x time-scale)."""
+    from performance.transcript import read_events
+
+    setlist = tmp_path / "at.toml"
+    setlist.write_text(f'name = "at"\n\n[[scene]]\nfile = "{ROOT / "scenes/markov-stream.toml"}"\n\n'
+                       '[[at]]\ntime = "17:00"\ndo = "volume 0.5"\n\n[install]\ntimezone = "Europe/Berlin"\n')
+    r = subprocess.run([sys.executable, "run.py", "play", str(setlist), "--headless", "--quiet", "--osc-port", "0",
+                        "--time-scale", "30", "--duration", "150", "--start-wall", "2026-11-27T16:58:00+01:00",
+                        "--transcript-dir", str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    [jsonl] = (tmp_path / "s").glob("*.jsonl")
+    events = read_events(jsonl)
+    [cmd] = [e for e in events if e["event"] == "command" and e["source"] == "schedule"]
+    assert (cmd["address"], cmd["args"], cmd["applied"]) == ("/lectern/volume", [0.5], True)
+    assert 120 <= cmd["t"] < 135, cmd  # at 17:00 (a frame is 0.5 engine s at 30x, more when the machine is busy)
+    for e in (events[0], cmd):
+        wall = datetime.fromisoformat(e["wall"])
+        assert abs((wall - datetime(2026, 11, 27, 16, 58, tzinfo=BERLIN)).total_seconds() - e["t"]) < 0.01, e

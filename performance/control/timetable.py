@@ -248,6 +248,12 @@ class Timetable:
             return  # an hourly/minutely job limited to some weekdays
         self._fired.append(Firing(entry, due))
 
+    def start(self, wall: datetime) -> None:
+        """Build the jobs counting from engine wall time `wall` (the session's start): a time that
+        falls due while the show is still starting up fires at the first tick, late but not lost."""
+        with _engine_time(wall, self.zone):
+            self.scheduler = self._build()
+
     def tick(self, wall: datetime) -> list[Firing]:
         """Run what is due at engine wall time `wall` (tz-aware); each due job fires once, even
         after a stall (schedule does not replay missed runs)."""
