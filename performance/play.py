@@ -56,6 +56,8 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=_size, metavar="WxH", help="a window of this size instead of fullscreen")
     g.add_argument("--headless", action="store_true", help="no display, no audio device (SDL dummy), 1920x1080 unless --window")
     g.add_argument("--display", type=int, metavar="N", default=0, help="which screen to use (0 = first)")
+    g.add_argument("--monitor", type=int, metavar="N",
+                   help="confidence monitor for the poet on screen N (overrides the setlist's monitor = { display = N })")
     g = p.add_argument_group("time")
     g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of engine time")
     g.add_argument("--time-scale", type=float, default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
@@ -272,6 +274,8 @@ class Runtime:
         self.recorder = None
         self.operator = None
         self.advertiser = None
+        self.monitor = None
+        self.last_view = None
         self.hours = setlist.install
         self.closed = False
         self.unlocked = not args.install
@@ -429,6 +433,13 @@ class Runtime:
                                          self.args.osc_host, {"prefix": "/lectern", "setlist": self.setlist.name})
             self.advertiser.start()
 
+    def _open_monitor(self) -> None:
+        display = self.args.monitor if self.args.monitor is not None else self.setlist.monitor
+        if display is not None and self.screen is not None:
+            from performance.stage.monitor import Monitor
+
+            self.monitor = Monitor.open(display, self.args.display, self.size)
+
     def _start_stage(self) -> None:
         self.stage_state = None
         self.renderer = None
@@ -453,6 +464,7 @@ class Runtime:
         self._open_display()
         self._start_services()
         self._start_stage()
+        self._open_monitor()
         self.engine = Engine(self.setlist, session_seed=self.args.seed,
                              stage={"width": self.size[0], "height": self.size[1], "fps": FPS},
                              start_scene=self.start_scene, lookahead_scale=int(math.ceil(self.args.time_scale)))
@@ -478,6 +490,11 @@ class Runtime:
                     self._draw(now)
                     break
                 self._draw(now)
+                if self.monitor is not None:
+                    from performance.stage.monitor import monitor_info
+
+                    self.monitor.frame(self.last_view, monitor_info(self.engine, self.clock.wall(), self.timetable,
+                                                                    tuple(self.errors[-1:])))
                 work = time.perf_counter() - work_t0
                 if self.screen is not None:
                     import pygame
@@ -604,6 +621,8 @@ class Runtime:
 
         cmds = []
         for ev in pygame.event.get():
+            if self.monitor is not None and self.monitor.handles(ev):
+                continue  # the monitor's own window events are not the stage's
             if ev.type == pygame.QUIT:
                 if not self.args.install:
                     self.quit_requested = True
@@ -692,7 +711,7 @@ class Runtime:
     def _draw(self, now: float) -> None:
         if self.screen is None or self.renderer is None:
             return
-        view = self.stage_state.frame(now)
+        view = self.last_view = self.stage_state.frame(now)
         self.renderer.draw(self.screen, view)
         # what makes two frames differ: an event, a fade step, the countdown's second, the highlight
         key = (view.version, round(view.brightness, 3),
@@ -741,6 +760,9 @@ class Runtime:
 
             self.args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             pygame.image.save(self.screen, str(self.args.screenshot))
+            if self.monitor is not None and not self.monitor.closed:  # beside it: NAME.monitor.png
+                pygame.image.save(self.monitor.window.get_surface(),
+                                  str(self.args.screenshot.with_suffix(".monitor" + self.args.screenshot.suffix)))
         # sound first: the recorder muxes the finished audio mix into the video
         for closer in (getattr(self.sound, "close", None),
                        (lambda: self.recorder.close(now)) if self.recorder is not None else None,
@@ -753,6 +775,8 @@ class Runtime:
                     log.exception("shutdown step failed")
         if self.args.stats_json:
             summary = self.stats.summary(self.size[0], self.size[1], first)
+            if self.monitor is not None:
+                summary["monitor_redraws"] = self.monitor.redraws
             if self.recorder is not None:
                 summary["recorder_dropped"] = self.recorder.dropped
                 summary["recorder_frames"] = self.recorder.frames_written

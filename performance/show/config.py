@@ -104,6 +104,7 @@ class Setlist:
     seed: int | None = None
     install: Any = None
     timetable: tuple = ()  # [[at]] wall-clock triggers (performance.control.timetable.AtEntry)
+    monitor: int | None = None  # monitor = { display = N }: the poet's confidence monitor on display N
 
     def scene_index(self, key: int | str) -> int | None:
         """0-based index of scene number `key` (1-based) or of the scene named/filed `key`."""
@@ -278,6 +279,13 @@ def load_setlist(path: str | Path) -> Setlist:
 
         names = [n for e in entries for n in (e.scene.name, Path(e.scene.file).stem)]
         timetable = parse_timetable(t.raw("at"), str(path), names, len(entries))
+    monitor = None
+    if t.has("monitor"):
+        mt = t.sub("monitor")
+        monitor = mt.int("display", None, lo=0, hi=15)
+        if monitor is None:
+            raise ConfigError(f"{path}: table 'monitor' needs display = N (0 = first screen), e.g. monitor = {{ display = 1 }}")
+        mt.check_unknown()
     setlist = Setlist(
         name=t.str("name", path.stem),
         file=str(path),
@@ -289,6 +297,7 @@ def load_setlist(path: str | Path) -> Setlist:
         seed=t.int("seed", None, lo=0),
         install=install,
         timetable=timetable,
+        monitor=monitor,
     )
     t.raw("description")
     t.check_unknown()
