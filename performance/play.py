@@ -401,13 +401,10 @@ class Runtime:
                 print(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
                       "continuing without OSC (choose another --osc-port)", file=sys.stderr)
                 self.osc = None
-        # "wall" = wall0 + t: wall0 is the engine's wall time at t = 0, not now (start-up x time-scale later)
-        from datetime import timedelta
-
         from performance.transcript import TranscriptWriter
 
-        wall0 = self.clock.wall() - timedelta(seconds=self.clock.now())
-        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, wall0)
+        # "wall" = wall0 + t: wall0 is the engine's wall time at t = 0, not now (start-up x time-scale later)
+        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, self.clock.start_wall)
         self.transcript.start()
         if self.args.install:
             try:

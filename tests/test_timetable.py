@@ -159,4 +159,4 @@ def test_play_fires_at_the_simulated_minute_and_the_transcript_wall_agrees(tmp_p
     assert 120 <= cmd["t"] < 135, cmd  # at 17:00 (a frame is 0.5 engine s at 30x, more when the machine is busy)
     for e in (events[0], cmd):
         wall = datetime.fromisoformat(e["wall"])
-        assert abs((wall - datetime(2026, 11, 27, 16, 58, tzinfo=BERLIN)).total_seconds() - e["t"]) < 0.01, e
+        assert abs((wall - datetime(2026, 11, 27, 16, 58, tzinfo=BERLIN)).total_seconds() - e["t"]) < 0.002, e
