@@ -4,6 +4,7 @@ screenshot of the X root window."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from performance.stage.monitor import (
     Monitor,
     MonitorInfo,
     _wrap,
+    _wrap_line,
     next_pause_text,
     placement,
 )
@@ -45,7 +47,7 @@ def test_next_pause_and_wrapping():
     assert next_pause_text(15, 5, 20, 100) == "pause after poem 20 (in 5), 20 s"
     assert next_pause_text(96, 5, 20, 100) == ""  # the last poem ends the scene, no pause
     assert next_pause_text(3, 0, 0, None) == ""
-    lines = _wrap("one two three\n\nfour", lambda s: 10 * len(s), 80)
+    lines = _wrap("one two three\n\nfour", lambda line: _wrap_line(line, lambda s: 10 * len(s), 80))
     assert lines == [("one two", 0), ("three", 0), ("", None), ("four", 1)]
 
 
@@ -64,6 +66,9 @@ def test_the_spoken_line_is_marked_and_the_pause_counts_down():
         poem = "the sea is a grey mirror\nof old light\n\nand the wind walks over it"
         assert mon.frame(None, INFO)
         assert not mon.frame(None, INFO)  # nothing changed: no redraw, no present
+        assert not mon.frame(None, dataclasses.replace(INFO, clock="17:44:59"))  # within 0.1 s of the last
+        time.sleep(0.11)
+        assert mon.frame(None, dataclasses.replace(INFO, clock="17:44:59"))
         surf = pygame.Surface((960, 540))
         mon.draw(surf, poem, 1, None, INFO)
         u = max(12, 540 // 54)  # as Monitor.draw sizes things

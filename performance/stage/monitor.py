@@ -7,13 +7,14 @@ renderer of its own (a `pygame.Window` of pygame-ce's multi-window API), and rea
 StageView the stage reads plus a `MonitorInfo` the runtime builds; it never touches engine state.
 
 Cheap by design, so the audience's frame rate does not move: it redraws and presents only when
-what it shows changed (a revealed word, the spoken line, the clock's second), and rendered lines
-are cached.
+what it shows changed (a revealed word, the spoken line, the clock's second), at most 10 times a
+second, from cached lines already in the window's pixel format.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import pygame
@@ -30,6 +31,7 @@ SPOKEN = (255, 211, 122)
 WARN = (255, 90, 80)
 PAUSE = (255, 160, 60)
 SANS = FONTS_DIR / "DejaVuSans.ttf"
+MIN_REDRAW_S = 0.1  # at most 10 redraws a second: each is a full-window upload on X11
 _CENTERED_DISPLAY = 0x2FFF0000  # SDL_WINDOWPOS_CENTERED_DISPLAY(n) = this | n
 
 
@@ -104,7 +106,9 @@ class Monitor:
         self.size = self.window.size
         self.fonts = Fonts()
         self._lines = LRU(512, max_bytes=32 << 20)
+        self._wraps = LRU(512)
         self._key: tuple | None = None
+        self._last = -1e9
         self.redraws = 0
         self.closed = False
 
@@ -140,18 +144,28 @@ class Monitor:
         poem, highlight = _current_poem(view)
         countdown = None if view is None or view.countdown is None else int(view.countdown + 0.999)
         key = (poem, highlight, countdown, info)
-        if key == self._key:
-            return False
-        self._key = key
+        t = time.monotonic()
+        if key == self._key or t - self._last < MIN_REDRAW_S:
+            return False  # unchanged, or redrawn a moment ago: the change shows on a later frame
+        self._key, self._last = key, t
         surface = self.window.get_surface()
         self.draw(surface, poem, highlight, countdown, info)
         self.window.flip()
         self.redraws += 1
         return True
 
-    def _text(self, text: str, size: int, rgb: tuple[int, int, int], font=SANS) -> pygame.Surface:
-        return self._lines.get_or((text, size, rgb, str(font)),
-                                  lambda: self.fonts.get(font, size).render(text, True, rgb, BG))
+    def _text(self, text: str, size: int, rgb: tuple[int, int, int], target: pygame.Surface) -> pygame.Surface:
+        """A rendered line, opaque, in the target's pixel format (a blit then converts nothing)."""
+        def make() -> pygame.Surface:
+            surf = self.fonts.get(SANS, size).render(text, True, rgb, BG)
+            return surf.convert(target) if surf.get_bitsize() != target.get_bitsize() else surf
+
+        return self._lines.get_or((text, size, rgb, target.get_bitsize()), make)
+
+    def _wrapped(self, line: str, size: int, max_w: int) -> list[str]:
+        """One source line word-wrapped (cached: while a poem is typed only its last line changes)."""
+        return self._wraps.get_or((line, size, max_w),
+                                  lambda: _wrap_line(line, lambda s: self.fonts.width(SANS, size, s), max_w))
 
     def draw(self, surface: pygame.Surface, poem: str, highlight: int | None, countdown: int | None,
              info: MonitorInfo) -> None:
@@ -160,19 +174,19 @@ class Monitor:
         u = max(12, h // 54)  # a unit: 20 px at 1080
         surface.fill(BG)
         # header: clock | now | next
-        surface.blit(self._text(info.clock, 3 * u, TEXT), (u, u))
-        surface.blit(self._text(f"now  {info.scene}", int(1.6 * u), TEXT), (w // 3, u))
-        surface.blit(self._text(info.poem, int(1.6 * u), DIM), (w // 3, int(3.2 * u)))
+        surface.blit(self._text(info.clock, 3 * u, TEXT, surface), (u, u))
+        surface.blit(self._text(f"now  {info.scene}", int(1.6 * u), TEXT, surface), (w // 3, u))
+        surface.blit(self._text(info.poem, int(1.6 * u), DIM, surface), (w // 3, int(3.2 * u)))
         nxt = f"next  {info.standby}" if info.standby else "next  —"
-        surface.blit(self._text(nxt, int(1.6 * u), TEXT), (2 * w // 3, u))
+        surface.blit(self._text(nxt, int(1.6 * u), TEXT, surface), (2 * w // 3, u))
         if info.next_at:
-            surface.blit(self._text(f"at {info.next_at}", int(1.3 * u), DIM), (2 * w // 3, int(3.2 * u)))
+            surface.blit(self._text(f"at {info.next_at}", int(1.3 * u), DIM, surface), (2 * w // 3, int(3.2 * u)))
         top, bottom = 6 * u, h - 6 * u
         surface.fill(DIM, (u, top - u // 2, w - 2 * u, 2))
         # the poem, large, the spoken line marked; the newest lines when it does not fit
         size = int(2.6 * u)
         step = int(size * 1.3)
-        lines = _wrap(poem, lambda s: self.fonts.width(SANS, size, s), w - 5 * u)
+        lines = _wrap(poem, lambda line: self._wrapped(line, size, w - 5 * u))
         fit = max(1, (bottom - top - u) // step)
         shown = lines[-fit:]
         y = top + u // 2
@@ -181,17 +195,17 @@ class Monitor:
             if spoken:
                 surface.fill(SPOKEN, (u, y + step // 8, u // 2, step - step // 4))
             if text:
-                surface.blit(self._text(text, size, SPOKEN if spoken else TEXT), (3 * u, y))
+                surface.blit(self._text(text, size, SPOKEN if spoken else TEXT, surface), (3 * u, y))
             y += step
         # footer: pause and countdown, warnings
         surface.fill(DIM, (u, bottom, w - 2 * u, 2))
         if countdown is not None:
-            surface.blit(self._text(f"PAUSE  {countdown} s", 3 * u, PAUSE), (u, bottom + u))
+            surface.blit(self._text(f"PAUSE  {countdown} s", 3 * u, PAUSE, surface), (u, bottom + u))
         elif info.next_pause:
-            surface.blit(self._text(info.next_pause, int(1.6 * u), TEXT), (u, bottom + int(1.5 * u)))
+            surface.blit(self._text(info.next_pause, int(1.6 * u), TEXT, surface), (u, bottom + int(1.5 * u)))
         x = w // 2
         for k, warning in enumerate(info.warnings[-3:]):
-            surface.blit(self._text(f"! {warning}"[:90], int(1.3 * u), WARN), (x, bottom + u + k * int(1.6 * u)))
+            surface.blit(self._text(f"! {warning}"[:90], int(1.3 * u), WARN, surface), (x, bottom + u + k * int(1.6 * u)))
 
 
 def _current_poem(view: StageView | None) -> tuple[str, int | None]:
@@ -204,22 +218,28 @@ def _current_poem(view: StageView | None) -> tuple[str, int | None]:
     return p.text.strip("\n"), hl
 
 
-def _wrap(poem: str, width, max_w: int) -> list[tuple[str, int | None]]:
-    """(display line, index of its non-blank source line or None for a blank one), word-wrapped."""
+def _wrap(poem: str, wrap_line) -> list[tuple[str, int | None]]:
+    """(display line, index of its non-blank source line or None for a blank one)."""
     out: list[tuple[str, int | None]] = []
     src = 0
     for line in poem.split("\n"):
         if not line.strip():
             out.append(("", None))
             continue
-        cur = ""
-        for word in line.split(" "):
-            cand = f"{cur} {word}" if cur else word
-            if cur and width(cand) > max_w:
-                out.append((cur, src))
-                cur = word
-            else:
-                cur = cand
-        out.append((cur, src))
+        out += [(part, src) for part in wrap_line(line)]
         src += 1
+    return out
+
+
+def _wrap_line(line: str, width, max_w: int) -> list[str]:
+    """Greedy word wrap of one line to max_w pixels (a single long word overflows)."""
+    out, cur = [], ""
+    for word in line.split(" "):
+        cand = f"{cur} {word}" if cur else word
+        if cur and width(cand) > max_w:
+            out.append(cur)
+            cur = word
+        else:
+            cur = cand
+    out.append(cur)
     return out
