@@ -4,7 +4,7 @@
 PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
-APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core imagemagick
+APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core xdotool imagemagick openbox x11-utils tmux
 
 .PHONY: setup apt venv venv-test run test lint bench soak clean-venv corpus-check
 

@@ -223,7 +223,10 @@ def run_play(args: argparse.Namespace) -> int:
             return supervise(sys.argv[1:])
     from performance.install.logs import rotate_transcripts, setup_logging
 
-    setup_logging(args.transcript_dir / "logs" if args.install else None, quiet=args.quiet)
+    # with the operator view on, log lines go to a file and to the view's own lines, never loose
+    # into the terminal under the table
+    operator_view = not args.quiet and sys.stdout.isatty()
+    setup_logging(args.transcript_dir / "logs" if args.install or operator_view else None, quiet=args.quiet)
     try:
         setlist = load_setlist(args.setlist)
     except ConfigError as e:
@@ -266,7 +269,7 @@ class Runtime:
         self.stats = FrameStats()
         self.quit_requested = False
         self.last_ctrl_q = -1e9
-        self.screen = None
+        self.window = None
         self.terminal = False
         self.size = args.window or (1920, 1080)
         self.sound = None
@@ -285,6 +288,8 @@ class Runtime:
         # a recording needs the mix on disk to mux it; keep it beside the video unless asked elsewhere
         self.audio_out = args.audio_out or (args.record.with_name(args.record.stem + ".audio.wav") if args.record else None)
         self.errors: list[str] = []
+        self._warnings: list[str] = []
+        self._console_handlers: list = []
         self.exit_code = 0
         self.last_worker_output = time.monotonic()
         self.frame_changed = True
@@ -297,56 +302,70 @@ class Runtime:
             os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         os.environ.setdefault("SDL_VIDEO_ALLOW_SCREENSAVER", "0")
-        import pygame
+        # The stage draws in software and presents a finished picture. SDL's default would upload it
+        # through a GL renderer, which on a machine without a GPU driver (Xvfb, many projector PCs)
+        # is Mesa's llvmpipe: 12-48 ms per present on 2 cores, and the window is destroyed and
+        # recreated to get a GL context. A plain X11 (XShm) framebuffer presents in well under 1 ms.
+        os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
+        from performance.stage.window import StageWindow, display_available
 
-        no_screen = (sys.platform.startswith("linux") and not self.args.headless and not os.environ.get("DISPLAY")
-                     and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("SDL_VIDEODRIVER"))
-        if no_screen:  # a server or an SSH shell: SDL would open an invisible window, nobody would see it
+        if not display_available(self.args.headless):  # SDL would open an invisible window nobody sees
             print("no display could be opened (no DISPLAY or WAYLAND_DISPLAY); performing on the terminal instead",
                   file=sys.stderr)
             self.terminal = True
             return
+        import pygame
+
         try:
             pygame.display.init()
             pygame.font.init()
-            if self.args.headless:
-                self.screen = pygame.display.set_mode(self.size)
-            elif self.args.window:
-                self.screen = pygame.display.set_mode(self.size, display=self.args.display)
-            else:
-                self.screen = self._fullscreen(pygame)
-            pygame.display.set_allow_screensaver(False)
-            pygame.display.set_caption("Lectern")
-            pygame.mouse.set_visible(False)
+            self.window = StageWindow(self.size, fullscreen=not (self.args.headless or self.args.window),
+                                      display=self.args.display, headless=self.args.headless)
+            self.window.open()
+            self.size = self.window.size
+            self._loading_frame()
         except pygame.error as e:
             print(f"no display could be opened ({e}); performing on the terminal instead", file=sys.stderr)
             self.terminal = True
-            self.screen = None
+            self.window = None
 
-    def _fullscreen(self, pygame):
-        """Fullscreen at the chosen display's resolution; SCALED keeps drawing at our size."""
-        sizes = pygame.display.get_desktop_sizes()
-        display = self.args.display if 0 <= self.args.display < len(sizes) else 0
-        if display != self.args.display:
-            log.warning("--display %s: only %d display(s); using 0", self.args.display, len(sizes))
-        self.size = sizes[display]
-        return pygame.display.set_mode(self.size, pygame.FULLSCREEN | pygame.SCALED, display=display)
+    @property
+    def screen(self):
+        """The surface the stage draws on this frame (None on the terminal)."""
+        return self.window.surface if self.window is not None else None
 
-    def _display_changed(self) -> None:
-        """A projector was unplugged or swapped: re-enter fullscreen on what is there now."""
+    def _loading_frame(self) -> None:
+        """The window appears at once, quiet and dark, while models load: never a void or garbage."""
         import pygame
 
-        if self.screen is None:
-            return
+        surface = self.window.surface
+        surface.fill((0, 0, 0))
         try:
-            if self.args.headless or self.args.window:
-                self.screen = pygame.display.set_mode(self.size)
-            else:
-                self.screen = self._fullscreen(pygame)
-            self.renderer = type(self.renderer)(self.size)
-            log.warning("display changed; fullscreen again at %dx%d", *self.size)
-        except pygame.error as e:
-            log.error("display changed and fullscreen failed: %s", e)
+            from performance.stage.fonts import FALLBACK_FONT
+
+            font = pygame.font.Font(str(FALLBACK_FONT), max(24, round(self.size[1] * 0.022)))
+            text = font.render("·  ·  ·", True, (90, 90, 90))
+            surface.blit(text, text.get_rect(center=(self.size[0] // 2, self.size[1] // 2)))
+        except Exception:  # a missing font must not keep the window from appearing
+            log.debug("loading frame without text", exc_info=True)
+        self.window.flip()
+        pygame.event.pump()
+
+    def _window_changed(self, change) -> None:
+        """The window's size changed (fullscreen toggle, window manager, a new display): lay out again."""
+        if change is None or self.renderer is None:
+            return
+        from performance.stage.draw import StageRenderer
+
+        self.size = change.size
+        self.renderer = StageRenderer(self.size)
+        self._last_view_key = None
+        log.info("stage %s: %dx%d", change.reason, *self.size)
+
+    def _display_changed(self) -> None:
+        """Once a second: a projector unplugged or swapped re-enters fullscreen on what is there now."""
+        if self.window is not None:
+            self._window_changed(self.window.check_displays())
 
     def _import_model_code(self) -> None:
         """Import torch before the first frame when a neural model will be needed: a second of
@@ -366,6 +385,14 @@ class Runtime:
     def _start_services(self) -> None:
         from performance.generator import GeneratorThread, Preload
 
+        if not self.args.quiet and sys.stdout.isatty():
+            from performance.install.logs import replace_console
+            from performance.operator import OperatorView
+
+            # from here on log lines go to the view's own lines (and the log file), not the terminal
+            self.operator = OperatorView()
+            self._console_handlers = replace_console(self.operator.handler())
+
         self._import_model_code()
 
         self.worker = GeneratorThread()
@@ -382,8 +409,7 @@ class Runtime:
         except ImportError:
             self.sound = None
         except Exception as e:  # no audio is not a reason to stop the show
-            log.error("sound unavailable: %s", e)
-            self.errors.append(f"sound: {e}")
+            self._warn(f"sound unavailable: {e}")
             self.sound = None
         if self.args.osc_port:
             try:
@@ -398,8 +424,8 @@ class Runtime:
             except ImportError:
                 self.osc = None
             except OSError as e:
-                print(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
-                      "continuing without OSC (choose another --osc-port)", file=sys.stderr)
+                self._warn(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
+                           "continuing without OSC (choose another --osc-port)")
                 self.osc = None
         from performance.transcript import TranscriptWriter
 
@@ -416,10 +442,7 @@ class Runtime:
                 self.status = StatusWriter(state_dir / "status.json")
             except ImportError:
                 pass
-        if not self.args.quiet and sys.stdout.isatty():
-            from performance.operator import OperatorView
-
-            self.operator = OperatorView()
+        if self.operator is not None:
             self.operator.start()
 
     def _advertise(self) -> None:
@@ -435,7 +458,25 @@ class Runtime:
         if display is not None and self.screen is not None:
             from performance.stage.monitor import Monitor
 
-            self.monitor = Monitor.open(display, self.args.display, self.size)
+            stage = self.window.window if self.window is not None else None
+            x, y = stage.position if stage is not None else (0, 0)
+            self.monitor = Monitor.open(display, self.args.display, (x, y, *self.size))
+            if stage is not None and not self.args.headless:
+                try:
+                    stage.focus()  # keys are read from every window, but the stage keeps the focus
+                except Exception:
+                    pass
+
+    def _warn(self, text: str) -> None:
+        """A warning that stays true for the session: on the terminal (or pinned in the operator
+        view), in the log, and in the status errors."""
+        log.warning("%s", text)
+        self.errors.append(text)
+        self._warnings.append(text)
+        if self.operator is not None:
+            self.operator.warn(text)
+        elif self.args.quiet or not sys.stdout.isatty():
+            pass  # the log line above reached the terminal already
 
     def _start_stage(self) -> None:
         self.stage_state = None
@@ -493,10 +534,8 @@ class Runtime:
                     self.monitor.frame(self.last_view, monitor_info(self.engine, self.clock.wall(), self.timetable,
                                                                     tuple(self.errors[-1:])))
                 work = time.perf_counter() - work_t0
-                if self.screen is not None:
-                    import pygame
-
-                    pygame.display.flip()
+                if self.window is not None:
+                    self.window.present(self.frame_changed, time.monotonic())
                 presented = time.monotonic()
                 self.stats.frame(work, presented, speaking=self.sound is not None and self.sound.speaking())
                 for cmd in inbox:  # OSC message → the first presented frame that shows its effect
@@ -516,7 +555,9 @@ class Runtime:
                         break
                     if not display_fault_done and faults.active("display_changed"):
                         display_fault_done = True
-                        self._display_changed()
+                        if self.window is not None:  # fault injection: as if the screens had changed
+                            self.window._desktops = []
+                    self._display_changed()
                 # deadlines advance by the frame period (no drift); after a stall, start afresh
                 next_deadline += frame_s
                 delay = next_deadline - time.monotonic()
@@ -616,6 +657,8 @@ class Runtime:
 
         from performance.control.keyboard import command_for_key
 
+        WINDOW_EVENTS = (pygame.WINDOWSIZECHANGED, pygame.WINDOWRESIZED, pygame.WINDOWDISPLAYCHANGED,
+                         pygame.WINDOWEXPOSED, pygame.VIDEOEXPOSE, pygame.WINDOWSHOWN, pygame.WINDOWRESTORED)
         cmds = []
         for ev in pygame.event.get():
             if self.monitor is not None and self.monitor.handles(ev):
@@ -623,9 +666,8 @@ class Runtime:
             if ev.type == pygame.QUIT:
                 if not self.args.install:
                     self.quit_requested = True
-            elif ev.type in (getattr(pygame, "WINDOWDISPLAYCHANGED", -1), getattr(pygame, "VIDEOEXPOSE", -1)) \
-                    and ev.type != -1:
-                self._display_changed()
+            elif ev.type in WINDOW_EVENTS:
+                self._window_changed(self.window.handle(ev))
             elif ev.type == pygame.KEYDOWN:
                 mods = ev.mod
                 ctrl = bool(mods & pygame.KMOD_CTRL)
@@ -640,8 +682,8 @@ class Runtime:
                         self.quit_requested = True
                     self.last_ctrl_q = t
                     continue
-                if ev.key == pygame.K_f and self.screen is not None and not self.args.headless:
-                    pygame.display.toggle_fullscreen()
+                if ev.key == pygame.K_f and self.window is not None:
+                    self._window_changed(self.window.toggle_fullscreen())
                     continue
                 cmd = command_for_key(ev.key, self.engine)
                 if cmd is not None:
@@ -770,6 +812,10 @@ class Runtime:
                     closer()
                 except Exception:
                     log.exception("shutdown step failed")
+        if self.operator is not None:  # the table is gone: log lines may reach the terminal again
+            from performance.install.logs import replace_console
+
+            replace_console(None, self._console_handlers)
         if self.args.stats_json:
             summary = self.stats.summary(self.size[0], self.size[1], first)
             if self.monitor is not None:
@@ -781,9 +827,10 @@ class Runtime:
             self.args.stats_json.write_text(json.dumps(summary, indent=1))
         self.worker.stop()
         self.transcript.close()
-        if self.screen is not None:
+        if self.window is not None:
             import pygame
 
+            self.window.close()
             pygame.quit()
         if self.terminal:
             sys.stdout.write("\n")

@@ -15,7 +15,7 @@ from typing import Any
 
 from performance.show.programs import SeedProgram, TemperatureProgram
 from performance.show.schema import ConfigError, Table
-from performance.textgen.lengths import UNITS, LengthRule
+from performance.textgen.lengths import DEFAULT_SENTENCE_WORDS, UNITS, LengthRule
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYOUTS = ("stream", "flick", "sentence", "reader", "columns")
@@ -30,10 +30,11 @@ class LengthSpec:
     unit: str
     lo: int
     hi: int
+    max_words: int = DEFAULT_SENTENCE_WORDS  # sentences: one ends at this many words if no . ! ? came
 
     def rule(self, poem_key: str) -> LengthRule:
         n = self.lo if self.lo == self.hi else random.Random(f"length/{poem_key}").randint(self.lo, self.hi)
-        return LengthRule(self.unit, n)
+        return LengthRule(self.unit, n, self.max_words if self.unit == "sentences" else 0)
 
     def describe(self) -> str:
         return f"{self.lo} {self.unit}" if self.lo == self.hi else f"{self.lo}–{self.hi} {self.unit}"
@@ -129,6 +130,7 @@ def _read_toml(path: Path) -> dict:
 
 
 def _length(t: Table) -> LengthSpec:
+    max_words = t.int("max_words", DEFAULT_SENTENCE_WORDS, lo=1, hi=1000)
     present = [u for u in UNITS if t.has(u)]
     if len(present) != 1:
         raise ConfigError(
@@ -143,8 +145,10 @@ def _length(t: Table) -> LengthSpec:
         lo, hi = v
     else:
         raise t.error(unit, v, "a whole number >= 1, or [lo, hi] with 1 <= lo <= hi")
+    if t.has("max_words") and unit != "sentences":
+        raise t.error("max_words", max_words, "only with sentences (the word cap of one sentence)")
     t.check_unknown()
-    return LengthSpec(unit, lo, hi)
+    return LengthSpec(unit, lo, hi, max_words)
 
 
 def _owned_block(kind: str, t: Table) -> Any:

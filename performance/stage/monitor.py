@@ -81,17 +81,20 @@ def monitor_info(engine, wall, timetable=None, warnings: tuple[str, ...] = ()) -
 
 
 def placement(display: int, desktops: list[tuple[int, int]], stage_display: int,
-              stage_size: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int], bool]:
-    """(position, size, fullscreen) for the monitor window.
+              stage_rect: tuple[int, int, int, int]) -> tuple[tuple[int, int], tuple[int, int], bool]:
+    """(position, size, fullscreen) for the monitor window; stage_rect = the stage's (x, y, w, h).
 
     A display of its own when SDL reports one (fullscreen there); else, on one wide desktop (an X
-    screen spanning two outputs, or Xvfb at 3840x1080), the part right of the stage; else a window."""
+    screen SDL sees as one display, or Xvfb at 3840x1080), the wider free side beside a windowed
+    stage; else a window."""
     if 0 <= display < len(desktops) and display != stage_display:
         pos = _CENTERED_DISPLAY | display
         return (pos, pos), desktops[display], True
     w, h = desktops[0] if desktops else (0, 0)
-    if w - stage_size[0] >= 640:
-        return (stage_size[0], 0), (w - stage_size[0], h), False
+    x, _, sw, _ = stage_rect
+    right, left = w - (x + sw), x
+    if max(right, left) >= 640:
+        return ((x + sw, 0), (right, h), False) if right >= left else ((0, 0), (left, h), False)
     log.warning("--monitor %d: no second display and no room beside the stage; a 1280x720 window", display)
     return (0, 0), (1280, 720), False
 
@@ -113,10 +116,10 @@ class Monitor:
         self.closed = False
 
     @classmethod
-    def open(cls, display: int, stage_display: int, stage_size: tuple[int, int]) -> Monitor | None:
+    def open(cls, display: int, stage_display: int, stage_rect: tuple[int, int, int, int]) -> Monitor | None:
         """Open on `display`; None (and one log line) when no window can be made: the show goes on."""
         try:
-            pos, size, full = placement(display, pygame.display.get_desktop_sizes(), stage_display, stage_size)
+            pos, size, full = placement(display, pygame.display.get_desktop_sizes(), stage_display, stage_rect)
             return cls(pos, size, full)
         except pygame.error as e:
             log.error("confidence monitor unavailable: %s", e)
@@ -173,14 +176,14 @@ class Monitor:
         w, h = surface.get_size()
         u = max(12, h // 54)  # a unit: 20 px at 1080
         surface.fill(BG)
-        # header: clock | now | next
-        surface.blit(self._text(info.clock, 3 * u, TEXT, surface), (u, u))
-        surface.blit(self._text(f"now  {info.scene}", int(1.6 * u), TEXT, surface), (w // 3, u))
-        surface.blit(self._text(info.poem, int(1.6 * u), DIM, surface), (w // 3, int(3.2 * u)))
-        nxt = f"next  {info.standby}" if info.standby else "next  —"
-        surface.blit(self._text(nxt, int(1.6 * u), TEXT, surface), (2 * w // 3, u))
-        if info.next_at:
-            surface.blit(self._text(f"at {info.next_at}", int(1.3 * u), DIM, surface), (2 * w // 3, int(3.2 * u)))
+        # header: the clock, then what plays now and what comes next, one row each
+        clock = self._text(info.clock, 3 * u, TEXT, surface)
+        surface.blit(clock, (u, u))
+        x = clock.get_width() + 3 * u
+        now = f"now  {info.scene}  ·  {info.poem}"
+        nxt = f"next  {info.standby or '—'}" + (f"  ·  at {info.next_at}" if info.next_at else "")
+        surface.blit(self._text(now, int(1.6 * u), TEXT, surface), (x, u))
+        surface.blit(self._text(nxt, int(1.6 * u), DIM, surface), (x, int(3.1 * u)))
         top, bottom = 6 * u, h - 6 * u
         surface.fill(DIM, (u, top - u // 2, w - 2 * u, 2))
         # the poem, large, the spoken line marked; the newest lines when it does not fit
