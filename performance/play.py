@@ -40,15 +40,29 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--window/--size {text!r}: expected WxH, e.g. 1280x720") from None
 
 
+def _start_wall(text: str):
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--start-wall {text!r}: expected an ISO time, e.g. 2026-11-27T09:00") from None
+    return t if t.tzinfo else t.astimezone()
+
+
 def add_play_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("setlist", nargs="?", default="setlists/demo.toml", help="setlist file (default setlists/demo.toml)")
     g = p.add_argument_group("display")
     g.add_argument("--window", type=_size, metavar="WxH", help="a window of this size instead of fullscreen")
     g.add_argument("--headless", action="store_true", help="no display, no audio device (SDL dummy), 1920x1080 unless --window")
     g.add_argument("--display", type=int, metavar="N", default=0, help="which screen to use (0 = first)")
+    g.add_argument("--monitor", type=int, metavar="N",
+                   help="confidence monitor for the poet on screen N (overrides the setlist's monitor = { display = N })")
     g = p.add_argument_group("time")
     g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of engine time")
     g.add_argument("--time-scale", type=float, default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
+    g.add_argument("--start-wall", type=_start_wall, metavar="ISO",
+                   help="the engine's wall clock starts at this local time (rehearse a day's [[at]] timetable and hours)")
     g.add_argument("--scene", metavar="N|NAME", help="start at this scene instead of the setlist's start")
     g.add_argument("--seed", type=int, metavar="S", help="session seed (same seed, same set)")
     g = p.add_argument_group("operation")
@@ -60,6 +74,8 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--osc-port", type=int, default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
     g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
     g.add_argument("--osc-passcode", metavar="CODE", help="senders must /lectern/connect CODE first")
+    g.add_argument("--no-advertise", action="store_true",
+                   help="do not announce OSC over Zeroconf/Bonjour (_osc._udp; only done beyond loopback)")
     g.add_argument("--osc-rate", type=float, default=200.0, metavar="N",
                    help="messages per second one sender may send (default 200; more are dropped and counted)")
     g = p.add_argument_group("output")
@@ -103,7 +119,7 @@ def run_check(args: argparse.Namespace) -> int:
                 if b"[[scene]]" in data:
                     sl = load_setlist(path)
                     scenes = [e.scene for e in sl.entries]
-                    what = f"setlist ({len(sl.entries)} scenes)"
+                    what = f"setlist ({len(sl.entries)} scenes" + (f", {len(sl.timetable)} [[at]])" if sl.timetable else ")")
                 else:
                     scenes = [load_scene(path)]
                     what = "scene"
@@ -245,7 +261,10 @@ class Runtime:
         self.args = args
         self.setlist = setlist
         self.start_scene = start_scene
-        self.clock = MonotonicClock(args.time_scale)
+        self.timetable = _timetable(setlist)
+        self.clock = MonotonicClock(args.time_scale, start_wall=getattr(args, "start_wall", None))
+        if self.timetable is not None:
+            self.timetable.start(self.clock.wall())
         self.inbox: queue.Queue = queue.Queue(maxsize=4096)
         self.stats = FrameStats()
         self.quit_requested = False
@@ -257,6 +276,9 @@ class Runtime:
         self.osc = None
         self.recorder = None
         self.operator = None
+        self.advertiser = None
+        self.monitor = None
+        self.last_view = None
         self.hours = setlist.install
         self.closed = False
         self.unlocked = not args.install
@@ -398,6 +420,7 @@ class Runtime:
                                      passcode=self.args.osc_passcode, scene_count=lambda: len(self.setlist.entries),
                                      clock=self.clock, rate_limit=self.args.osc_rate)
                 self.osc.start()
+                self._advertise()
             except ImportError:
                 self.osc = None
             except OSError as e:
@@ -406,7 +429,8 @@ class Runtime:
                 self.osc = None
         from performance.transcript import TranscriptWriter
 
-        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, self.clock.wall())
+        # "wall" = wall0 + t: wall0 is the engine's wall time at t = 0, not now (start-up x time-scale later)
+        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, self.clock.start_wall)
         self.transcript.start()
         if self.args.install:
             try:
@@ -420,6 +444,28 @@ class Runtime:
                 pass
         if self.operator is not None:
             self.operator.start()
+
+    def _advertise(self) -> None:
+        from performance.control.advertise import Advertiser, should_advertise
+
+        if should_advertise(self.args.osc_host, self.args.no_advertise):
+            self.advertiser = Advertiser(f"Lectern {self.setlist.name} on {os.uname().nodename}", self.osc.port,
+                                         self.args.osc_host, {"prefix": "/lectern", "setlist": self.setlist.name})
+            self.advertiser.start()
+
+    def _open_monitor(self) -> None:
+        display = self.args.monitor if self.args.monitor is not None else self.setlist.monitor
+        if display is not None and self.screen is not None:
+            from performance.stage.monitor import Monitor
+
+            stage = self.window.window if self.window is not None else None
+            x, y = stage.position if stage is not None else (0, 0)
+            self.monitor = Monitor.open(display, self.args.display, (x, y, *self.size))
+            if stage is not None and not self.args.headless:
+                try:
+                    stage.focus()  # keys are read from every window, but the stage keeps the focus
+                except Exception:
+                    pass
 
     def _warn(self, text: str) -> None:
         """A warning that stays true for the session: on the terminal (or pinned in the operator
@@ -456,6 +502,7 @@ class Runtime:
         self._open_display()
         self._start_services()
         self._start_stage()
+        self._open_monitor()
         self.engine = Engine(self.setlist, session_seed=self.args.seed,
                              stage={"width": self.size[0], "height": self.size[1], "fps": FPS},
                              start_scene=self.start_scene, lookahead_scale=int(math.ceil(self.args.time_scale)))
@@ -473,12 +520,19 @@ class Runtime:
                     break
                 inbox = self._gather(now)
                 self._hours(now, inbox)
+                if self.timetable is not None and self._fire_timetable(now, inbox):
+                    break
                 out = self.engine.step(now, inbox)
                 self._route(out)
                 if self.engine.state == "ended" and not self.setlist.loop:
                     self._draw(now)
                     break
                 self._draw(now)
+                if self.monitor is not None:
+                    from performance.stage.monitor import monitor_info
+
+                    self.monitor.frame(self.last_view, monitor_info(self.engine, self.clock.wall(), self.timetable,
+                                                                    tuple(self.errors[-1:])))
                 work = time.perf_counter() - work_t0
                 if self.window is not None:
                     self.window.present(self.frame_changed, time.monotonic())
@@ -580,6 +634,24 @@ class Runtime:
             self.closed = True
             inbox.append(Command("/lectern/blackout", source="schedule"))
 
+    def _fire_timetable(self, now: float, inbox: list) -> bool:
+        """Due [[at]] firings onto the inbox (the engine writes each as a `command` event);
+        True when a scheduled restart ends this run."""
+        for f in self.timetable.tick(self.clock.wall()):
+            if f.entry.open_only and self.closed:
+                continue
+            if f.entry.address != "restart":
+                inbox.append(f.command())
+                continue
+            ok = self.args.install
+            self.transcript.write({"t": now, "event": "command", "source": "schedule", "address": "restart",
+                                   "args": [], "applied": ok, "detail": "planned restart" if ok else "only under --install"})
+            if ok:
+                log.warning("scheduled restart ([[at]] #%d)", f.entry.n)
+                self.exit_code = PLANNED_RESTART
+                return True
+        return False
+
     def _keys(self, now: float) -> list:
         import pygame
 
@@ -589,6 +661,8 @@ class Runtime:
                          pygame.WINDOWEXPOSED, pygame.VIDEOEXPOSE, pygame.WINDOWSHOWN, pygame.WINDOWRESTORED)
         cmds = []
         for ev in pygame.event.get():
+            if self.monitor is not None and self.monitor.handles(ev):
+                continue  # the monitor's own window events are not the stage's
             if ev.type == pygame.QUIT:
                 if not self.args.install:
                     self.quit_requested = True
@@ -676,7 +750,7 @@ class Runtime:
     def _draw(self, now: float) -> None:
         if self.screen is None or self.renderer is None:
             return
-        view = self.stage_state.frame(now)
+        view = self.last_view = self.stage_state.frame(now)
         self.renderer.draw(self.screen, view)
         # what makes two frames differ: an event, a fade step, the countdown's second, the highlight
         key = (view.version, round(view.brightness, 3),
@@ -690,6 +764,8 @@ class Runtime:
         rss = _rss_mb()
         snap["health"] = (round(time.monotonic() - STARTED, 1), round(self.stats.fps(), 1), self.engine.poem_counter,
                           self.restarts + self.worker.restarts, rss)
+        if self.timetable is not None:
+            snap["next_at"] = [f"{due:%a %H:%M:%S} {e.do}" for due, e in self.timetable.upcoming(self.clock.wall())]
         if self.osc is not None:
             self.osc.publish_state(snap)
         if self.operator is not None:
@@ -703,7 +779,7 @@ class Runtime:
                     nxt = None
             self.status.update({"uptime_s": snap["health"][0], "fps": snap["health"][1], "poems": snap["poems"],
                                 "restarts": snap["health"][3], "rss_mb": rss, "scene": snap["scene"][1],
-                                "open": not self.closed, "next_change": nxt, "setlist": self.setlist.file,
+                                "open": not self.closed, "next_change": nxt, "next_at": snap.get("next_at"), "setlist": self.setlist.file,
                                 "errors": list(self.engine.errors)[-5:] + self.errors[-5:], "pid": os.getpid()})
 
     def _shutdown(self) -> None:
@@ -723,9 +799,13 @@ class Runtime:
 
             self.args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             pygame.image.save(self.screen, str(self.args.screenshot))
+            if self.monitor is not None and not self.monitor.closed:  # beside it: NAME.monitor.png
+                pygame.image.save(self.monitor.window.get_surface(),
+                                  str(self.args.screenshot.with_suffix(".monitor" + self.args.screenshot.suffix)))
         # sound first: the recorder muxes the finished audio mix into the video
         for closer in (getattr(self.sound, "close", None),
                        (lambda: self.recorder.close(now)) if self.recorder is not None else None,
+                       getattr(self.advertiser, "stop", None),
                        getattr(self.osc, "stop", None), getattr(self.operator, "stop", None)):
             if closer:
                 try:
@@ -738,6 +818,8 @@ class Runtime:
             replace_console(None, self._console_handlers)
         if self.args.stats_json:
             summary = self.stats.summary(self.size[0], self.size[1], first)
+            if self.monitor is not None:
+                summary["monitor_redraws"] = self.monitor.redraws
             if self.recorder is not None:
                 summary["recorder_dropped"] = self.recorder.dropped
                 summary["recorder_frames"] = self.recorder.frames_written
@@ -752,6 +834,16 @@ class Runtime:
             pygame.quit()
         if self.terminal:
             sys.stdout.write("\n")
+
+
+def _timetable(setlist):
+    """The setlist's [[at]] timetable in the installation's zone (the machine's without [install])."""
+    if not setlist.timetable:
+        return None
+    from performance.control.timetable import Timetable
+    from performance.install.hours import local_zone
+
+    return Timetable(setlist.timetable, setlist.install.zone() if setlist.install else local_zone())
 
 
 def _rss_mb() -> float:

@@ -104,6 +104,8 @@ class Setlist:
     panic_fade: float = 2.0
     seed: int | None = None
     install: Any = None
+    timetable: tuple = ()  # [[at]] wall-clock triggers (performance.control.timetable.AtEntry)
+    monitor: int | None = None  # monitor = { display = N }: the poet's confidence monitor on display N
 
     def scene_index(self, key: int | str) -> int | None:
         """0-based index of scene number `key` (1-based) or of the scene named/filed `key`."""
@@ -275,6 +277,19 @@ def load_setlist(path: str | Path) -> Setlist:
         from performance.install.hours import InstallSettings
 
         install = InstallSettings.from_table(t.sub("install"))
+    timetable: tuple = ()
+    if t.has("at"):
+        from performance.control.timetable import parse_timetable
+
+        names = [n for e in entries for n in (e.scene.name, Path(e.scene.file).stem)]
+        timetable = parse_timetable(t.raw("at"), str(path), names, len(entries))
+    monitor = None
+    if t.has("monitor"):
+        mt = t.sub("monitor")
+        monitor = mt.int("display", None, lo=0, hi=15)
+        if monitor is None:
+            raise ConfigError(f"{path}: table 'monitor' needs display = N (0 = first screen), e.g. monitor = {{ display = 1 }}")
+        mt.check_unknown()
     setlist = Setlist(
         name=t.str("name", path.stem),
         file=str(path),
@@ -285,6 +300,8 @@ def load_setlist(path: str | Path) -> Setlist:
         panic_fade=t.float("panic_fade", 2.0, lo=0.0),
         seed=t.int("seed", None, lo=0),
         install=install,
+        timetable=timetable,
+        monitor=monitor,
     )
     t.raw("description")
     t.check_unknown()
