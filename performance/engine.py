@@ -21,6 +21,7 @@ from typing import Any
 
 from performance import __version__
 from performance.control.command import Command
+from performance.control.timed import DueQueue
 from performance.generator import Close, Done, Failed, Grant, Loaded, Open, TokenOut
 from performance.show.config import Scene, Setlist
 from performance.show.programs import MAX_TEMPERATURE
@@ -151,7 +152,7 @@ class Engine:
         self.prompt_override: str | None = None
         self.poem_counter = 0
         self.last_go: float = -1e9
-        self.waiting: list[Command] = []  # commands due later (OSC bundle timetags)
+        self.waiting = DueQueue()  # commands due later (OSC bundle timetags), bounded
         self.current_temperature = 0.0
         self.current_seed = 0
         self.errors: deque[str] = deque(maxlen=8)
@@ -175,12 +176,8 @@ class Engine:
         self._now = now
         for msg in inbox:
             self._receive(now, msg)
-        if self.waiting:
-            due = [c for c in self.waiting if c.due is not None and c.due <= now]
-            if due:
-                self.waiting = [c for c in self.waiting if c not in due]
-                for c in due:
-                    self._apply(now, c)
+        for c in self.waiting.due(now):  # a bounded number per step: a flood falls due over frames
+            self._apply(now, c)
         if self.state == "playing" and not self.paused:
             for col in self.columns:
                 self._advance(now, col)
@@ -273,7 +270,9 @@ class Engine:
             self._emit(now, "speech", poem=msg.poem, line=msg.line, start=msg.start, end=msg.end)
         elif isinstance(msg, Command):
             if msg.due is not None and msg.due > now:
-                self.waiting.append(msg)
+                refused = self.waiting.push(msg)
+                if refused is not None and msg.reply:
+                    msg.reply(False, refused)
             else:
                 self._apply(now, msg)
 

@@ -145,6 +145,8 @@ class FrameStats:
         self.osc_latency_ms: list[float] = []
         self.frames = 0
         self.dropped = 0
+        self.longest_gap = 0.0  # seconds between two presents: a 6.8 s freeze is one gap, not one drop
+        self.missed = 0  # frame slots with no present (a 6.8 s freeze misses about 400)
         self.last_present: float | None = None
         self.t_first: float | None = None
 
@@ -154,6 +156,10 @@ class FrameStats:
         late = self.last_present is not None and presented - self.last_present > DROP_GAP_S
         if late:
             self.dropped += 1
+        if self.last_present is not None:
+            gap = presented - self.last_present
+            self.longest_gap = max(self.longest_gap, gap)
+            self.missed += max(0, int(gap * FPS + 0.5) - 1)
         if speaking and self.last_present is not None:
             self.speaking_frames += 1
             self.speaking_dropped += int(late)
@@ -180,6 +186,7 @@ class FrameStats:
 
         out = {"fps": round(self.fps(), 2), "frame_ms_p50": pct(0.50), "frame_ms_p99": pct(0.99),
                "frames": self.frames, "dropped": self.dropped,
+               "longest_gap_ms": round(self.longest_gap * 1000, 1), "frames_missed": self.missed,
                "first_token_s": round(first_token_s, 3) if first_token_s is not None else None,
                "width": width, "height": height,
                "speaking_frames": self.speaking_frames, "speaking_dropped": self.speaking_dropped,

@@ -42,6 +42,7 @@ MAX_PENDING = 256  # commands waiting for the engine; past this a sender is told
 MAX_BUNDLE_DEPTH = 8
 MAX_SENDERS = 1024
 MAX_TCP_CLIENTS = 8
+MAX_DELAY_S = 3600.0  # a bundle timetag further ahead than this is refused (nobody cues a show a day ahead)
 PASSCODE_TRIES = 5  # wrong passcodes before a sender is locked out ...
 LOCKOUT_S = 30.0  # ... for this long
 NTP_EPOCH = 2208988800
@@ -403,6 +404,14 @@ class OscServer:
             self.counts["malformed"] += 1
             self._warn("malformed", "malformed OSC packet from %s (%d bytes): %s", ip, len(data), e)
             return
+        extra = len(messages) - 1  # every message costs a token: a 2,000-message bundle is 2,000 messages
+        if extra > 0:
+            if sender.tokens < extra:
+                self.counts["dropped_rate"] += 1
+                self._warn("rate", "OSC bundle of %d messages from %s over the rate limit (%g/s); dropping",
+                           len(messages), ip, self.rate_limit)
+                return
+            sender.tokens -= extra
         for tag, msg in messages:
             try:
                 address, params = msg.address, tuple(msg.params)
@@ -461,7 +470,13 @@ class OscServer:
             self._warn("invalid", "OSC %s from %s refused: %s", address, addr[0], e)
             reply(False, str(e))
             return
-        cmd = Command(f"{PREFIX}/{name}", args, source="osc", sender=addr, due=self._due(tag), reply=reply,
+        try:
+            due = self._due(tag)
+        except OscError as e:
+            self.counts["invalid"] += 1
+            reply(False, str(e))
+            return
+        cmd = Command(f"{PREFIX}/{name}", args, source="osc", sender=addr, due=due, reply=reply,
                       received=time.monotonic())
         if self._enqueue(cmd, (name, addr[0]) if TABLE[name].fader and cmd.due is None else None):
             self.counts["accepted"] += 1
@@ -496,6 +511,8 @@ class OscServer:
         delay = (tag - NTP_EPOCH) - time.time()
         if delay <= 0:
             return None
+        if delay > MAX_DELAY_S:
+            raise OscError(f"bundle timetag {delay:.0f} s ahead; at most {MAX_DELAY_S:.0f} s allowed")
         return self.clock.now() + delay * getattr(self.clock, "time_scale", 1.0)
 
     def _enqueue(self, cmd: Command, key: tuple[str, str] | None) -> bool:
