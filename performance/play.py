@@ -40,27 +40,53 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--window/--size {text!r}: expected WxH, e.g. 1280x720") from None
 
 
+def _ranged(kind: type, lo: float, hi: float, lo_open: bool = False):
+    """An argparse type: a finite number of `kind` in [lo, hi] (lo excluded when lo_open)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
+            raise argparse.ArgumentTypeError(f"{text!r}: allowed {'> ' if lo_open else 'from '}{lo:g}"
+                                             f"{' and <= ' if lo_open else ' to '}{hi:g}")
+        return v
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _passcode(text: str) -> str:
+    """--osc-passcode: an empty code would silently turn protection off."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty passcode protects nothing; give a code or leave the option out")
+    if len(text) > 256:
+        raise argparse.ArgumentTypeError("at most 256 characters")
+    return text
+
+
 def add_play_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("setlist", nargs="?", default="setlists/demo.toml", help="setlist file (default setlists/demo.toml)")
     g = p.add_argument_group("display")
     g.add_argument("--window", type=_size, metavar="WxH", help="a window of this size instead of fullscreen")
     g.add_argument("--headless", action="store_true", help="no display, no audio device (SDL dummy), 1920x1080 unless --window")
-    g.add_argument("--display", type=int, metavar="N", default=0, help="which screen to use (0 = first)")
+    g.add_argument("--display", type=_ranged(int, 0, 64), metavar="N", default=0, help="which screen to use (0 = first)")
     g = p.add_argument_group("time")
-    g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of engine time")
-    g.add_argument("--time-scale", type=float, default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
+    g.add_argument("--duration", type=_ranged(float, 0, 1e9, lo_open=True), metavar="S", help="stop after S seconds of engine time")
+    g.add_argument("--time-scale", type=_ranged(float, 0, 10000, lo_open=True), default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
     g.add_argument("--scene", metavar="N|NAME", help="start at this scene instead of the setlist's start")
-    g.add_argument("--seed", type=int, metavar="S", help="session seed (same seed, same set)")
+    g.add_argument("--seed", type=_ranged(int, 0, 2**63 - 1), metavar="S", help="session seed (same seed, same set)")
     g = p.add_argument_group("operation")
     g.add_argument("--quiet", action="store_true", help="no operator view in the terminal")
     g.add_argument("--install", action="store_true", help="unattended installation: supervised, keyboard locked, opening hours")
     g.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     g = p.add_argument_group("OSC")
     g.add_argument("--osc-host", default="127.0.0.1", metavar="H", help="address to listen on (default loopback)")
-    g.add_argument("--osc-port", type=int, default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
+    g.add_argument("--osc-port", type=_ranged(int, 0, 65535), default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
     g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
-    g.add_argument("--osc-passcode", metavar="CODE", help="senders must /lectern/connect CODE first")
-    g.add_argument("--osc-rate", type=float, default=200.0, metavar="N",
+    g.add_argument("--osc-passcode", type=_passcode, metavar="CODE", help="senders must /lectern/connect CODE first")
+    g.add_argument("--osc-rate", type=_ranged(float, 1, 100000), default=200.0, metavar="N",
                    help="messages per second one sender may send (default 200; more are dropped and counted)")
     g = p.add_argument_group("output")
     g.add_argument("--record", type=Path, metavar="OUT.mp4", help="record the session as video with sound")
@@ -85,6 +111,7 @@ def register_check(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from performance.safe_files import UnsafeFile, read_text_limited
     from performance.show.config import load_scene, load_setlist
     from performance.textgen.base import ModelFileError
 
@@ -99,8 +126,8 @@ def run_check(args: argparse.Namespace) -> int:
                 gen = load_model(path)
                 what = f"model ({gen.kind})"
             else:
-                data = path.read_bytes()
-                if b"[[scene]]" in data:
+                data = read_text_limited(path)
+                if "[[scene]]" in data:
                     sl = load_setlist(path)
                     scenes = [e.scene for e in sl.entries]
                     what = f"setlist ({len(sl.entries)} scenes)"
@@ -110,7 +137,7 @@ def run_check(args: argparse.Namespace) -> int:
                 for scene in scenes:
                     _check_models(scene)
             print(f"ok    {path}: {what}")
-        except (ConfigError, ModelFileError) as e:
+        except (ConfigError, ModelFileError, UnsafeFile) as e:
             failures += 1
             print(f"error {e}")
         except OSError as e:

@@ -1,0 +1,84 @@
+"""Hardening of what is read from disk and the command line: NaN/inf, huge, deep, binary (issue 20)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from performance.cli import build_parser
+from performance.show.config import load_scene, load_setlist
+from performance.show.schema import ConfigError
+from performance.textgen.base import ModelFileError
+from performance.textgen.registry import read_card
+
+BASE = 'model = "markov"\nlength = { words = 20 }\n'
+
+
+@pytest.mark.parametrize("extra", [
+    "[look]\nmargin = nan\n", "[pacing]\npause_seconds = inf\npause_every = 2\n", "[pacing]\nrate = nan\n",
+    "[pacing]\nhold = nan\n", "[pacing]\nhold = inf\n", "duration = nan\n", "duration = inf\n",
+    'temperature = { program = "constant", value = nan }\n', 'temperature = { program = "list", values = [0.5, nan] }\n',
+    "[pacing]\nhold = 1e300\n", "length = { words = 1000000000000 }\n",
+])
+def test_non_finite_and_unbounded_numbers_are_one_line_errors(tmp_path, extra):
+    p = tmp_path / "s.toml"
+    text = BASE + extra if not extra.startswith("length") else 'model = "markov"\n' + extra
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_scene(p)
+    assert "\n" not in str(e.value) and str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--osc-port", "70000"], ["--time-scale", "nan"], ["--time-scale", "inf"], ["--duration", "nan"],
+    ["--duration", "-1"], ["--osc-passcode", ""], ["--osc-rate", "inf"], ["--seed", "-3"],
+])
+def test_bad_command_line_numbers_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["play", "x.toml", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert argv[0] in err
+
+
+def deep(n: int, kind: str) -> str:
+    return ("x = " + "[" * n + "]" * n + "\n") if kind == "toml" else ("[" * n + "]" * n)
+
+
+def test_deep_toml_json_and_device_files_are_one_line_errors(tmp_path):
+    p = tmp_path / "deep.toml"
+    p.write_text(deep(5000, "toml"))
+    with pytest.raises(ConfigError, match="nested more than"):
+        load_scene(p)
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_scene("/dev/zero")
+    b = tmp_path / "bin.toml"
+    b.write_bytes(b"\x00\xff" * 100)
+    with pytest.raises(ConfigError, match="binary"):
+        load_setlist(b)
+    for name, text, what in (("deep", deep(5000, "json"), "nested more than"), ("list", "[1, 2]", "JSON object")):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "model.json").write_text(text)
+        with pytest.raises(ModelFileError, match=what):
+            read_card(d)
+    bl = tmp_path / "bl.toml"
+    bl.write_text(BASE + '[blocklist]\nfile = "/dev/zero"\n')
+    with pytest.raises(ConfigError, match="blocklist.file"):
+        load_scene(bl)
+
+
+def test_check_rejects_each_bad_file_with_one_line(tmp_path):
+    bad = tmp_path / "nan.toml"
+    bad.write_text(BASE + "[look]\nmargin = nan\n")
+    card = tmp_path / "m"
+    card.mkdir()
+    (card / "model.json").write_text(json.dumps([1]))
+    r = subprocess.run([sys.executable, str(ROOT / "run.py"), "check", str(bad), "/dev/zero", str(card)],
+                       capture_output=True, text=True, timeout=120)
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 3 and all(ln.startswith("error ") for ln in lines), r.stdout + r.stderr
