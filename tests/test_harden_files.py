@@ -82,3 +82,26 @@ def test_check_rejects_each_bad_file_with_one_line(tmp_path):
                        capture_output=True, text=True, timeout=120)
     lines = r.stdout.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 3 and all(ln.startswith("error ") for ln in lines), r.stdout + r.stderr
+
+
+def corrupt_font(tmp_path):
+    src = (ROOT / "assets/fonts/DejaVuSans.ttf").read_bytes()
+    b = bytearray(src)
+    for i in range(12, 2000, 7):
+        b[i] = (b[i] * 31 + 7) % 256
+    p = tmp_path / "broken.ttf"
+    p.write_bytes(bytes(b))
+    return p
+
+
+def test_a_corrupt_font_is_refused_by_check_and_never_drawn(tmp_path):
+    font = corrupt_font(tmp_path)
+    scene = tmp_path / "s.toml"
+    scene.write_text(BASE + f'[look]\nfont = "{font}"\n')
+    with pytest.raises(ConfigError, match="look.font.*this font"):
+        load_scene(scene)
+    from performance.stage.fonts import FALLBACK_FONT, Fonts
+
+    fonts = Fonts()  # at draw time (a transcript re-render takes the font as written): the fallback
+    assert fonts.get(font, 30).render("abc", True, (255, 255, 255)).get_width() > 0
+    assert fonts.path(font) == str(FALLBACK_FONT)
