@@ -124,6 +124,7 @@ def run_check(args: argparse.Namespace) -> int:
                 from performance.textgen import load_model
 
                 gen = load_model(path)
+                _test_write(gen, path)
                 what = f"model ({gen.kind})"
             else:
                 data = read_text_limited(path)
@@ -144,6 +145,19 @@ def run_check(args: argparse.Namespace) -> int:
             failures += 1
             print(f"error {path}: {e.strerror}")
     return 1 if failures else 0
+
+
+def _test_write(gen, path: Path) -> None:
+    """A model that loads must also write: 32 tokens at two temperatures, each one text."""
+    try:
+        for t in (0.0, 1.0):
+            stream = gen.start(0, "")
+            for _ in range(16):
+                tok = stream.next(t)
+                if not isinstance(tok.text, str):
+                    raise TypeError(f"a token is {type(tok.text).__name__}, not text")
+    except Exception as e:
+        raise ConfigError(f"{path}: loads but cannot write ({type(e).__name__}: {e})") from None
 
 
 def _check_models(scene) -> None:

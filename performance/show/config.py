@@ -19,6 +19,7 @@ from performance.show.schema import ConfigError, Table
 from performance.textgen.lengths import UNITS, LengthRule
 
 ROOT = Path(__file__).resolve().parents[2]
+MAX_PROMPT_CHARS = 2000  # the model reads a prompt before its first token: a long one stalls the worker
 MAX_LENGTH = 100_000  # words, lines, chars or sentences in one poem
 LAYOUTS = ("stream", "flick", "sentence", "reader", "columns")
 REVEALS = ("chars", "words", "instant")
@@ -127,6 +128,13 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
 
 
+def _prompt(t: Table) -> str:
+    v = t.str("prompt", "") or ""
+    if len(v) > MAX_PROMPT_CHARS:
+        raise t.error("prompt", v, f"at most {MAX_PROMPT_CHARS} characters (a prompt is a first line, not a text)")
+    return v
+
+
 def _length(t: Table) -> LengthSpec:
     present = [u for u in UNITS if t.has(u)]
     if len(present) != 1:
@@ -210,7 +218,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         file=str(file),
         layout=layout,
         models=tuple(models),
-        prompt=t.str("prompt", ""),
+        prompt=_prompt(t),
         length=length,
         poems=t.int("poems", None, lo=1),
         duration=t.float("duration", None, lo=0.001, hi=1e7),
