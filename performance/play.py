@@ -132,6 +132,15 @@ def run_check(args: argparse.Namespace) -> int:
                     sl = load_setlist(path)
                     scenes = [e.scene for e in sl.entries]
                     what = f"setlist ({len(sl.entries)} scenes)"
+                    safe = sl.install.safe_setlist if sl.install is not None else None
+                    if safe:  # the fallback of a gallery is checked as thoroughly as the main setlist
+                        try:
+                            safe_sl = load_setlist(safe)
+                            for scene in (e.scene for e in safe_sl.entries):
+                                _check_models(scene)
+                        except (ConfigError, UnsafeFile) as e:
+                            raise ConfigError(f"{path}: key 'install.safe_setlist' = {safe!r}: {e}") from None
+                        what += f", safe setlist {safe} ok"
                 else:
                     scenes = [load_scene(path)]
                     what = "scene"

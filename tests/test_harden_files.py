@@ -105,3 +105,48 @@ def test_a_corrupt_font_is_refused_by_check_and_never_drawn(tmp_path):
     fonts = Fonts()  # at draw time (a transcript re-render takes the font as written): the fallback
     assert fonts.get(font, 30).render("abc", True, (255, 255, 255)).get_width() > 0
     assert fonts.path(font) == str(FALLBACK_FONT)
+
+
+def test_check_validates_the_safe_setlist_and_the_supervisor_finds_the_setlist_after_any_option(tmp_path):
+    main = tmp_path / "main.toml"
+    main.write_text('[[scene]]\nmodel = "markov"\nlength = { words = 5 }\n\n[install]\nsafe_setlist = "setlists/saef.toml"\n')
+    r = subprocess.run([sys.executable, str(ROOT / "run.py"), "check", str(main)], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode == 1 and "install.safe_setlist" in r.stdout and "saef" in r.stdout, r.stdout
+    from performance.install.supervisor import play_command, with_setlist
+
+    argv = play_command(["play", "--install", "--osc-rate", "50", "--osc-passcode=x", str(main)])
+    assert with_setlist(argv, "safe.toml")[-1] == "safe.toml" and "50" in with_setlist(argv, "safe.toml")
+
+
+def test_when_the_safe_setlist_fails_too_the_still_screen_is_shown(tmp_path):
+    from performance.install.supervisor import STILL, supervise
+
+    safe = tmp_path / "quiet.toml"
+    main = tmp_path / "main.toml"
+    main.write_text(f'[[scene]]\nmodel = "markov"\n\n[install]\nsafe_setlist = "{safe}"\n')
+    log = tmp_path / "runs"
+    prog = ("import os, sys\nopen(sys.argv[1], 'a').write(sys.argv[2] + ' ')\n"
+            f"sys.exit(0 if sys.argv[2] == {STILL!r} else 1)")
+    supervise(["play", str(main)], child=[sys.executable, "-c", prog, str(log), "{setlist}"], state_dir=tmp_path,
+              max_crashes=2, sleep=lambda s: None)
+    runs = log.read_text().split()
+    assert runs == [str(main), str(main), str(safe), str(safe), STILL]
+
+
+def test_the_still_screen_runs_headless_and_beats(tmp_path):
+    import os
+    import signal
+    import time
+
+    beat = tmp_path / "beat"
+    proc = subprocess.Popen([sys.executable, "-m", "performance.install.still", "x.toml", "--headless"], cwd=ROOT,
+                            env={**os.environ, "LECTERN_HEARTBEAT": str(beat)})
+    try:
+        t0 = time.monotonic()
+        while not beat.exists() and time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+        assert beat.exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
