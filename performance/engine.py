@@ -16,6 +16,7 @@ import logging
 import random
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,8 @@ class Keep:
     poem: int
     text: str
     footer: str
+    # the keep command's answer: the transcript owner calls it once the line is on disk (or failed)
+    reply: Callable[[bool, str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -285,7 +288,7 @@ class Engine:
             ok, detail = False, f"internal error: {e}"
         self._emit(now, "command", source=cmd.source, address=cmd.address, args=list(cmd.args), applied=ok,
                    detail=detail)
-        if cmd.reply:
+        if cmd.reply and not (ok and cmd.name == "keep"):  # a keep is answered by the disk's owner
             try:
                 cmd.reply(ok, detail)
             except Exception:
@@ -392,7 +395,7 @@ class Engine:
             if poem is None:
                 return False, "no poem to keep yet"
             self._emit(now, "keep", poem=poem.n)
-            self._out.files.append(Keep(poem.n, trim_poem(poem.text), self._footer(poem)))
+            self._out.files.append(Keep(poem.n, trim_poem(poem.text), self._footer(poem), reply=cmd.reply))
             if self.scene.voice is not None and getattr(self.scene.voice, "mode", "off") == "kept" and self.voice_on:
                 lines = [ln for ln in trim_poem(poem.text).split("\n") if ln.strip()]
                 for i, line in enumerate(lines):  # numbered by non-blank lines, as the stage highlights them

@@ -435,9 +435,9 @@ class Runtime:
                 print(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
                       "continuing without OSC (choose another --osc-port)", file=sys.stderr)
                 self.osc = None
-        from performance.transcript import TranscriptWriter
+        from performance.transcript import TranscriptWriter, session_wall0
 
-        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, self.clock.wall())
+        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, session_wall0(self.clock))
         self.transcript.start()
         if self.args.install:
             try:
@@ -665,7 +665,7 @@ class Runtime:
                 self._publish(ev["t"])
         for f in out.files:
             if isinstance(f, Keep):
-                self.transcript.keep(f.text, f.footer)
+                self.transcript.keep(f.text, f.footer, getattr(f, "reply", None))
         if self.sound is not None:
             for a in out.sound:
                 try:
