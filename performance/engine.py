@@ -225,6 +225,8 @@ class Engine:
             "volume": self.volume,
             "state": self.state,
             "override": self.override,
+            "model_override": self.model_override or "",
+            "prompt_override": self.prompt_override or "",
             "poems": self.poem_counter,
         }
 
@@ -359,22 +361,25 @@ class Engine:
             self.override = None
             return True, "temperature follows the scene"
         if name in ("seed", "reseed"):
-            self.next_seed = int(args[0]) if name == "seed" else random.randrange(2**31)
-            self._restart_poems(now)
-            return True, f"seed {self.next_seed}"
+            seed = int(args[0]) if name == "seed" else random.randrange(2**31)
+            self.next_seed = seed
+            self._restart_poems(now)  # may take next_seed: say the seed asked for, not what is left
+            return True, f"seed {seed}"
         if name == "model":
-            from performance.textgen.base import ModelFileError
-            from performance.textgen.registry import read_card, resolve_model_dir
-
-            try:
-                read_card(resolve_model_dir(str(args[0])))
-            except ModelFileError as e:
-                return False, str(e)
+            known = self._osc_models()
+            if str(args[0]) not in known:  # by name only: no path, and no hint of which folders exist
+                return False, f"unknown model {str(args[0])[:60]!r}; known: {', '.join(sorted(known))}"
             self.model_override = str(args[0])
             return True, f"model {self.model_override} from the next poem"
+        if name == "model/release":
+            was, self.model_override = self.model_override, None
+            return True, "model follows the scene" + (f" (was {was})" if was else "")
         if name == "prompt":
             self.prompt_override = str(args[0])
             return True, "prompt set for the next poem"
+        if name == "prompt/release":
+            self.prompt_override = None
+            return True, "prompt follows the scene"
         if name == "speed":
             self.speed = min(10.0, max(0.1, float(args[0])))
             return True, f"speed {self.speed:g}"
@@ -408,6 +413,15 @@ class Engine:
         return False, f"unknown command {cmd.address}"
 
     _last_poem: _Poem | None = None
+
+    def _osc_models(self) -> set[str]:
+        """Models a performer may name: folders under models/ (by name) and those the setlist uses."""
+        from performance.textgen.registry import MODELS_DIR
+
+        names = {m for e in self.setlist.entries for m in e.scene.models}
+        if MODELS_DIR.is_dir():
+            names |= {d.name for d in MODELS_DIR.iterdir() if (d / "model.json").is_file()}
+        return names
 
     def _caption_on(self) -> bool:
         if self.caption is not None:

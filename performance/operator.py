@@ -57,7 +57,10 @@ class OperatorView:
         over = " (override)" if s.get("override") is not None else ""
         t.add_row("temperature", f"{s['temperature']:.2f}{over}")
         t.add_row("seed", str(s["seed"]))
-        t.add_row("model", s["model"])
+        t.add_row("model", s["model"] + (f"  [yellow](override {s['model_override']})[/yellow]"
+                                         if s.get("model_override") else ""))
+        if s.get("prompt_override"):
+            t.add_row("prompt", f"[yellow](override)[/yellow] {s['prompt_override'][:60]}")
         t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
         t.add_row("paused · voice · volume", f"{s['paused']} · {s['voice']} · {s['volume']:.2f}")
         for c in list(self._commands)[-4:]:

@@ -86,7 +86,7 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--osc-port", type=_ranged(int, 0, 65535), default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
     g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
     g.add_argument("--osc-passcode", type=_passcode, metavar="CODE", help="senders must /lectern/connect CODE first")
-    g.add_argument("--osc-rate", type=_ranged(float, 1, 100000), default=200.0, metavar="N",
+    g.add_argument("--osc-rate", type=_ranged(float, 1, 1e7), default=200.0, metavar="N",
                    help="messages per second one sender may send (default 200; more are dropped and counted)")
     g = p.add_argument_group("output")
     g.add_argument("--record", type=Path, metavar="OUT.mp4", help="record the session as video with sound")
