@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
-from test_osc import Client, replies
+from test_osc import Client, msg, replies, slip
 
+import performance.control.osc as osc_mod
 from performance.control.command import Command
 from performance.control.osc import OscServer
 from performance.control.timed import MAX_DUE_PER_STEP, MAX_WAITING, MAX_WAITING_PER_SENDER, DueQueue
@@ -84,10 +86,6 @@ def test_stats_report_a_freeze_as_a_long_gap_and_missed_frames():
 
 
 # ---- no one let in (issue 20 items 8-11) and settings that stick or lie (issue 12 item 7) ----------
-import socket  # noqa: E402
-
-import performance.control.osc as osc_mod  # noqa: E402
-from test_osc import msg, slip  # noqa: E402
 
 
 def client_from(ip: str, port: int) -> Client:
