@@ -205,6 +205,21 @@ def check_arguments(data: bytes) -> None:
         raise ValueError(f"{len(data) - j} bytes after the arguments the type tags ,{tags} describe")
 
 
+def _bundle_elements(data: bytes) -> int:
+    """How many elements a bundle holds at its top level (1 for a message), read from the size
+    fields alone; a broken size ends the count (the parser then refuses the packet)."""
+    if not data.startswith(b"#bundle\x00"):
+        return 1
+    n, i = 0, 16
+    while i + 4 <= len(data):
+        (size,) = struct.unpack(">i", data[i:i + 4])
+        if size <= 0:
+            break
+        n += 1
+        i += 4 + size
+    return max(1, n)
+
+
 def _address_of(data: bytes) -> str | None:
     """The address of a plain message whose arguments could not be read (to answer it), or None."""
     if not data.startswith(b"/"):
@@ -313,10 +328,12 @@ class OscServer:
     def __init__(self, inbox: queue.Queue | None = None, *, host: str = "127.0.0.1", port: int = 9000,
                  allow: list[str] | None = None, passcode: str | None = None,
                  scene_count: Callable[[], int] = lambda: 1, clock=None, rate_limit: float = 200.0,
-                 tcp: bool = True, trust_loopback: bool = True) -> None:
+                 tcp: bool = True, trust_loopback: bool | None = None) -> None:
         # a loopback source cannot be forged from the network (the kernel drops such packets arriving
-        # from outside), so loopback senders count as verified; the bench turns this off to measure
-        # what a remote, spoofable sender gets
+        # from outside), so loopback senders count as verified; the bench turns this off (argument, or
+        # LECTERN_OSC_TRUST_LOOPBACK=0) to measure what a remote, spoofable sender gets
+        if trust_loopback is None:
+            trust_loopback = os.environ.get("LECTERN_OSC_TRUST_LOOPBACK", "1") != "0"
         self.trust_loopback = trust_loopback
         self._lockouts: dict[str, float] = {}  # ip -> locked until (monotonic)
         self._attempts = float(PASSCODE_PER_MINUTE)  # the global passcode-attempt bucket
@@ -494,6 +511,12 @@ class OscServer:
             self._warn("rate", "OSC from %s over the rate limit (%g/s); dropping", ip, self.rate_limit)
             return
         sender.tokens -= 1
+        elements = _bundle_elements(data)  # counted before parsing: a huge bundle costs no parsing when refused
+        if elements - 1 > sender.tokens:
+            self.counts["dropped_rate"] += 1
+            self._warn("rate", "OSC bundle of %d messages from %s over the rate limit (%g/s); dropping",
+                       elements, ip, self.rate_limit)
+            return
         try:
             messages = parse_datagram(data)
         except Exception as e:
