@@ -9,8 +9,8 @@ baseline   no attack: the same engine, to compare with (this machine may be load
 flood      one sender sends OSC bundles of 2,000 messages each, due 2-4 s ahead, as fast as it can;
            once at the default --osc-rate and once at --osc-rate 1e6 (flood-unlimited: only the
            engine's bounds on waiting commands protect it).
-guess      --osc-passcode set; 200 loopback addresses (127.0.1.x) send wrong passcodes as fast as
-           they can. Prints the wrong-passcode answers per second and per minute reached.
+guess      --osc-passcode set; 200 loopback addresses (127.0.1.x) send 2,000 wrong passcodes a
+           second in all. Prints the wrong-passcode answers per second and per minute reached.
 reflect    LECTERN_OSC_TRUST_LOOPBACK=0 (each sender treated as a remote, spoofable address); 300
            forged /lectern/subscribe naming a victim port, repeated. Prints bytes that reached the
            victim and the senders per byte sent.
@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,8 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 ROOT = Path(__file__).resolve().parents[1]
+NTP_EPOCH = 2208988800
+GUESS_RATE = 2000  # guesses per second sent (spread over 200 addresses, 10/s each: within --osc-rate)
 
 
 def msg(address: str, *args) -> bytes:
@@ -121,12 +124,15 @@ def flood(tmp: Path, seconds: float, extra: list[str] | None = None) -> dict:
     to = ("127.0.0.1", eng.port)
     sent = msgs = 0
     t0 = time.monotonic()
+    b = OscBundleBuilder(time.time())
+    for _ in range(2000):
+        b.add_content(_volume(0.5))
+    template = bytearray(b.build().dgram)  # built once: only the timetag changes (the sender stays cheap)
     while time.monotonic() - t0 < seconds:
-        b = OscBundleBuilder(time.time() + 2 + (sent % 3))
-        for _ in range(2000):
-            b.add_content(_volume(0.5))
+        due = time.time() + 2 + (sent % 3) + NTP_EPOCH
+        template[8:16] = struct.pack(">II", int(due), int((due % 1) * 2**32))
         try:
-            s.sendto(b.build().dgram, to)
+            s.sendto(bytes(template), to)
         except OSError:
             pass
         sent += 1
@@ -163,11 +169,11 @@ def guess(tmp: Path, seconds: float) -> dict:
         sent += 1
         k += 1
         if k % 200 == 0:
+            time.sleep(max(0.0, t0 + k / GUESS_RATE - time.monotonic()))
             for x in socks:
                 for m in drain(x)[1]:
                     if m.address == "/lectern/reply" and list(m.params)[2:3] == ["wrong passcode"]:
                         wrong += 1
-            time.sleep(0.005)
     elapsed = time.monotonic() - t0
     time.sleep(0.3)
     for x in socks:

@@ -282,7 +282,7 @@ class _Sender:
     """What the server knows about one sender IP (owned by the receive thread)."""
 
     __slots__ = ("tokens", "last", "authorised", "subscribed", "wrong", "verified", "credit", "heard",
-                 "pending_port", "token")
+                 "pending_port", "token", "told")
 
     def __init__(self, burst: float, verified: bool) -> None:
         self.tokens = burst
@@ -294,6 +294,7 @@ class _Sender:
         self.credit = 0  # bytes that may still be sent to an unverified sender (1x what it sent)
         self.pending_port: int | None = None  # a subscription waiting for its token to come back
         self.token = 0
+        self.told = -1e9  # when it was last told that passcode attempts are limited
 
 
 class _Limiter:
@@ -638,7 +639,9 @@ class OscServer:
             self.counts["passcode_limited"] += 1
             self._warn("passcode", "OSC passcode attempt from %s refused: more than %d attempts a minute in total",
                        ip, PASSCODE_PER_MINUTE)
-            reply(False, f"too many passcode attempts (at most {PASSCODE_PER_MINUTE} a minute); try again shortly")
+            if now - sender.told >= 1.0:  # answered once a second per sender: a flood costs no replies
+                sender.told = now
+                reply(False, f"too many passcode attempts (at most {PASSCODE_PER_MINUTE} a minute); try again shortly")
             return
         self._attempts -= 1
         given = params[0] if params and isinstance(params[0], str) else ""
