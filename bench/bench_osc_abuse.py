@@ -6,7 +6,7 @@
 Three phases, each against its own headless engine (1280x720, setlists/safe.toml, --stats-json):
 
 baseline   no attack: the same engine, to compare with (this machine may be loaded by others).
-flood      one sender sends OSC bundles of 2,000 messages each, due 2-4 s ahead, as fast as it can;
+flood      one sender sends 100 OSC bundles a second of 2,000 messages each, due 2-4 s ahead;
            once at the default --osc-rate and once at --osc-rate 1e6 (flood-unlimited: only the
            engine's bounds on waiting commands protect it).
 guess      --osc-passcode set; 200 loopback addresses (127.0.1.x) send 2,000 wrong passcodes a
@@ -39,6 +39,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 ROOT = Path(__file__).resolve().parents[1]
 NTP_EPOCH = 2208988800
+FLOOD_RATE = 100  # bundles per second (within the default --osc-rate of 200 datagrams a second)
 GUESS_RATE = 2000  # guesses per second sent (spread over 200 addresses, 10/s each: within --osc-rate)
 
 
@@ -131,6 +132,7 @@ def flood(tmp: Path, seconds: float, extra: list[str] | None = None) -> dict:
     while time.monotonic() - t0 < seconds:
         due = time.time() + 2 + (sent % 3) + NTP_EPOCH
         template[8:16] = struct.pack(">II", int(due), int((due % 1) * 2**32))
+        time.sleep(max(0.0, t0 + sent / FLOOD_RATE - time.monotonic()))
         try:
             s.sendto(bytes(template), to)
         except OSError:

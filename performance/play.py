@@ -756,6 +756,8 @@ class Runtime:
                     log.exception("shutdown step failed")
         if self.args.stats_json:
             summary = self.stats.summary(self.size[0], self.size[1], first)
+            if getattr(self, "engine", None) is not None:  # timed OSC commands refused (bounded queue)
+                summary["timed_commands_dropped"] = sum(self.engine.waiting.dropped.values())
             if self.recorder is not None:
                 summary["recorder_dropped"] = self.recorder.dropped
                 summary["recorder_frames"] = self.recorder.frames_written

@@ -72,7 +72,13 @@ class _LineFile:
             self.lost += 1
 
     def pending(self) -> int:
+        """Lines held, not yet written."""
         return len(self._held)
+
+    def discard(self) -> None:
+        """Let go of every held line (a keep that failed was answered "error": it is not retried)."""
+        self._held.clear()
+        self._held_bytes = 0
 
     def _open(self) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -112,6 +118,8 @@ class _LineFile:
         except OSError as e:
             self._fail(e, size)
             return False
+        if self.failing:
+            self.held_through = len(self._held)
         self._held.clear()
         self._held_bytes = 0
         if self.failing:
@@ -170,6 +178,7 @@ class TranscriptWriter:
         self._jsonl = _LineFile(self.jsonl_path, "transcript .jsonl")
         self._txt = _LineFile(self.txt_path, "transcript .txt")
         self._harvest = _LineFile(self.harvest_path, "harvest.txt", retry_s=0.0)
+        self._last_t = 0.0  # engine time of the last event (the resumed event carries it)
 
     @property
     def errors(self) -> int:
@@ -212,7 +221,7 @@ class TranscriptWriter:
     def _flush_all(self, was_failing: bool | None = None) -> None:
         was_failing = self._jsonl.failing if was_failing is None else was_failing
         if self._jsonl.flush() and was_failing:
-            self._jsonl.add(json.dumps({"t": getattr(self, "_last_t", 0.0), "wall": datetime.now().astimezone().isoformat(
+            self._jsonl.add(json.dumps({"t": self._last_t, "wall": (self.wall0 + timedelta(seconds=self._last_t)).isoformat(
                 timespec="milliseconds"), "event": "resumed", "what": "disk", "held": self._jsonl.held_through,
                 "lost": self._jsonl.lost}) + "\n")
             self._jsonl.flush()
@@ -222,8 +231,7 @@ class TranscriptWriter:
         self._harvest.add(f"{text}\n\n{footer}\n\n\n")
         ok = self._harvest.flush(sync=True, force=True)
         if not ok:  # a keep is answered now: not held for later, so "error" means not kept
-            self._harvest._held.clear()
-            self._harvest._held_bytes = 0
+            self._harvest.discard()
         if reply:
             try:
                 reply(ok, "kept (on disk in harvest.txt)" if ok else "not kept: harvest.txt cannot be written")

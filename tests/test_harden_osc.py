@@ -60,15 +60,19 @@ def test_big_bundle_costs_one_token_per_message_and_far_future_is_refused():
     try:
         c = Client(srv.port)
         b = OscBundleBuilder(time.time() + 10)
-        for _ in range(400):
+        for _ in range(200):  # more messages than the sender's 50 tokens
             b.add_content(OscMessageBuilder(address="/lectern/go").build())
         c.send(b.build().dgram)
+        huge = OscBundleBuilder(time.time() + 10)
+        for _ in range(osc_mod.MAX_BUNDLE_ELEMENTS + 1):  # refused whatever the rate, before parsing
+            huge.add_content(OscMessageBuilder(address="/lectern/go").build())
+        c.send(huge.build().dgram)
         far = OscBundleBuilder(time.time() + 86400)
         far.add_content(OscMessageBuilder(address="/lectern/go").build())
         c.send(far.build().dgram)
         got = replies(c.collect(0.5, until=lambda o: len(o) >= 1))
         time.sleep(0.1)
-        assert srv.inbox.qsize() == 0 and srv.stats()["dropped_rate"] == 1
+        assert srv.inbox.qsize() == 0 and srv.stats()["dropped_rate"] == 1 and srv.stats()["malformed"] == 1
         assert got and got[0][1] == "error" and "ahead" in got[0][2]
     finally:
         srv.stop()

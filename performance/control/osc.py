@@ -41,6 +41,7 @@ log = logging.getLogger("lectern.osc")
 MAX_DATAGRAM = 65507  # the largest UDP payload; anything bigger is not a packet we could have sent
 MAX_PENDING = 256  # commands waiting for the engine; past this a sender is told "busy"
 MAX_BUNDLE_DEPTH = 8
+MAX_BUNDLE_ELEMENTS = 256  # messages in one bundle (a cue list, not a flood); whatever --osc-rate says
 MAX_SENDERS = 1024
 MAX_TCP_CLIENTS = 8
 MAX_DELAY_S = 3600.0  # a bundle timetag further ahead than this is refused (nobody cues a show a day ahead)
@@ -513,6 +514,11 @@ class OscServer:
             return
         sender.tokens -= 1
         elements = _bundle_elements(data)  # counted before parsing: a huge bundle costs no parsing when refused
+        if elements > MAX_BUNDLE_ELEMENTS:
+            self.counts["malformed"] += 1
+            self._warn("malformed", "OSC bundle of %d messages from %s refused (at most %d)", elements, ip,
+                       MAX_BUNDLE_ELEMENTS)
+            return
         if elements - 1 > sender.tokens:
             self.counts["dropped_rate"] += 1
             self._warn("rate", "OSC bundle of %d messages from %s over the rate limit (%g/s); dropping",
