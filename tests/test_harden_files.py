@@ -150,3 +150,10 @@ def test_the_still_screen_runs_headless_and_beats(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
+
+
+def test_finite_ranges_still_take_every_real_seed(tmp_path):
+    p = tmp_path / "set.toml"
+    p.write_text('seed = 2147483647\n[[scene]]\nmodel = "markov"\nlength = { words = 5 }\n'
+                 'seed = { program = "list", values = [2147483647, 3] }\n')
+    assert load_setlist(p).seed == 2147483647

@@ -191,7 +191,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         reveal=pacing_t.str("reveal", "chars", REVEALS),
         rate=pacing_t.float("rate", 30.0, lo=0.1, hi=100000.0),
         hold=pacing_t.float("hold", 2.0, lo=0.0, hi=3600.0),
-        pause_every=pacing_t.int("pause_every", 0, lo=0),
+        pause_every=pacing_t.int("pause_every", 0, lo=0, hi=1_000_000),
         pause_seconds=pacing_t.float("pause_seconds", 0.0, lo=0.0, hi=86400.0),
     )
     if pacing.pause_every and not pacing.pause_seconds:
@@ -293,7 +293,7 @@ def load_setlist(path: str | Path) -> Setlist:
         start=t.int("start", 1, lo=1, hi=len(entries)),
         min_go_interval=t.float("min_go_interval", 0.5, lo=0.0, hi=3600.0),
         panic_fade=t.float("panic_fade", 2.0, lo=0.0, hi=600.0),
-        seed=t.int("seed", None, lo=0),
+        seed=t.int("seed", None, lo=0, hi=2**63 - 1),
         install=install,
     )
     t.raw("description")

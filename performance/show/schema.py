@@ -103,8 +103,7 @@ class Table:
         if not isinstance(v, list) or not all(isinstance(x, item) and not isinstance(x, bool) or item is bool for x in v):
             name = getattr(item, "__name__", "value")
             raise self.error(k, v, f"must be a list of {name}s")
-        if any(isinstance(x, float) and not math.isfinite(x) or isinstance(x, int | float) and abs(x) > MAX_NUMBER
-               for x in v):
+        if any(isinstance(x, float) and (not math.isfinite(x) or abs(x) > MAX_NUMBER) for x in v):
             raise self.error(k, v, f"must be a list of finite {getattr(item, '__name__', 'value')}s "
                                    f"from {-MAX_NUMBER:g} to {MAX_NUMBER:g}")
         return v
