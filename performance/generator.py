@@ -11,6 +11,7 @@ and the fake-clock simulator (deterministic, no threads).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import threading
@@ -326,6 +327,10 @@ class WorkerCore:
             pass
 
 
+class WorkerStopped(BaseException):
+    """Raised inside a stalled worker thread to end it (BaseException: no model code swallows it)."""
+
+
 class GeneratorThread:
     """The live worker: a daemon thread around WorkerCore, restarted by its owner if it dies."""
 
@@ -337,7 +342,13 @@ class GeneratorThread:
         self.restarts = 0
         self.tokens = 0
         self._thread: threading.Thread | None = None
+        self._stopping: list[threading.Thread] = []  # stalled threads told to stop, until they have
         self.core: WorkerCore | None = None
+
+    def stalled_threads(self) -> int:
+        """Threads of replaced workers that are still running (0 once each has really stopped)."""
+        self._stopping = [t for t in self._stopping if t.is_alive()]
+        return len(self._stopping)
 
     def start(self) -> None:
         self.core = WorkerCore(self.outbox.put, self._loader)
@@ -354,6 +365,14 @@ class GeneratorThread:
         if self.core is not None:
             self._stop.set()
             self.inbox.put(Close(-1))
+        old = self._thread
+        if old is not None and old.is_alive() and old.ident is not None:
+            # stuck inside a model call: stop it there (raised at its next Python instruction), so a
+            # stalled worker is really ended, never left running beside its replacement
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(old.ident), ctypes.py_object(WorkerStopped))
+            self._stopping = [t for t in self._stopping if t.is_alive()] + [old]
+            if len(self._stopping) > 1:
+                log.error("%d stalled generator threads have not ended yet", len(self._stopping))
         self._stop = threading.Event()
         self.inbox = queue.Queue()
         self.outbox = queue.Queue()
@@ -380,5 +399,7 @@ class GeneratorThread:
                 except queue.Empty:
                     pass
                 self.tokens += core.work(8)
+        except WorkerStopped:
+            log.warning("stalled generator worker stopped")
         except Exception:
             log.exception("generator worker died")

@@ -81,3 +81,32 @@ def test_prompts_are_capped(tmp_path):
     p.write_text(f'model = "markov"\nlength = {{ words = 5 }}\nprompt = "{"x" * (MAX_PROMPT_CHARS + 1)}"\n')
     with pytest.raises(ConfigError, match="prompt"):
         load_scene(p)
+
+
+class SlowStartModel(ScriptModel):
+    """A model stuck reading its prompt (the 50 KB prompt stall), in Python-level steps."""
+
+    def start(self, seed: int, prompt: str = ""):
+        import time
+
+        for _ in range(3000):
+            time.sleep(0.01)
+        return super().start(seed, prompt)
+
+
+def test_a_stalled_worker_is_really_stopped_when_replaced():
+    import time
+
+    from performance.generator import GeneratorThread
+
+    w = GeneratorThread(loader=lambda n: SlowStartModel(n))
+    w.start()
+    w.send(Open(1, "slow", 1, "", LengthRule("words", 5)))
+    time.sleep(0.3)  # now inside start()
+    stuck = w._thread
+    w.restart()
+    t0 = time.monotonic()
+    while stuck.is_alive() and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
+    assert not stuck.is_alive() and w.stalled_threads() == 0 and w.alive()
+    w.stop()
