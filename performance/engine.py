@@ -16,11 +16,13 @@ import logging
 import random
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from performance import __version__
 from performance.control.command import Command
+from performance.control.timed import DueQueue
 from performance.generator import Close, Done, Failed, Grant, Loaded, Open, TokenOut
 from performance.show.config import Scene, Setlist
 from performance.show.programs import MAX_TEMPERATURE, session_seed_draw
@@ -78,6 +80,8 @@ class Keep:
     poem: int
     text: str
     footer: str
+    # the keep command's answer: the transcript owner calls it once the line is on disk (or failed)
+    reply: Callable[[bool, str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -161,7 +165,7 @@ class Engine:
         self.seed_draws = 0  # fresh seeds drawn this session ("new" programs, reseed)
         self.notice: str | None = None  # how the show is degrading, for the operator (None: it is not)
         self.last_go: float = -1e9
-        self.waiting: list[Command] = []  # commands due later (OSC bundle timetags)
+        self.waiting = DueQueue()  # commands due later (OSC bundle timetags), bounded
         self.current_temperature = 0.0
         self.current_seed = 0
         self.errors: deque[str] = deque(maxlen=8)
@@ -185,12 +189,8 @@ class Engine:
         self._now = now
         for msg in inbox:
             self._receive(now, msg)
-        if self.waiting:
-            due = [c for c in self.waiting if c.due is not None and c.due <= now]
-            if due:
-                self.waiting = [c for c in self.waiting if c not in due]
-                for c in due:
-                    self._apply(now, c)
+        for c in self.waiting.due(now):  # a bounded number per step: a flood falls due over frames
+            self._apply(now, c)
         if self.state == "playing" and not self.paused:
             for col in self.columns:
                 self._advance(now, col)
@@ -238,12 +238,12 @@ class Engine:
             "model": poem.model if poem else self.scene.models[0],
             "paused": int(self.paused or self.blacked_out),
             "blackout": int(self.blacked_out),
-            "model_override": self.model_override,
-            "prompt_override": self.prompt_override,
             "voice": int(self.voice_on),
             "volume": self.volume,
             "state": self.state,
             "override": self.override,
+            "model_override": self.model_override or "",
+            "prompt_override": self.prompt_override or "",
             "poems": self.poem_counter,
             "notice": self.notice,
         }
@@ -293,7 +293,9 @@ class Engine:
             self._emit(now, "speech", poem=msg.poem, line=msg.line, start=msg.start, end=msg.end)
         elif isinstance(msg, Command):
             if msg.due is not None and msg.due > now:
-                self.waiting.append(msg)
+                refused = self.waiting.push(msg)
+                if refused is not None and msg.reply:
+                    msg.reply(False, refused)
             else:
                 self._apply(now, msg)
 
@@ -306,7 +308,7 @@ class Engine:
             ok, detail = False, f"internal error: {e}"
         self._emit(now, "command", source=cmd.source, address=cmd.address, args=list(cmd.args), applied=ok,
                    detail=detail)
-        if cmd.reply:
+        if cmd.reply and not (ok and cmd.name == "keep"):  # a keep is answered by the disk's owner
             try:
                 cmd.reply(ok, detail)
             except Exception:
@@ -378,25 +380,28 @@ class Engine:
             return True, "temperature follows the scene"
         if name in ("seed", "reseed"):
             if name == "seed":
-                self.next_seed = int(args[0])
+                seed = int(args[0])
             else:
                 self.seed_draws += 1
-                self.next_seed = session_seed_draw(self.session_seed, self.seed_draws)
-            self._restart_poems(now)
-            return True, f"seed {self.next_seed}"
+                seed = session_seed_draw(self.session_seed, self.seed_draws)
+            self.next_seed = seed
+            self._restart_poems(now)  # may take next_seed: say the seed asked for, not what is left
+            return True, f"seed {seed}"
         if name == "model":
-            from performance.textgen.base import ModelFileError
-            from performance.textgen.registry import read_card, resolve_model_dir
-
-            try:
-                read_card(resolve_model_dir(str(args[0])))
-            except ModelFileError as e:
-                return False, str(e)
+            known = self._osc_models()
+            if str(args[0]) not in known:  # by name only: no path, and no hint of which folders exist
+                return False, f"unknown model {str(args[0])[:60]!r}; known: {', '.join(sorted(known))}"
             self.model_override = str(args[0])
             return True, f"model {self.model_override} from the next poem"
+        if name == "model/release":
+            was, self.model_override = self.model_override, None
+            return True, "model follows the scene" + (f" (was {was})" if was else "")
         if name == "prompt":
             self.prompt_override = str(args[0])
             return True, "prompt set for the next poem"
+        if name == "prompt/release":
+            self.prompt_override = None
+            return True, "prompt follows the scene"
         if name == "speed":
             self.speed = min(10.0, max(0.1, float(args[0])))
             return True, f"speed {self.speed:g}"
@@ -426,7 +431,7 @@ class Engine:
                 return False, f"poem {poem.n} has no text yet"
             footer = self._footer(poem, temps) + (" · (partial)" if partial else "")
             self._emit(now, "keep", poem=poem.n, partial=partial)
-            self._out.files.append(Keep(poem.n, text, footer))
+            self._out.files.append(Keep(poem.n, text, footer, reply=cmd.reply))
             if self.scene.voice is not None and getattr(self.scene.voice, "mode", "off") == "kept" and self.voice_on:
                 lines = [ln for ln in trim_poem(poem.text).split("\n") if ln.strip()]
                 for i, line in enumerate(lines):  # numbered by non-blank lines, as the stage highlights them
@@ -446,6 +451,15 @@ class Engine:
             if col.shown is not None:
                 return col.shown
         return self._last_poem
+
+    def _osc_models(self) -> set[str]:
+        """Models a performer may name: folders under models/ (by name) and those the setlist uses."""
+        from performance.textgen.registry import MODELS_DIR
+
+        names = {m for e in self.setlist.entries for m in e.scene.models}
+        if MODELS_DIR.is_dir():
+            names |= {d.name for d in MODELS_DIR.iterdir() if (d / "model.json").is_file()}
+        return names
 
     def _caption_on(self) -> bool:
         if self.caption is not None:

@@ -11,6 +11,7 @@ and the fake-clock simulator (deterministic, no threads).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
 import threading
@@ -29,6 +30,7 @@ log = logging.getLogger("lectern.generator")
 # the contract's 0..3 scale is divided by 3 for them.
 UNIT_SCALE_KINDS = ("spreeder",)
 FALLBACK_MODEL = "default"
+MAX_FAILURES = 3  # a model that fails this many poems in a row is replaced by the fallback for the session
 _FAULT_FIRED = False
 
 
@@ -102,9 +104,11 @@ WorkerOut = TokenOut | Done | Failed | Loaded
 
 
 class _Req:
-    __slots__ = ("id", "gen", "stream", "counter", "credits", "done", "kind")
+    __slots__ = ("id", "gen", "stream", "counter", "credits", "done", "kind", "model", "seed", "prompt")
 
-    def __init__(self, id: int, gen, stream, counter: LengthCounter) -> None:
+    def __init__(self, id: int, gen, stream, counter: LengthCounter, model: str = "", seed: int = 0,
+                 prompt: str = "") -> None:
+        self.model, self.seed, self.prompt = model, seed, prompt
         self.id = id
         self.gen = gen
         self.stream = stream
@@ -127,6 +131,41 @@ class WorkerCore:
 
             loader = load_model
         self._loader = loader
+        self._failures: dict[str, int] = {}  # model -> poems failed in a row
+        self._broken: set[str] = set()  # models replaced by the fallback for the rest of the session
+
+    def _writing_failed(self, name: str, error: str) -> str | None:
+        """A model raised while writing: count it (one log line at the first failure and one when it is
+        given up), and say which model takes over (None = none can)."""
+        n = self._failures[name] = self._failures.get(name, 0) + 1
+        fallback = FALLBACK_MODEL if name != FALLBACK_MODEL and FALLBACK_MODEL not in self._broken else None
+        if n == 1:
+            log.error("model %s failed while writing: %s; this poem goes on with %s", name, error, fallback or "nothing")
+        if n >= MAX_FAILURES and name not in self._broken:
+            self._broken.add(name)
+            self._models.pop(name, None)
+            log.error("model %s failed %d poems in a row; %s writes in its place for the rest of the session",
+                      name, n, fallback or "no model")
+        return fallback
+
+    def _restart_on(self, req: _Req, error: Exception) -> None:
+        """Continue a request whose model raised on the fallback model, or end it (Failed, no fallback)."""
+        fallback = self._writing_failed(req.model, f"{type(error).__name__}: {error}")
+        gen = None
+        if fallback is not None:
+            try:
+                gen = self.model(fallback)
+                req.stream = gen.start(req.seed, req.prompt)
+            except Exception as e2:
+                log.error("fallback model failed too: %s", e2)
+                gen = None
+        self._emit(Failed(req.id, req.model, f"{type(error).__name__}: {error}", fallback if gen else None))
+        if gen is None:
+            req.done = True
+            req.credits.clear()
+            self._reqs.pop(req.id, None)
+            return
+        req.gen, req.model, req.kind = gen, fallback, getattr(gen, "kind", "")
 
     def model(self, name: str):
         """Load (once) and return a model; raise ModelFileError on failure."""
@@ -164,11 +203,14 @@ class WorkerCore:
             self._order.append(msg.id)
             return
         try:
+            if msg.model in self._broken:
+                raise ModelFileError(f"failed {MAX_FAILURES} poems in a row; replaced for this session")
             gen = self.model(msg.model)
             used = msg.model
         except ModelFileError as e:
             fallback = FALLBACK_MODEL if msg.model != FALLBACK_MODEL else None
-            log.error("model %s failed: %s", msg.model, e)
+            if msg.model not in self._broken:
+                log.error("model %s failed: %s", msg.model, e)
             gen = None
             if fallback:
                 try:
@@ -181,12 +223,19 @@ class WorkerCore:
                 return
         import warnings
 
+        req = _Req(msg.id, gen, None, LengthCounter(msg.length, word_tokens_of(gen)), used, msg.seed, msg.prompt)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            stream = gen.start(msg.seed, msg.prompt)
+            try:
+                req.stream = gen.start(msg.seed, msg.prompt)
+            except Exception as e:  # a model that loads but cannot write must not take the worker down
+                self._reqs[msg.id] = req
+                self._restart_on(req, e)
+                if msg.id not in self._reqs:
+                    return
         for w in caught[:1]:
             log.warning("model %s: %s", used, w.message)
-        self._reqs[msg.id] = _Req(msg.id, gen, stream, LengthCounter(msg.length, word_tokens_of(gen)))
+        self._reqs[msg.id] = req
         self._order.append(msg.id)
 
     def busy(self) -> bool:
@@ -211,7 +260,13 @@ class WorkerCore:
             t0, k0, p0 = reqs[0].credits[0]
             reqs = [r for r in reqs if r.credits[0][1:] == (k0, p0)]
             temps = [r.credits.popleft()[0] for r in reqs]
-            for req, tok in zip(reqs, step_streams([r.stream for r in reqs], temps, k0, p0), strict=True):
+            try:
+                toks = step_streams([r.stream for r in reqs], temps, k0, p0)
+            except Exception as e:
+                for req in reqs:
+                    self._restart_on(req, e)
+                continue
+            for req, tok in zip(reqs, toks, strict=True):
                 self._deliver(req, tok)
                 made += 1
         return made
@@ -220,6 +275,7 @@ class WorkerCore:
         """Send a token; when it completes the poem, say so and stop writing that request."""
         self._emit(TokenOut(req.id, tok))
         if req.counter.feed(tok.text):
+            self._failures.pop(req.model, None)  # it wrote a whole poem: failures are no longer in a row
             req.done = True
             req.credits.clear()
             self._emit(Done(req.id, capped=req.counter.tokens >= req.counter._cap))
@@ -248,7 +304,15 @@ class WorkerCore:
                 if faults.active("model_worker_crash") and not _FAULT_FIRED:
                     _fire_fault()
                 t, top_k, top_p = req.credits.popleft()
-                self._deliver(req, req.stream.next(t, top_k, top_p))
+                try:
+                    tok = req.stream.next(t, top_k, top_p)
+                    if not isinstance(tok.text, str):
+                        raise TypeError(f"token text is {type(tok.text).__name__}, not text")
+                except Exception as e:  # contained: the poem goes on with the fallback, the worker lives
+                    req.credits.appendleft((t, top_k, top_p))
+                    self._restart_on(req, e)
+                    continue
+                self._deliver(req, tok)
                 made += 1
                 progressed = True
                 if made >= budget:
@@ -263,6 +327,10 @@ class WorkerCore:
             pass
 
 
+class WorkerStopped(BaseException):
+    """Raised inside a stalled worker thread to end it (BaseException: no model code swallows it)."""
+
+
 class GeneratorThread:
     """The live worker: a daemon thread around WorkerCore, restarted by its owner if it dies."""
 
@@ -274,7 +342,13 @@ class GeneratorThread:
         self.restarts = 0
         self.tokens = 0
         self._thread: threading.Thread | None = None
+        self._stopping: list[threading.Thread] = []  # stalled threads told to stop, until they have
         self.core: WorkerCore | None = None
+
+    def stalled_threads(self) -> int:
+        """Threads of replaced workers that are still running (0 once each has really stopped)."""
+        self._stopping = [t for t in self._stopping if t.is_alive()]
+        return len(self._stopping)
 
     def start(self) -> None:
         self.core = WorkerCore(self.outbox.put, self._loader)
@@ -291,6 +365,14 @@ class GeneratorThread:
         if self.core is not None:
             self._stop.set()
             self.inbox.put(Close(-1))
+        old = self._thread
+        if old is not None and old.is_alive() and old.ident is not None:
+            # stuck inside a model call: stop it there (raised at its next Python instruction), so a
+            # stalled worker is really ended, never left running beside its replacement
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(old.ident), ctypes.py_object(WorkerStopped))
+            self._stopping = [t for t in self._stopping if t.is_alive()] + [old]
+            if len(self._stopping) > 1:
+                log.error("%d stalled generator threads have not ended yet", len(self._stopping))
         self._stop = threading.Event()
         self.inbox = queue.Queue()
         self.outbox = queue.Queue()
@@ -317,5 +399,7 @@ class GeneratorThread:
                 except queue.Empty:
                     pass
                 self.tokens += core.work(8)
+        except WorkerStopped:
+            log.warning("stalled generator worker stopped")
         except Exception:
             log.exception("generator worker died")

@@ -98,7 +98,7 @@ class OperatorView:
             t.add_row("seed", str(s["seed"]))
             model = s["model"] + (" (override)" if s.get("model_override") else "")
             t.add_row("model", escape(model))
-            if s.get("prompt_override") is not None:
+            if s.get("prompt_override"):
                 t.add_row("prompt", escape(f"{s['prompt_override'][:40]!r} (override)"))
             t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
             t.add_row("voice · volume", f"{s['voice']} · {s['volume']:.2f}")

@@ -50,33 +50,59 @@ def _start_wall(text: str):
     return t if t.tzinfo else t.astimezone()
 
 
+def _ranged(kind: type, lo: float, hi: float, lo_open: bool = False):
+    """An argparse type: a finite number of `kind` in [lo, hi] (lo excluded when lo_open)."""
+
+    def parse(text: str) -> float:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
+            raise argparse.ArgumentTypeError(f"{text!r}: allowed {'> ' if lo_open else 'from '}{lo:g}"
+                                             f"{' and <= ' if lo_open else ' to '}{hi:g}")
+        return v
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _passcode(text: str) -> str:
+    """--osc-passcode: an empty code would silently turn protection off."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty passcode protects nothing; give a code or leave the option out")
+    if len(text) > 256:
+        raise argparse.ArgumentTypeError("at most 256 characters")
+    return text
+
+
 def add_play_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("setlist", nargs="?", default="setlists/demo.toml", help="setlist file (default setlists/demo.toml)")
     g = p.add_argument_group("display")
     g.add_argument("--window", type=_size, metavar="WxH", help="a window of this size instead of fullscreen")
     g.add_argument("--headless", action="store_true", help="no display, no audio device (SDL dummy), 1920x1080 unless --window")
-    g.add_argument("--display", type=int, metavar="N", default=0, help="which screen to use (0 = first)")
-    g.add_argument("--monitor", type=int, metavar="N",
+    g.add_argument("--display", type=_ranged(int, 0, 64), metavar="N", default=0, help="which screen to use (0 = first)")
+    g.add_argument("--monitor", type=_ranged(int, 0, 64), metavar="N",
                    help="confidence monitor for the poet on screen N (overrides the setlist's monitor = { display = N })")
     g = p.add_argument_group("time")
-    g.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of engine time")
-    g.add_argument("--time-scale", type=float, default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
+    g.add_argument("--duration", type=_ranged(float, 0, 1e9, lo_open=True), metavar="S", help="stop after S seconds of engine time")
+    g.add_argument("--time-scale", type=_ranged(float, 0, 10000, lo_open=True), default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
     g.add_argument("--start-wall", type=_start_wall, metavar="ISO",
                    help="the engine's wall clock starts at this local time (rehearse a day's [[at]] timetable and hours)")
     g.add_argument("--scene", metavar="N|NAME", help="start at this scene instead of the setlist's start")
-    g.add_argument("--seed", type=int, metavar="S", help="session seed (same seed, same set)")
+    g.add_argument("--seed", type=_ranged(int, 0, 2**63 - 1), metavar="S", help="session seed (same seed, same set)")
     g = p.add_argument_group("operation")
     g.add_argument("--quiet", action="store_true", help="no operator view in the terminal")
     g.add_argument("--install", action="store_true", help="unattended installation: supervised, keyboard locked, opening hours")
     g.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
     g = p.add_argument_group("OSC")
     g.add_argument("--osc-host", default="127.0.0.1", metavar="H", help="address to listen on (default loopback)")
-    g.add_argument("--osc-port", type=int, default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
+    g.add_argument("--osc-port", type=_ranged(int, 0, 65535), default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
     g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
-    g.add_argument("--osc-passcode", metavar="CODE", help="senders must /lectern/connect CODE first")
+    g.add_argument("--osc-passcode", type=_passcode, metavar="CODE", help="senders must /lectern/connect CODE first")
     g.add_argument("--no-advertise", action="store_true",
                    help="do not announce OSC over Zeroconf/Bonjour (_osc._udp; only done beyond loopback)")
-    g.add_argument("--osc-rate", type=float, default=200.0, metavar="N",
+    g.add_argument("--osc-rate", type=_ranged(float, 1, 1e7), default=200.0, metavar="N",
                    help="messages per second one sender may send (default 200; more are dropped and counted)")
     g = p.add_argument_group("output")
     g.add_argument("--record", type=Path, metavar="OUT.mp4", help="record the session as video with sound")
@@ -101,6 +127,7 @@ def register_check(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from performance.safe_files import UnsafeFile, read_text_limited
     from performance.show.config import load_scene, load_setlist
     from performance.textgen.base import ModelFileError
 
@@ -113,26 +140,49 @@ def run_check(args: argparse.Namespace) -> int:
                 from performance.textgen import load_model
 
                 gen = load_model(path)
+                _test_write(gen, path)
                 what = f"model ({gen.kind})"
             else:
-                data = path.read_bytes()
-                if b"[[scene]]" in data:
+                data = read_text_limited(path)
+                if "[[scene]]" in data:
                     sl = load_setlist(path)
                     scenes = [e.scene for e in sl.entries]
                     what = f"setlist ({len(sl.entries)} scenes" + (f", {len(sl.timetable)} [[at]])" if sl.timetable else ")")
+                    safe = sl.install.safe_setlist if sl.install is not None else None
+                    if safe:  # the fallback of a gallery is checked as thoroughly as the main setlist
+                        try:
+                            safe_sl = load_setlist(safe)
+                            for scene in (e.scene for e in safe_sl.entries):
+                                _check_models(scene)
+                        except (ConfigError, UnsafeFile) as e:
+                            raise ConfigError(f"{path}: key 'install.safe_setlist' = {safe!r}: {e}") from None
+                        what += f", safe setlist {safe} ok"
                 else:
                     scenes = [load_scene(path)]
                     what = "scene"
                 for scene in scenes:
                     _check_models(scene)
             print(f"ok    {path}: {what}")
-        except (ConfigError, ModelFileError) as e:
+        except (ConfigError, ModelFileError, UnsafeFile) as e:
             failures += 1
             print(f"error {e}")
         except OSError as e:
             failures += 1
             print(f"error {path}: {e.strerror}")
     return 1 if failures else 0
+
+
+def _test_write(gen, path: Path) -> None:
+    """A model that loads must also write: 32 tokens at two temperatures, each one text."""
+    try:
+        for t in (0.0, 1.0):
+            stream = gen.start(0, "")
+            for _ in range(16):
+                tok = stream.next(t)
+                if not isinstance(tok.text, str):
+                    raise TypeError(f"a token is {type(tok.text).__name__}, not text")
+    except Exception as e:
+        raise ConfigError(f"{path}: loads but cannot write ({type(e).__name__}: {e})") from None
 
 
 def _check_models(scene) -> None:
@@ -161,6 +211,8 @@ class FrameStats:
         self.osc_latency_ms: list[float] = []
         self.frames = 0
         self.dropped = 0
+        self.longest_gap = 0.0  # seconds between two presents: a 6.8 s freeze is one gap, not one drop
+        self.missed = 0  # frame slots with no present (a 6.8 s freeze misses about 400)
         self.last_present: float | None = None
         self.t_first: float | None = None
 
@@ -170,6 +222,10 @@ class FrameStats:
         late = self.last_present is not None and presented - self.last_present > DROP_GAP_S
         if late:
             self.dropped += 1
+        if self.last_present is not None:
+            gap = presented - self.last_present
+            self.longest_gap = max(self.longest_gap, gap)
+            self.missed += max(0, int(gap * FPS + 0.5) - 1)
         if speaking and self.last_present is not None:
             self.speaking_frames += 1
             self.speaking_dropped += int(late)
@@ -196,6 +252,7 @@ class FrameStats:
 
         out = {"fps": round(self.fps(), 2), "frame_ms_p50": pct(0.50), "frame_ms_p99": pct(0.99),
                "frames": self.frames, "dropped": self.dropped,
+               "longest_gap_ms": round(self.longest_gap * 1000, 1), "frames_missed": self.missed,
                "first_token_s": round(first_token_s, 3) if first_token_s is not None else None,
                "width": width, "height": height,
                "speaking_frames": self.speaking_frames, "speaking_dropped": self.speaking_dropped,
@@ -717,7 +774,7 @@ class Runtime:
                 self._publish(ev["t"])
         for f in out.files:
             if isinstance(f, Keep):
-                self.transcript.keep(f.text, f.footer)
+                self.transcript.keep(f.text, f.footer, getattr(f, "reply", None))
         if self.sound is not None:
             for a in out.sound:
                 try:
@@ -820,6 +877,8 @@ class Runtime:
             summary = self.stats.summary(self.size[0], self.size[1], first)
             if self.monitor is not None:
                 summary["monitor_redraws"] = self.monitor.redraws
+            if getattr(self, "engine", None) is not None:  # timed OSC commands refused (bounded queue)
+                summary["timed_commands_dropped"] = sum(self.engine.waiting.dropped.values())
             if self.recorder is not None:
                 summary["recorder_dropped"] = self.recorder.dropped
                 summary["recorder_frames"] = self.recorder.frames_written

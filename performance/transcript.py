@@ -5,18 +5,27 @@ colons, so the files copy onto any file system). Each jsonl line is one event wi
 seconds since session start), "wall" (ISO time on the engine's notion of wall time) and "event".
 `keep` appends a poem to harvest.txt in the same folder for editing after the show.
 
-A full disk pauses writing (the show goes on) and writing resumes when space is back.
+Each file is written on its own, in whole lines: a full disk or a read-only file holds that file's
+lines in bounded memory (the show goes on) and they are written, with a `resumed` event, when it can
+be written again. A keep is answered "ok" only once its line is on disk.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import queue
 import re
 import threading
+import time
+from collections import deque
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from performance import faults
 
 log = logging.getLogger("lectern.transcript")
 
@@ -26,8 +35,135 @@ def transcript_stem(started: datetime, setlist: str) -> str:
     return f"generated-{started.strftime('%Y-%m-%dT%H-%M-%S')}_{safe}"
 
 
+MAX_HELD_BYTES = 32 << 20  # what one file holds in memory while its disk is full; past this the oldest goes
+RETRY_S = 5.0  # a file that failed is tried again this often (and at every new line)
+
+
+def session_wall0(clock) -> datetime:
+    """The wall time at engine time 0: what `wall` = wall0 + t needs (clock.wall() is wall0 + now())."""
+    return clock.wall() - timedelta(seconds=clock.now())
+
+
+class _LineFile:
+    """One append-only text file written in whole lines, independent of every other file.
+
+    Lines wait in a bounded buffer until written. A failed write (a full disk, a read-only file) is
+    cut back to the last whole line (no torn line), the lines stay held, and the file is reopened and
+    tried again; `resumed` says how many lines were held when it works again, `lost` how many were
+    let go to stay within `max_bytes`."""
+
+    def __init__(self, path: Path, what: str, max_bytes: int = MAX_HELD_BYTES, retry_s: float = RETRY_S) -> None:
+        self.path, self.what, self.max_bytes, self.retry_s = path, what, max_bytes, retry_s
+        self._held: deque[bytes] = deque()
+        self._held_bytes = 0
+        self._fd: int | None = None
+        self._retry_at = 0.0
+        self.failing = False
+        self.failures = 0
+        self.lost = 0
+        self.held_through = 0  # lines that waited through the last failure
+
+    def add(self, line: str) -> None:
+        b = line.encode("utf-8", "replace")
+        self._held.append(b)
+        self._held_bytes += len(b)
+        while self._held_bytes > self.max_bytes and len(self._held) > 1:
+            self._held_bytes -= len(self._held.popleft())
+            self.lost += 1
+
+    def pending(self) -> int:
+        """Lines held, not yet written."""
+        return len(self._held)
+
+    def discard(self) -> None:
+        """Let go of every held line (a keep that failed was answered "error": it is not retried)."""
+        self._held.clear()
+        self._held_bytes = 0
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # a torn last line (a crash, an old full disk) is cut back to the last newline
+            size = os.fstat(fd).st_size
+            if size:
+                with open(self.path, "rb") as f:
+                    f.seek(max(0, size - 65536))
+                    tail = f.read()
+                if not tail.endswith(b"\n"):
+                    cut = tail.rfind(b"\n")
+                    os.ftruncate(fd, size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+        except OSError:
+            pass
+        return fd
+
+    def flush(self, sync: bool = False, force: bool = False) -> bool:
+        """Write everything held; True when nothing is left held. Never raises."""
+        if not self._held:
+            return True
+        now = time.monotonic()
+        if self.failing and not force and now < self._retry_at:
+            return False
+        size = None
+        try:
+            if self._fd is None:
+                self._fd = self._open()
+            if faults.active("disk_full"):
+                raise OSError(errno.ENOSPC, "No space left on device (fault injection)")
+            size = os.fstat(self._fd).st_size
+            data = b"".join(self._held)
+            view, done = memoryview(data), 0
+            while done < len(data):
+                done += os.write(self._fd, view[done:])
+            if sync:
+                os.fsync(self._fd)
+        except OSError as e:
+            self._fail(e, size)
+            return False
+        if self.failing:
+            self.held_through = len(self._held)
+        self._held.clear()
+        self._held_bytes = 0
+        if self.failing:
+            self.failing = False
+            log.warning("%s resumed (%d lines had waited, %d lost)", self.what, self.held_through, self.lost)
+        return True
+
+    def _fail(self, e: OSError, size: int | None) -> None:
+        if self._fd is not None:
+            if size is not None:
+                try:
+                    os.ftruncate(self._fd, size)  # take back a partial write: whole lines only
+                except OSError:
+                    pass
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None  # reopened at the next try: the file may have been replaced or fixed
+        self.failures += 1
+        if not self.failing:
+            log.error("%s: writing paused (%s); its lines are held in memory and retried every %.0f s; "
+                      "the show goes on",
+                      self.what, e, self.retry_s)
+        self.failing = True
+        self.held_through = len(self._held)
+        self._retry_at = time.monotonic() + self.retry_s
+
+    def close(self) -> None:
+        self.flush(force=True)
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+
 class TranscriptWriter:
-    """Owns the transcript files. `write(event)` and `keep(...)` only enqueue."""
+    """Owns the transcript files. `write(event)` and `keep(...)` only enqueue.
+
+    The .jsonl, the .txt and harvest.txt are written independently: one failing file never stops
+    the others. While a disk is full, lines are held in bounded memory and written when it has space
+    again, followed by a `resumed` event. A keep is answered only once its line is on disk (fsync)."""
 
     def __init__(self, folder: Path, setlist: str, wall0: datetime, max_queue: int = 200_000) -> None:
         self.folder = Path(folder)
@@ -39,14 +175,15 @@ class TranscriptWriter:
         self._q: queue.Queue = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="lectern-transcript", daemon=True)
         self.dropped = 0
-        self.errors = 0
-        self._guard = None
-        try:
-            from performance.install.diskguard import DiskGuard
+        self._jsonl = _LineFile(self.jsonl_path, "transcript .jsonl")
+        self._txt = _LineFile(self.txt_path, "transcript .txt")
+        self._harvest = _LineFile(self.harvest_path, "harvest.txt", retry_s=0.0)
+        self._last_t = 0.0  # engine time of the last event (the resumed event carries it)
 
-            self._guard = DiskGuard()
-        except ImportError:
-            pass
+    @property
+    def errors(self) -> int:
+        """Failed writes, all files together."""
+        return self._jsonl.failures + self._txt.failures + self._harvest.failures
 
     def start(self) -> None:
         self._thread.start()
@@ -57,62 +194,73 @@ class TranscriptWriter:
         except queue.Full:
             self.dropped += 1
 
-    def keep(self, text: str, footer: str) -> None:
+    def keep(self, text: str, footer: str, reply: Callable[[bool, str], None] | None = None) -> None:
+        """Append a poem to harvest.txt; `reply(ok, detail)` once it is on disk, or why it is not."""
         try:
-            self._q.put_nowait(("keep", (text, footer)))
+            self._q.put_nowait(("keep", (text, footer, reply)))
         except queue.Full:
             self.dropped += 1
+            if reply:
+                reply(False, "not kept: the transcript writer is overloaded")
 
     def close(self, timeout: float = 10.0) -> None:
         self._q.put(("close", None))
         self._thread.join(timeout)
 
-    def _ok(self) -> bool:
-        return self._guard.ok_to_write() if self._guard else True
+    def _event(self, payload: dict) -> None:
+        was_failing = self._jsonl.failing
+        ev = {"t": payload["t"], "wall": (self.wall0 + timedelta(seconds=payload["t"])).isoformat(
+            timespec="milliseconds"), **{k: v for k, v in payload.items() if k != "t"}}
+        self._jsonl.add(json.dumps(ev, ensure_ascii=False) + "\n")
+        self._last_t = payload["t"]
+        if payload["event"] == "poem_end" and payload.get("text"):
+            self._txt.add(f"{payload['text']}\n\n{payload.get('footer', '')}\n\n\n")
+        if self._q.empty() or self._jsonl.pending() >= 512:
+            self._flush_all(was_failing)
 
-    def _failed(self, e: OSError) -> None:
-        self.errors += 1
-        if self._guard:
-            self._guard.note_error(e)
-        if self.errors <= 3 or self.errors % 1000 == 0:
-            log.error("transcript write failed (%s); the show goes on", e)
+    def _flush_all(self, was_failing: bool | None = None) -> None:
+        was_failing = self._jsonl.failing if was_failing is None else was_failing
+        if self._jsonl.flush() and was_failing:
+            self._jsonl.add(json.dumps({"t": self._last_t, "wall": (self.wall0 + timedelta(seconds=self._last_t)).isoformat(
+                timespec="milliseconds"), "event": "resumed", "what": "disk", "held": self._jsonl.held_through,
+                "lost": self._jsonl.lost}) + "\n")
+            self._jsonl.flush()
+        self._txt.flush()
+
+    def _keep(self, text: str, footer: str, reply: Callable[[bool, str], None] | None) -> None:
+        self._harvest.add(f"{text}\n\n{footer}\n\n\n")
+        ok = self._harvest.flush(sync=True, force=True)
+        if not ok:  # a keep is answered now: not held for later, so "error" means not kept
+            self._harvest.discard()
+        if reply:
+            try:
+                reply(ok, "kept (on disk in harvest.txt)" if ok else "not kept: harvest.txt cannot be written")
+            except Exception:
+                log.exception("keep reply failed")
 
     def _run(self) -> None:
-        jsonl = txt = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            jsonl = open(self.jsonl_path, "a", encoding="utf-8", buffering=1 << 16)
-            txt = open(self.txt_path, "a", encoding="utf-8")
         except OSError as e:
-            self._failed(e)
+            log.error("transcript folder %s cannot be made (%s); the show goes on", self.folder, e)
         while True:
-            kind, payload = self._q.get()
+            try:
+                kind, payload = self._q.get(timeout=1.0)
+            except queue.Empty:
+                self._flush_all()  # a disk that has space again gets its held lines without waiting for events
+                continue
             if kind == "close":
                 break
             try:
                 if kind == "event":
-                    if jsonl is None or not self._ok():
-                        continue
-                    ev = {"t": payload["t"], "wall": (self.wall0 + timedelta(seconds=payload["t"])).isoformat(
-                        timespec="milliseconds"), **{k: v for k, v in payload.items() if k != "t"}}
-                    jsonl.write(json.dumps(ev, ensure_ascii=False) + "\n")
-                    if payload["event"] == "poem_end" and txt is not None and payload.get("text"):
-                        txt.write(f"{payload['text']}\n\n{payload.get('footer', '')}\n\n\n")
-                        txt.flush()
-                    if self._q.empty():
-                        jsonl.flush()
+                    self._event(payload)
                 elif kind == "keep":
-                    text, footer = payload
-                    with open(self.harvest_path, "a", encoding="utf-8") as h:
-                        h.write(f"{text}\n\n{footer}\n\n\n")
-            except OSError as e:
-                self._failed(e)
-        for f in (jsonl, txt):
-            try:
-                if f:
-                    f.close()
-            except OSError as e:
-                self._failed(e)
+                    self._keep(*payload)
+            except Exception:  # nothing an event holds may stop the writer
+                log.exception("transcript: event not written")
+        self._flush_all()
+        for f in (self._jsonl, self._txt, self._harvest):
+            f.close()
 
 
 def read_events(path: str | Path) -> list[dict]:

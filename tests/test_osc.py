@@ -111,9 +111,10 @@ def test_interpret_validates_and_clamps():
     assert interpret("/lectern/voice", (0.0,), 4) == ("voice", (0,))
     assert interpret("/lectern/seed", (12.0,), 4) == ("seed", (12,))
     for bad in [("/lectern/temperature", ("hot",)), ("/lectern/seed", (1.5,)), ("/lectern/nope", ()),
-                ("/other/go", ()), ("/lectern/model", ("",)), ("/lectern/temperature", ())]:
+                ("/other/go", ()), ("/lectern/model", (3,)), ("/lectern/temperature", ())]:
         with pytest.raises(ValueError):
             interpret(*bad, 4)
+    assert interpret("/lectern/model", ("",), 4) == ("model/release", ())  # the contract: "" releases
     assert "/lectern/temperature" in table_text()
 
 

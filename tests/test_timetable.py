@@ -132,7 +132,7 @@ def test_check_reports_a_bad_time_and_accepts_the_gallery(tmp_path):
     lines = r.stdout.strip().splitlines()
     assert lines[0] == f"error {bad}: key 'at[1].time' = '25:00': for every = \"day\": \"HH:MM\" or " \
                        '"HH:MM:SS" from 00:00 to 23:59:59'
-    assert lines[1] == "ok    setlists/gallery.toml: setlist (5 scenes, 4 [[at]])"
+    assert lines[1].startswith("ok    setlists/gallery.toml: setlist (5 scenes, 4 [[at]])")
     g = load_setlist(ROOT / "setlists/gallery.toml")
     assert {(e.every, e.at, e.do) for e in g.timetable} >= {("hour", ":00", "scene chime"),
                                                             ("day", "17:45", "scene closing")}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import os
 import queue
 import socket
 import struct
@@ -40,10 +41,18 @@ log = logging.getLogger("lectern.osc")
 MAX_DATAGRAM = 65507  # the largest UDP payload; anything bigger is not a packet we could have sent
 MAX_PENDING = 256  # commands waiting for the engine; past this a sender is told "busy"
 MAX_BUNDLE_DEPTH = 8
+MAX_BUNDLE_ELEMENTS = 256  # messages in one bundle (a cue list, not a flood); whatever --osc-rate says
 MAX_SENDERS = 1024
 MAX_TCP_CLIENTS = 8
+MAX_DELAY_S = 3600.0  # a bundle timetag further ahead than this is refused (nobody cues a show a day ahead)
 PASSCODE_TRIES = 5  # wrong passcodes before a sender is locked out ...
 LOCKOUT_S = 30.0  # ... for this long
+PASSCODE_PER_MINUTE = 10  # passcode attempts from all senders together (rotating addresses gains nothing)
+MAX_LOCKOUTS = 4096  # lockouts live apart from the sender table: pruning senders never lifts one
+SUBSCRIPTION_TTL_S = 600.0  # a subscription lapses unless its sender sends anything within this long
+MAX_SUBSCRIBERS = 32
+MAX_CREDIT = 65536  # bytes an unverified remote sender may have answered, at most what it sent us
+TCP_IDLE_S = 60.0  # a TCP connection silent this long is closed (MAX_TCP_CLIENTS are shared by all)
 NTP_EPOCH = 2208988800
 TABLE = {a.name: a for a in COMMANDS}
 QUIET = {"state", "reply", "pong"}  # our own outputs echoed back: ignored silently (no echo loops)
@@ -104,12 +113,16 @@ def interpret(address: str, args: tuple, scene_count: int) -> tuple[str, tuple]:
         x = _number(v, address)
         if x != int(x):
             raise OscError(f"{address} needs a whole number, got {v}")
+        if name == "seed" and not 0 <= x <= 2**31 - 1:
+            raise OscError(f"{address} needs a seed 0..2147483647, got {int(x)}")
         return name, (min(2**31 - 1, max(0, int(x))),)
     if kind == "b":
         if isinstance(v, bool):
             return name, (int(v),)
         return name, (1 if _number(v, address) >= 0.5 else 0,)
     if kind == "s":
+        if isinstance(v, str) and not v.strip() and f"{name}/release" in TABLE:
+            return f"{name}/release", ()  # an empty prompt or model lets go of the override
         if not isinstance(v, str) or not v.strip():
             raise OscError(f"{address} needs a non-empty string")
         return name, (v[:500],)
@@ -145,7 +158,78 @@ def parse_datagram(data: bytes, depth: int = 0) -> list[tuple[float | None, OscM
                 out.append((inner_tag if inner_tag is not None else tag, msg))
             i += 4 + size
         return out
+    check_arguments(data)
     return [(None, OscMessage(data))]
+
+
+_FIXED = {"i": 4, "f": 4, "c": 4, "r": 4, "m": 4, "h": 8, "d": 8, "t": 8, "T": 0, "F": 0, "N": 0, "I": 0}
+
+
+def _padded_string_end(data: bytes, i: int) -> int:
+    end = data.find(b"\x00", i)
+    if end < 0:
+        raise ValueError("string runs past the end of the packet")
+    return (end // 4 + 1) * 4
+
+
+def check_arguments(data: bytes) -> None:
+    """Raise ValueError unless the arguments fill exactly what the type tags say (python-osc reads a
+    missing float as 0.0: `/lectern/temperature ,f` with no data must not become temperature 0)."""
+    i = _padded_string_end(data, 0)
+    if i >= len(data):
+        return  # no type tag string: an old-style message without arguments
+    if data[i:i + 1] != b",":
+        raise ValueError("no type tag string")
+    j = _padded_string_end(data, i)
+    tags = data[i + 1:data.index(b"\x00", i)].decode("ascii", "replace")
+    for tag in tags:
+        if tag in _FIXED:
+            j += _FIXED[tag]
+        elif tag in "sS":
+            if j >= len(data):
+                raise ValueError(f"type tag '{tag}' has no data")
+            j = _padded_string_end(data, j)
+        elif tag == "b":
+            if j + 4 > len(data):
+                raise ValueError("blob without its size")
+            (size,) = struct.unpack(">i", data[j:j + 4])
+            if size < 0:
+                raise ValueError("negative blob size")
+            j += 4 + (size + 3) // 4 * 4
+        elif tag in "[]":
+            continue
+        else:
+            raise ValueError(f"unknown type tag '{tag}'")
+        if j > len(data):
+            raise ValueError(f"arguments do not match the type tags ,{tags} (packet too short)")
+    if j != len(data):
+        raise ValueError(f"{len(data) - j} bytes after the arguments the type tags ,{tags} describe")
+
+
+def _bundle_elements(data: bytes) -> int:
+    """How many elements a bundle holds at its top level (1 for a message), read from the size
+    fields alone; a broken size ends the count (the parser then refuses the packet)."""
+    if not data.startswith(b"#bundle\x00"):
+        return 1
+    n, i = 0, 16
+    while i + 4 <= len(data):
+        (size,) = struct.unpack(">i", data[i:i + 4])
+        if size <= 0:
+            break
+        n += 1
+        i += 4 + size
+    return max(1, n)
+
+
+def _address_of(data: bytes) -> str | None:
+    """The address of a plain message whose arguments could not be read (to answer it), or None."""
+    if not data.startswith(b"/"):
+        return None
+    end = data.find(b"\x00")
+    try:
+        return data[:end].decode("ascii") if 0 < end <= 256 else None
+    except UnicodeDecodeError:
+        return None
 
 
 def slip_encode(packet: bytes) -> bytes:
@@ -198,15 +282,20 @@ def parse_allow(entries: list[str] | None) -> list[ipaddress.IPv4Network | ipadd
 class _Sender:
     """What the server knows about one sender IP (owned by the receive thread)."""
 
-    __slots__ = ("tokens", "last", "authorised", "subscribed", "wrong", "locked_until")
+    __slots__ = ("tokens", "last", "authorised", "subscribed", "wrong", "verified", "credit", "heard",
+                 "pending_port", "token", "told")
 
-    def __init__(self, burst: float) -> None:
+    def __init__(self, burst: float, verified: bool) -> None:
         self.tokens = burst
-        self.last = time.monotonic()
+        self.last = self.heard = time.monotonic()
         self.authorised = False
         self.subscribed: int | None = None
         self.wrong = 0
-        self.locked_until = 0.0
+        self.verified = verified  # may be answered beyond the bytes it sent (its address is not spoofed)
+        self.credit = 0  # bytes that may still be sent to an unverified sender (1x what it sent)
+        self.pending_port: int | None = None  # a subscription waiting for its token to come back
+        self.token = 0
+        self.told = -1e9  # when it was last told that passcode attempts are limited
 
 
 class _Limiter:
@@ -241,7 +330,16 @@ class OscServer:
     def __init__(self, inbox: queue.Queue | None = None, *, host: str = "127.0.0.1", port: int = 9000,
                  allow: list[str] | None = None, passcode: str | None = None,
                  scene_count: Callable[[], int] = lambda: 1, clock=None, rate_limit: float = 200.0,
-                 tcp: bool = True) -> None:
+                 tcp: bool = True, trust_loopback: bool | None = None) -> None:
+        # a loopback source cannot be forged from the network (the kernel drops such packets arriving
+        # from outside), so loopback senders count as verified; the bench turns this off (argument, or
+        # LECTERN_OSC_TRUST_LOOPBACK=0) to measure what a remote, spoofable sender gets
+        if trust_loopback is None:
+            trust_loopback = os.environ.get("LECTERN_OSC_TRUST_LOOPBACK", "1") != "0"
+        self.trust_loopback = trust_loopback
+        self._lockouts: dict[str, float] = {}  # ip -> locked until (monotonic)
+        self._attempts = float(PASSCODE_PER_MINUTE)  # the global passcode-attempt bucket
+        self._attempts_t = time.monotonic()
         self.inbox: queue.Queue = inbox if inbox is not None else queue.Queue(maxsize=4096)
         self.host = host
         self.allow = parse_allow(allow)
@@ -249,6 +347,7 @@ class OscServer:
         self.scene_count = scene_count
         self.clock = clock
         self.rate_limit = max(1.0, float(rate_limit))
+        self.tcp_idle_s = TCP_IDLE_S
         if _QUIET not in logging.getLogger().filters:
             logging.getLogger().addFilter(_QUIET)
         self.family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -278,7 +377,9 @@ class OscServer:
         self._rx_lock = threading.Lock()
         self.counts = {"received": 0, "accepted": 0, "replied": 0, "dropped_not_allowed": 0, "dropped_rate": 0,
                        "dropped_full": 0, "malformed": 0, "unknown": 0, "invalid": 0, "coalesced": 0,
-                       "not_connected": 0, "wrong_passcode": 0, "state_sent": 0, "tcp_frames": 0}
+                       "not_connected": 0, "wrong_passcode": 0, "state_sent": 0, "tcp_frames": 0,
+                       "passcode_limited": 0, "dropped_amplification": 0, "subscriptions_expired": 0,
+                       "bytes_in": 0, "bytes_out": 0, "tcp_idle_closed": 0}
         self._threads = [threading.Thread(target=self._receive, name="lectern-osc-rx", daemon=True),
                          threading.Thread(target=self._send_loop, name="lectern-osc-tx", daemon=True)]
         if self.tcp_sock is not None:
@@ -315,6 +416,7 @@ class OscServer:
         state_sent, tcp_frames; plus subscribers and pending (commands waiting for the engine)."""
         out = dict(self.counts)
         out["subscribers"] = sum(1 for s in list(self._senders.values()) if s.subscribed)
+        out["locked_out"] = sum(1 for t in list(self._lockouts.values()) if t > time.monotonic())
         out["pending"] = self.inbox.qsize()
         return out
 
@@ -376,13 +478,22 @@ class OscServer:
     def _sender(self, ip: str) -> _Sender:
         sender = self._senders.get(ip)
         if sender is None:
-            if len(self._senders) >= MAX_SENDERS:  # forget strangers rather than grow forever
+            if len(self._senders) >= MAX_SENDERS:  # forget strangers rather than grow forever (lockouts stay)
                 self._senders = {k: v for k, v in self._senders.items() if v.authorised or v.subscribed}
-            sender = self._senders[ip] = _Sender(self.rate_limit)
+            sender = self._senders[ip] = _Sender(self.rate_limit, self._trusted(ip))
         return sender
+
+    def _trusted(self, ip: str) -> bool:
+        if not self.trust_loopback:
+            return False
+        try:
+            return ipaddress.ip_address(ip).is_loopback
+        except ValueError:
+            return False
 
     def _datagram(self, data: bytes, addr: tuple[str, int], conn: socket.socket | None = None) -> None:
         self.counts["received"] += 1
+        self.counts["bytes_in"] += len(data)
         ip = addr[0]
         if not self._allowed(ip):
             self.counts["dropped_not_allowed"] += 1
@@ -390,6 +501,11 @@ class OscServer:
             return
         sender = self._sender(ip)
         now = time.monotonic()
+        sender.heard = now  # any message renews its subscription's lease
+        if conn is not None:
+            sender.verified = True  # a TCP peer completed a handshake: its address is real
+        elif not sender.verified:
+            sender.credit = min(MAX_CREDIT, sender.credit + len(data))
         sender.tokens = min(self.rate_limit, sender.tokens + (now - sender.last) * self.rate_limit)
         sender.last = now
         if sender.tokens < 1:
@@ -397,12 +513,34 @@ class OscServer:
             self._warn("rate", "OSC from %s over the rate limit (%g/s); dropping", ip, self.rate_limit)
             return
         sender.tokens -= 1
+        elements = _bundle_elements(data)  # counted before parsing: a huge bundle costs no parsing when refused
+        if elements > MAX_BUNDLE_ELEMENTS:
+            self.counts["malformed"] += 1
+            self._warn("malformed", "OSC bundle of %d messages from %s refused (at most %d)", elements, ip,
+                       MAX_BUNDLE_ELEMENTS)
+            return
+        if elements - 1 > sender.tokens:
+            self.counts["dropped_rate"] += 1
+            self._warn("rate", "OSC bundle of %d messages from %s over the rate limit (%g/s); dropping",
+                       elements, ip, self.rate_limit)
+            return
         try:
             messages = parse_datagram(data)
         except Exception as e:
             self.counts["malformed"] += 1
             self._warn("malformed", "malformed OSC packet from %s (%d bytes): %s", ip, len(data), e)
+            address = _address_of(data)
+            if address and address.startswith(PREFIX + "/") and address[len(PREFIX) + 1:] in TABLE:
+                self._replier(addr, sender, address, conn)(False, f"malformed, nothing changed: {e}")
             return
+        extra = len(messages) - 1  # every message costs a token: a 2,000-message bundle is 2,000 messages
+        if extra > 0:
+            if sender.tokens < extra:
+                self.counts["dropped_rate"] += 1
+                self._warn("rate", "OSC bundle of %d messages from %s over the rate limit (%g/s); dropping",
+                           len(messages), ip, self.rate_limit)
+                return
+            sender.tokens -= extra
         for tag, msg in messages:
             try:
                 address, params = msg.address, tuple(msg.params)
@@ -423,13 +561,13 @@ class OscServer:
             reply(False, f"over TCP only {', '.join(sorted(TCP_COMMANDS))}; send {address} over UDP")
             return
         if name == "ping":  # like replies, the pong also goes to the subscribed port (oscsend exits at once)
-            self._send(conn or addr, f"{PREFIX}/pong", [])
+            self._send(conn or addr, f"{PREFIX}/pong", [], sender)
             if sender.subscribed and (conn is not None or sender.subscribed != addr[1]):
-                self._send((addr[0], sender.subscribed), f"{PREFIX}/pong", [])
+                self._send((addr[0], sender.subscribed), f"{PREFIX}/pong", [], sender)
             reply(True, "pong")
             return
         if name == "connect":
-            self._connect(params, sender, reply)
+            self._connect(params, sender, reply, addr[0])
             return
         if self.passcode is not None and not sender.authorised:
             self.counts["not_connected"] += 1
@@ -445,10 +583,24 @@ class OscServer:
                 self.counts["invalid"] += 1
                 reply(False, "subscribe: that port is this server's own")
                 return
-            sender.subscribed = int(port)
-            self._sent_state.pop((addr[0], int(port)), None)  # a new subscriber gets everything at once
+            port = int(port)
+            token = params[1] if len(params) > 1 else None
+            if not sender.verified and not (sender.pending_port == port and token == sender.token and sender.token):
+                # an address we cannot trust: the port must prove it hears us before it gets anything
+                # bigger than this request (a forged source would otherwise aim state at a victim)
+                sender.pending_port, sender.token = port, int.from_bytes(os.urandom(4), "big") >> 1
+                self._send((addr[0], port), f"{PREFIX}/token", [sender.token], sender)
+                return
+            if sender.subscribed is None and self._subscriber_count() >= MAX_SUBSCRIBERS:
+                self.counts["invalid"] += 1
+                reply(False, f"busy: {MAX_SUBSCRIBERS} subscribers already")
+                return
+            sender.verified = True  # it echoed the token sent to its port: its address is real
+            sender.pending_port = None
+            sender.subscribed = port
+            self._sent_state.pop((addr[0], port), None)  # a new subscriber gets everything at once
             self._wake()
-            reply(True, f"subscribed on port {int(port)}")
+            reply(True, f"subscribed on port {port} (renew within {SUBSCRIPTION_TTL_S:.0f} s: any message does)")
             return
         if name == "unsubscribe":
             reply(True, "unsubscribed")  # the subscribed port hears this one too
@@ -461,7 +613,13 @@ class OscServer:
             self._warn("invalid", "OSC %s from %s refused: %s", address, addr[0], e)
             reply(False, str(e))
             return
-        cmd = Command(f"{PREFIX}/{name}", args, source="osc", sender=addr, due=self._due(tag), reply=reply,
+        try:
+            due = self._due(tag)
+        except OscError as e:
+            self.counts["invalid"] += 1
+            reply(False, str(e))
+            return
+        cmd = Command(f"{PREFIX}/{name}", args, source="osc", sender=addr, due=due, reply=reply,
                       received=time.monotonic())
         if self._enqueue(cmd, (name, addr[0]) if TABLE[name].fader and cmd.due is None else None):
             self.counts["accepted"] += 1
@@ -469,24 +627,44 @@ class OscServer:
             self.counts["dropped_full"] += 1
             reply(False, "busy: too many commands waiting")
 
-    def _connect(self, params: tuple, sender: _Sender, reply: Callable[[bool, str], None]) -> None:
+    def _connect(self, params: tuple, sender: _Sender, reply: Callable[[bool, str], None], ip: str = "") -> None:
         if self.passcode is None:
             sender.authorised = True
             reply(True, "connected (no passcode needed)")
             return
         now = time.monotonic()
-        if now < sender.locked_until:
-            reply(False, f"too many wrong passcodes; try again in {sender.locked_until - now:.0f} s")
+        until = self._lockouts.get(ip, 0.0)
+        if now < until:
+            reply(False, f"too many wrong passcodes; try again in {until - now:.0f} s")
             return
+        # one bucket for all senders: guesses spread over many addresses are as slow as from one
+        self._attempts = min(float(PASSCODE_PER_MINUTE),
+                             self._attempts + (now - self._attempts_t) * PASSCODE_PER_MINUTE / 60.0)
+        self._attempts_t = now
+        if self._attempts < 1:
+            self.counts["passcode_limited"] += 1
+            self._warn("passcode", "OSC passcode attempt from %s refused: more than %d attempts a minute in total",
+                       ip, PASSCODE_PER_MINUTE)
+            if now - sender.told >= 1.0:  # answered once a second per sender: a flood costs no replies
+                sender.told = now
+                reply(False, f"too many passcode attempts (at most {PASSCODE_PER_MINUTE} a minute); try again shortly")
+            return
+        self._attempts -= 1
         given = params[0] if params and isinstance(params[0], str) else ""
         if hmac.compare_digest(given.encode("utf-8", "replace"), self.passcode.encode("utf-8")):
             sender.authorised, sender.wrong = True, 0
+            sender.verified = True  # it knows the passcode: answer it in full
             reply(True, "connected")
             return
         self.counts["wrong_passcode"] += 1
+        self._warn("passcode", "OSC wrong passcode from %s", ip)
         sender.wrong += 1
         if sender.wrong >= PASSCODE_TRIES:
-            sender.wrong, sender.locked_until = 0, now + LOCKOUT_S
+            sender.wrong = 0
+            if len(self._lockouts) >= MAX_LOCKOUTS:
+                self._lockouts = {k: v for k, v in self._lockouts.items() if v > now}
+            if len(self._lockouts) < MAX_LOCKOUTS:
+                self._lockouts[ip] = now + LOCKOUT_S
         reply(False, "wrong passcode")
 
     def _due(self, tag: float | None) -> float | None:
@@ -496,6 +674,8 @@ class OscServer:
         delay = (tag - NTP_EPOCH) - time.time()
         if delay <= 0:
             return None
+        if delay > MAX_DELAY_S:
+            raise OscError(f"bundle timetag {delay:.0f} s ahead; at most {MAX_DELAY_S:.0f} s allowed")
         return self.clock.now() + delay * getattr(self.clock, "time_scale", 1.0)
 
     def _enqueue(self, cmd: Command, key: tuple[str, str] | None) -> bool:
@@ -532,6 +712,9 @@ class OscServer:
         return True
 
     # ---- TCP (SLIP) ---------------------------------------------------------------------------
+    def _subscriber_count(self) -> int:
+        return sum(1 for s in list(self._senders.values()) if s.subscribed)
+
     def _listen_tcp(self, host: str, port: int) -> socket.socket | None:
         try:
             s = socket.socket(self.family, socket.SOCK_STREAM)
@@ -563,12 +746,17 @@ class OscServer:
     def _tcp_client(self, conn: socket.socket, addr: tuple[str, int]) -> None:
         conn.settimeout(0.5)
         buf = bytearray()
+        heard = time.monotonic()
         try:
             while not self._stop.is_set():
                 try:
                     chunk = conn.recv(4096)
                 except TimeoutError:
+                    if time.monotonic() - heard > self.tcp_idle_s:  # a silent client must not hold a slot
+                        self.counts["tcp_idle_closed"] += 1
+                        return
                     continue
+                heard = time.monotonic()
                 if not chunk:
                     return
                 buf += chunk
@@ -600,15 +788,16 @@ class OscServer:
             """Answer this command: to the sender's source port (or its TCP connection) and to its
             subscribed port. Safe from any thread; never blocks."""
             args = [address, "ok" if ok else "error", str(detail)]
-            self._send(conn or addr, f"{PREFIX}/reply", args)
+            self._send(conn or addr, f"{PREFIX}/reply", args, sender)
             if sender.subscribed and (conn is not None or sender.subscribed != addr[1]):
-                self._send((addr[0], sender.subscribed), f"{PREFIX}/reply", args)
+                self._send((addr[0], sender.subscribed), f"{PREFIX}/reply", args, sender)
 
         return reply
 
-    def _send(self, to: tuple[str, int] | socket.socket, address: str, args: list) -> None:
+    def _send(self, to: tuple[str, int] | socket.socket, address: str, args: list,
+              sender: _Sender | None = None) -> None:
         try:
-            self._out.put_nowait((to, address, args))
+            self._out.put_nowait((to, address, args, sender))
         except queue.Full:
             pass
 
@@ -643,6 +832,7 @@ class OscServer:
                   "poem": lambda v: [int(v[0]), int(v[1])], "temperature": lambda v: [float(v)],
                   "seed": lambda v: [int(v)], "model": lambda v: [str(v)], "paused": lambda v: [int(v)],
                   "voice": lambda v: [int(v)], "volume": lambda v: [float(v)],
+                  "model_override": lambda v: [str(v)], "prompt_override": lambda v: [str(v)[:200]],
                   "health": lambda v: [float(v[0]), float(v[1]), int(v[2]), int(v[3]), float(v[4])]}
         for key, shape in shapes.items():
             if key in s:
@@ -657,8 +847,14 @@ class OscServer:
             try:
                 item = self._out.get(timeout=0.05)
                 if item is not None:
-                    to, address, args = item
+                    to, address, args, sender = item
                     data = self._build(address, args)
+                    if sender is not None and not sender.verified and not isinstance(to, socket.socket):
+                        if len(data) > sender.credit:  # never more bytes to a spoofable address than it sent
+                            self.counts["dropped_amplification"] += 1
+                            continue
+                        sender.credit -= len(data)
+                    self.counts["bytes_out"] += len(data)
                     if isinstance(to, socket.socket):
                         to.sendall(slip_encode(data))
                     else:
@@ -680,6 +876,10 @@ class OscServer:
         if not (self._state_dirty or full):
             return
         self._state_dirty = False
+        for s in list(self._senders.values()):
+            if s.subscribed and now - s.heard > SUBSCRIPTION_TTL_S:  # a lease not renewed: forget it
+                s.subscribed = None
+                self.counts["subscriptions_expired"] += 1
         subs = [(ip, s.subscribed) for ip, s in list(self._senders.items()) if s.subscribed]
         if full:
             self._last_full = now
@@ -693,7 +893,9 @@ class OscServer:
                 if full or sent.get(name) != args:
                     sent[name] = args
                     try:
-                        self.sock.sendto(self._build(f"{PREFIX}/{name}", args), to)
+                        data = self._build(f"{PREFIX}/{name}", args)
+                        self.sock.sendto(data, to)
                         self.counts["state_sent"] += 1
+                        self.counts["bytes_out"] += len(data)
                     except OSError as e:
                         self._warn("send", "OSC state send failed: %s", e)

@@ -31,8 +31,11 @@ COMMANDS = [
     Address("temperature/release", "", "", "back to the scene's temperature program"),
     Address("seed", "i", "0..2147483647", "start a new poem now with this seed"),
     Address("reseed", "", "", "start a new poem now with a fresh random seed"),
-    Address("model", "s", "a model name under models/", "write with this model from the next poem"),
-    Address("prompt", "s", "text", "start the next poem from this text"),
+    Address("model", "s", "a model name under models/ or in the setlist", "write with this model from the next poem"
+            " (an empty string releases it)"),
+    Address("model/release", "", "", "the scenes' own models again"),
+    Address("prompt", "s", "text", "start the next poem from this text (an empty string releases it)"),
+    Address("prompt/release", "", "", "the scenes' own prompts again"),
     Address("speed", "f", "0.1..10 (clamped)", "reveal speed multiplier", fader=True,
             bounds=(0.1, 10.0)),
     Address("voice", "b", "0|1", "speech on/off"),
@@ -45,7 +48,8 @@ TCP_COMMANDS = frozenset({"go", "panic", "ping", "connect"})  # also accepted ov
 SESSION = [
     Address("connect", "s", "the passcode", "authorise this sender (when --osc-passcode is set)"),
     Address("ping", "", "", "answered with /lectern/pong"),
-    Address("subscribe", "i", "a UDP port", "receive /lectern/reply and /lectern/state/... on that port"),
+    Address("subscribe", "i", "a UDP port", "receive /lectern/reply and /lectern/state/... on that port "
+            "(a remote sender first gets /lectern/token T there and repeats: subscribe PORT T)"),
     Address("unsubscribe", "", "", "stop receiving state"),
 ]
 STATE = [
@@ -55,6 +59,8 @@ STATE = [
     ("state/temperature", "f", "current temperature"),
     ("state/seed", "i", "current seed"),
     ("state/model", "s", "current model"),
+    ("state/model_override", "s", "model set by /lectern/model (\"\" = none: the scene's)"),
+    ("state/prompt_override", "s", "prompt set by /lectern/prompt (\"\" = none: the scene's)"),
     ("state/paused", "i", "1 while paused or blacked out"),
     ("state/voice", "i", "speech on"),
     ("state/volume", "f", "master volume"),

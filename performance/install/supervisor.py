@@ -50,6 +50,7 @@ SUPERVISED_ENV = "LECTERN_SUPERVISED"
 HEARTBEAT_ENV = "LECTERN_HEARTBEAT"
 WATCHDOG_EVERY_S = 1.0
 RETRY_REAL = "retrying the real setlist"
+STILL = "builtin:still"  # when the safe setlist fails too: the built-in still screen (performance/install/still.py)
 
 
 def backoff(n: int, cap: float = 60.0) -> float:
@@ -70,10 +71,9 @@ def play_command(argv: list[str]) -> list[str]:
 
 
 def _setlist_index(play_argv: list[str]) -> int | None:
-    """Where the SETLIST argument is: the first word after `play` that is not an option."""
-    takes_value = {"--window", "--display", "--duration", "--time-scale", "--osc-host", "--osc-port",
-                   "--osc-allow", "--osc-passcode", "--record", "--audio-out", "--audio-device",
-                   "--transcript-dir", "--stats-json", "--screenshot", "--scene", "--seed"}
+    """Where the SETLIST argument is: the first word after `play` that is neither an option nor the
+    value of one. Which options take a value is read from play's own parser, never guessed."""
+    takes_value = _options_with_values()
     i = 1
     while i < len(play_argv):
         a = play_argv[i]
@@ -84,6 +84,15 @@ def _setlist_index(play_argv: list[str]) -> int | None:
             return i
         i += 1
     return None
+
+
+def _options_with_values() -> set[str]:
+    """Every option string of `run.py play` that takes a value (from the parser that play uses)."""
+    from performance.play import add_play_arguments
+
+    p = argparse.ArgumentParser(add_help=False)
+    add_play_arguments(p)
+    return {o for a in p._actions if a.option_strings and a.nargs != 0 for o in a.option_strings}
 
 
 def _option(argv: list[str], name: str) -> str | None:
@@ -179,6 +188,8 @@ class _Supervisor:
         self.sleep = sleep or self.stop_event.wait  # a stop ends the wait at once
         self.restarts = 0
         self.safe = False
+        self.still = False
+        self.safe_crashes = 0
         self.crashes: deque[float] = deque()
         self.last_exit: int | None = None
         self.last_reason: str | None = None
@@ -191,12 +202,16 @@ class _Supervisor:
         """The setlist the next child plays: the given one, or its safe fallback."""
         i = _setlist_index(self.play_argv)
         main = self.play_argv[i] if i is not None else "setlists/demo.toml"
+        if self.still:
+            return STILL
         return safe_setlist_for(main) if self.safe else main
 
     def command(self) -> list[str]:
         setlist = self.setlist()
         if self.child is not None:  # tests: "{setlist}" in a tiny child's argv says which one it got
             return [a.replace("{setlist}", setlist) for a in self.child]
+        if setlist == STILL:
+            return [sys.executable, "-m", "performance.install.still", *self.play_argv[1:]]
         return [sys.executable, str(RUN_PY), *with_setlist(self.play_argv, setlist), "--supervised"]
 
     def run_child(self) -> tuple[int, str | None]:
@@ -219,7 +234,7 @@ class _Supervisor:
                 if self.stop_signal is not None:
                     return self.stop_child(proc), "stopped"
                 now = time.monotonic()
-                if self.safe and now - started > self.retry_real_s:
+                if (self.safe or self.still) and now - started > self.retry_real_s:
                     log.warning("%.0f s on the safe setlist: %s", now - started, RETRY_REAL)
                     return self.stop_child(proc), RETRY_REAL
                 self.ping_watchdog(now)
@@ -263,7 +278,7 @@ class _Supervisor:
     def write_state(self, state: str, **extra: object) -> None:
         if self.state_dir is None:
             return
-        data = {"pid": os.getpid(), "state": state, "restarts": self.restarts, "safe": self.safe,
+        data = {"pid": os.getpid(), "state": state, "restarts": self.restarts, "safe": self.safe, "still": self.still,
                 "last_exit": self.last_exit, "last_reason": self.last_reason, "written": time.time(), **extra}
         try:
             write_json_atomic(self.state_dir / SUPERVISOR_FILE, data)
@@ -291,7 +306,8 @@ class _Supervisor:
                 self.crashes.clear()
                 if self.safe:
                     log.warning("trying the real setlist again")
-                self.safe = False
+                self.safe = self.still = False
+                self.safe_crashes = 0
                 continue
             now = time.monotonic()
             if now - run_started > self.stable_s:
@@ -299,6 +315,12 @@ class _Supervisor:
             self.crashes.append(now)
             while self.crashes and now - self.crashes[0] > self.window_s:
                 self.crashes.popleft()
+            if self.safe and not self.still:
+                self.safe_crashes += 1
+                if self.safe_crashes >= self.max_crashes:
+                    self.still = True
+                    log.error("the safe setlist crashed %d times too: showing the built-in still screen",
+                              self.safe_crashes)
             if len(self.crashes) >= self.max_crashes and not self.safe:
                 self.safe = True
                 log.error("%d crashes within %.0f s: falling back to the safe setlist", len(self.crashes),

@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from performance.safe_files import UnsafeFile, load_toml, read_text_limited
 from performance.show.programs import SeedProgram, TemperatureProgram
 from performance.show.schema import ConfigError, Table
 from performance.textgen.lengths import DEFAULT_SENTENCE_WORDS, UNITS, LengthRule
 
 ROOT = Path(__file__).resolve().parents[2]
+MAX_PROMPT_CHARS = 2000  # the model reads a prompt before its first token: a long one stalls the worker
+MAX_LENGTH = 100_000  # words, lines, chars or sentences in one poem
 LAYOUTS = ("stream", "flick", "sentence", "reader", "columns")
 REVEALS = ("chars", "words", "instant")
 ADVANCES = ("follow", "go")
@@ -119,14 +122,20 @@ class Setlist:
 
 def _read_toml(path: Path) -> dict:
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        return load_toml(path)
+    except UnsafeFile as e:
+        raise ConfigError(str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _prompt(t: Table) -> str:
+    v = t.str("prompt", "") or ""
+    if len(v) > MAX_PROMPT_CHARS:
+        raise t.error("prompt", v, f"at most {MAX_PROMPT_CHARS} characters (a prompt is a first line, not a text)")
+    return v
 
 
 def _length(t: Table) -> LengthSpec:
@@ -139,12 +148,13 @@ def _length(t: Table) -> LengthSpec:
         )
     unit = present[0]
     v = t.raw(unit)
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
+    if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_LENGTH:
         lo = hi = v
-    elif isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v) and 1 <= v[0] <= v[1]:
+    elif (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+          and 1 <= v[0] <= v[1] <= MAX_LENGTH):
         lo, hi = v
     else:
-        raise t.error(unit, v, "a whole number >= 1, or [lo, hi] with 1 <= lo <= hi")
+        raise t.error(unit, v, f"a whole number >= 1 (at most {MAX_LENGTH}), or [lo, hi] with 1 <= lo <= hi <= {MAX_LENGTH}")
     if t.has("max_words") and unit != "sentences":
         raise t.error("max_words", max_words, "only with sentences (the word cap of one sentence)")
     t.check_unknown()
@@ -186,9 +196,9 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
     pacing = Pacing(
         reveal=pacing_t.str("reveal", "chars", REVEALS),
         rate=pacing_t.float("rate", 30.0, lo=0.1, hi=100000.0),
-        hold=pacing_t.float("hold", 2.0, lo=0.0),
-        pause_every=pacing_t.int("pause_every", 0, lo=0),
-        pause_seconds=pacing_t.float("pause_seconds", 0.0, lo=0.0),
+        hold=pacing_t.float("hold", 2.0, lo=0.0, hi=3600.0),
+        pause_every=pacing_t.int("pause_every", 0, lo=0, hi=1_000_000),
+        pause_seconds=pacing_t.float("pause_seconds", 0.0, lo=0.0, hi=86400.0),
     )
     if pacing.pause_every and not pacing.pause_seconds:
         raise pacing_t.error("pause_seconds", 0, "must be > 0 when pause_every is set")
@@ -202,7 +212,11 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
             p = ROOT / bl_file
         if not p.exists():
             raise bl_t.error("file", bl_file, "no such file (relative to the scene file or the project)")
-        words |= {ln.strip().lower() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")}
+        try:
+            text = read_text_limited(p)
+        except (UnsafeFile, OSError) as e:
+            raise bl_t.error("file", bl_file, str(e) if isinstance(e, UnsafeFile) else f"cannot read ({e.strerror})") from None
+        words |= {ln.strip().lower() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")}
     blocklist = Blocklist(frozenset(words), bl_t.str("mode", "mask", ("mask", "regenerate")))
     bl_t.check_unknown()
     scene = Scene(
@@ -210,10 +224,10 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         file=str(file),
         layout=layout,
         models=tuple(models),
-        prompt=t.str("prompt", ""),
+        prompt=_prompt(t),
         length=length,
         poems=t.int("poems", None, lo=1),
-        duration=t.float("duration", None, lo=0.001),
+        duration=t.float("duration", None, lo=0.001, hi=1e7),
         temperature=TemperatureProgram.from_table(t.sub("temperature")),
         seed=SeedProgram.from_table(t.sub("seed")),
         pacing=pacing,
@@ -296,9 +310,9 @@ def load_setlist(path: str | Path) -> Setlist:
         entries=tuple(entries),
         loop=t.bool("loop", False),
         start=t.int("start", 1, lo=1, hi=len(entries)),
-        min_go_interval=t.float("min_go_interval", 0.5, lo=0.0),
-        panic_fade=t.float("panic_fade", 2.0, lo=0.0),
-        seed=t.int("seed", None, lo=0),
+        min_go_interval=t.float("min_go_interval", 0.5, lo=0.0, hi=3600.0),
+        panic_fade=t.float("panic_fade", 2.0, lo=0.0, hi=600.0),
+        seed=t.int("seed", None, lo=0, hi=2**63 - 1),
         install=install,
         timetable=timetable,
         monitor=monitor,

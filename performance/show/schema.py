@@ -6,9 +6,12 @@ Each owner of a settings block (look, voice, sonify, install, ...) reads its own
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+MAX_NUMBER = 1e9  # the top of every numeric key that names no range of its own: all ranges are finite
 
 
 class ConfigError(Exception):
@@ -74,19 +77,22 @@ class Table:
         v = self.raw(k, default)
         if v is None:
             return None
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise self.error(k, v, f"must be a number{_range(lo, hi)}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise self.error(k, v, f"must be a number{_range(lo, hi)}")
+        hi = MAX_NUMBER if hi is None else hi
+        lo = -MAX_NUMBER if lo is None else lo
+        # NaN compares false with everything, so a range check alone lets it (and inf without hi) through
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not lo <= v <= hi:
+            raise self.error(k, v, f"must be a number{_range(lo, hi)} (finite)")
         return float(v)
 
     def int(self, k: str, default: int | None = None, lo: int | None = None, hi: int | None = None) -> int | None:
         v = self.raw(k, default)
         if v is None:
             return None
+        hi = int(MAX_NUMBER) if hi is None else hi
+        lo = -int(MAX_NUMBER) if lo is None else lo
         if isinstance(v, bool) or not isinstance(v, int):
             raise self.error(k, v, f"must be a whole number{_range(lo, hi)}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
+        if not lo <= v <= hi:
             raise self.error(k, v, f"must be a whole number{_range(lo, hi)}")
         return v
 
@@ -97,6 +103,9 @@ class Table:
         if not isinstance(v, list) or not all(isinstance(x, item) and not isinstance(x, bool) or item is bool for x in v):
             name = getattr(item, "__name__", "value")
             raise self.error(k, v, f"must be a list of {name}s")
+        if any(isinstance(x, float) and (not math.isfinite(x) or abs(x) > MAX_NUMBER) for x in v):
+            raise self.error(k, v, f"must be a list of finite {getattr(item, '__name__', 'value')}s "
+                                   f"from {-MAX_NUMBER:g} to {MAX_NUMBER:g}")
         return v
 
     def check_unknown(self, extra_allowed: Iterable[str] = ()) -> None:

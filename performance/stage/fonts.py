@@ -16,6 +16,7 @@ from typing import Any
 import pygame
 import pygame.freetype
 
+from performance.stage.font_probe import probe_font
 from performance.stage.look import FONTS_DIR
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ class Fonts:
         key = (self.path(path), max(MIN_SIZE, int(size)))
         f = self._fonts.get(key)
         if f is None:
+            bad = probe_font(key[0]) if key[0] != str(FALLBACK_FONT) else None
+            if bad is not None:  # never hand SDL_ttf a font that crashed or failed a test render
+                log.warning("font %s %s; using %s", key[0], bad, FALLBACK_FONT.name)
+                self._bad.add(key[0])
+                return self.get(FALLBACK_FONT, key[1])
             try:
                 f = pygame.font.Font(key[0], key[1])
             except (OSError, FileNotFoundError, pygame.error) as e:
@@ -91,6 +97,8 @@ class Fonts:
         return f
 
     def _face(self, path: str) -> pygame.freetype.Font | None:
+        if path not in self._faces and probe_font(path) is not None:
+            self._faces[path] = None
         if path not in self._faces:
             try:
                 self._faces[path] = pygame.freetype.Font(path, _PROBE_SIZE)

@@ -134,6 +134,11 @@ def _font_file(font: str, t: Table) -> Path:
     candidates = [p] if p.is_absolute() else [Path(t.file).parent / p, REPO / p]
     for c in candidates:
         if c.suffix.lower() in (".ttf", ".otf") and c.is_file():
+            from performance.stage.font_probe import probe_font  # a child process: only for fonts not shipped
+
+            bad = probe_font(c)
+            if bad is not None:
+                raise t.error("font", font, f"this font {bad}; use serif, sans, mono or another file")
             return c.resolve()
     raise t.error("font", font, "serif, sans, mono, or an existing .ttf/.otf file")
 

@@ -267,6 +267,8 @@ def load_markov(model_dir: Path, card: dict) -> MarkovGenerator:
         arrays = load_file(str(path))
         for o in range(1, order + 1):
             ctx, nxt, cnt = arrays[f"ctx{o}"], arrays[f"next{o}"], arrays[f"count{o}"]
+            if not all(np.issubdtype(a.dtype, np.integer) for a in (ctx, nxt, cnt)):
+                raise ValueError(f"order {o} tables must hold integers, got {ctx.dtype}/{nxt.dtype}/{cnt.dtype}")
             if ctx.ndim != 2 or ctx.shape != (len(nxt), o) or cnt.shape != nxt.shape:
                 raise ValueError(f"order {o} tables have mismatched shapes")
             if len(nxt) and (int(nxt.max()) >= V or int(ctx.max()) >= V or min(int(nxt.min()), int(ctx.min())) < 0
@@ -282,6 +284,8 @@ def load_markov(model_dir: Path, card: dict) -> MarkovGenerator:
             starts[o] = [*first.tolist(), len(keys)]
             nxts[o], cnts[o] = nxt.tolist(), cnt.tolist()
         unigram = arrays["unigram"]
+        if not np.issubdtype(unigram.dtype, np.integer):
+            raise ValueError(f"unigram counts must be integers, got {unigram.dtype}")
         if unigram.shape != (V,) or int(unigram.sum()) < 1:
             raise ValueError("unigram counts do not match the vocabulary")
     except Exception as e:

@@ -201,6 +201,20 @@ class NeuralGenerator:
         return _StreamsBatch([TransformerStream(self, s, p) for s, p in zip(seeds, prompts, strict=True)])
 
 
+MAX_MODEL_BYTES = 4 << 30  # weights of one model, whatever the machine has
+
+
+def memory_budget() -> int:
+    """Bytes a model's weights may take: half the memory free now, at most MAX_MODEL_BYTES."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = {ln.split(":")[0]: int(ln.split()[1]) * 1024 for ln in f if ln.split()[1:2]}
+        free = info.get("MemAvailable", info.get("MemFree", 0))
+    except (OSError, ValueError, IndexError):
+        free = 2 * MAX_MODEL_BYTES
+    return min(MAX_MODEL_BYTES, free // 2)
+
+
 def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGenerator:
     """Rebuild the network from its card and load its safetensors weights (never a pickle)."""
     card_path = model_dir / "model.json"
@@ -209,10 +223,22 @@ def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGener
         hp = dict(card["hyperparameters"])
         hp["kind"] = kind
         vocab = card["vocab"]
-        if not isinstance(vocab, list) or not vocab:
-            raise ValueError("vocab must be a non-empty list")
+        if not isinstance(vocab, list) or not vocab or not all(isinstance(v, str) and v for v in vocab):
+            raise ValueError("vocab must be a non-empty list of non-empty strings")
+        if len(set(vocab)) != len(vocab):
+            raise ValueError("vocab holds the same entry twice")
+        for k in ("embed", "hidden", "layers", "heads", "context"):
+            v = hp.get(k, 1)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 16:
+                raise ValueError(f"hyperparameter {k!r} = {v!r} must be a whole number 1..65536")
+        with torch.device("meta"):  # sizes only: nothing is allocated until the memory is known to be there
+            need = sum(p.numel() * 4 for p in build_net(hp, len(vocab)).parameters())
+        have = memory_budget()
+        if need > have:
+            raise ValueError(f"the network needs {need / 2**20:.0f} MB; at most {have / 2**20:.0f} MB may be used "
+                             f"on this machine (half its free memory, capped at {MAX_MODEL_BYTES / 2**30:.0f} GB)")
         net = build_net(hp, len(vocab))
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
         raise ModelFileError(f"{card_path}: incomplete or inconsistent card ({e})") from None
     load_weights(net, model_dir / "model.safetensors", device="cpu")
     net.to(device)

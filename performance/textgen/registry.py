@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from performance.safe_files import UnsafeFile, load_json
 from performance.textgen.base import Generator, ModelFileError
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -36,10 +37,16 @@ def read_card(model_dir: Path) -> dict:
     if not card_path.exists():
         raise ModelFileError(f"{card_path}: missing (a model folder holds model.json and its weights)")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
+        card = load_json(card_path)
+    except UnsafeFile as e:
+        raise ModelFileError(str(e)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{card_path}: not valid JSON ({e})") from e
-    if not isinstance(card, dict) or card.get("kind") not in KINDS:
+        raise ModelFileError(f"{card_path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise ModelFileError(f"{card_path}: cannot read ({e.strerror})") from None
+    if not isinstance(card, dict):
+        raise ModelFileError(f"{card_path}: must be a JSON object {{\"kind\": ...}}, got a {type(card).__name__}")
+    if card.get("kind") not in KINDS:
         raise ModelFileError(f"{card_path}: key 'kind' is {card.get('kind')!r}; allowed: {', '.join(KINDS)}")
     return card
 
