@@ -103,6 +103,8 @@ class Setlist:
     panic_fade: float = 2.0
     seed: int | None = None
     install: Any = None
+    midi: str | None = None  # MIDI controller port (partial name), as --midi
+    midi_map: str | None = None  # mapping file (assets/controllers/*.toml), as --midi-map
 
     def scene_index(self, key: int | str) -> int | None:
         """0-based index of scene number `key` (1-based) or of the scene named/filed `key`."""
@@ -281,6 +283,8 @@ def load_setlist(path: str | Path) -> Setlist:
         panic_fade=t.float("panic_fade", 2.0, lo=0.0),
         seed=t.int("seed", None, lo=0),
         install=install,
+        midi=t.str("midi", None),
+        midi_map=t.str("midi_map", None),
     )
     t.raw("description")
     t.check_unknown()
