@@ -60,6 +60,9 @@ class OperatorView:
         t.add_row("model", s["model"])
         t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
         t.add_row("paused · voice · volume", f"{s['paused']} · {s['voice']} · {s['volume']:.2f}")
+        for key, label in (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote")):
+            if s.get(key):
+                t.add_row(label, str(s[key]))
         for c in list(self._commands)[-4:]:
             t.add_row("command", c)
         for e in s.get("errors", []):

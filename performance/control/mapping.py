@@ -226,25 +226,31 @@ def save_learned(path: Path, bindings: list[Binding]) -> None:
 
 
 def parse(data: bytes | list[int]) -> tuple[str, int, int, int] | None:
-    """A raw MIDI message as (kind "cc"|"note", channel 1..16, number, value), note off as value 0;
-    None for anything else (clock, sysex, pitch bend)."""
-    if len(data) < 3:
+    """A raw MIDI message (parsed by mido) as (kind "cc"|"note", channel 1..16, number, value),
+    note off as value 0; None for anything else (clock, sysex, pitch bend) or broken bytes."""
+    import mido
+
+    try:
+        m = mido.Message.from_bytes(list(data))
+    except (ValueError, TypeError, IndexError):
         return None
-    status, a, b = data[0], data[1], data[2]
-    kind, ch = status & 0xF0, (status & 0x0F) + 1
-    if kind == 0xB0:
-        return "cc", ch, a, b
-    if kind == 0x90:
-        return "note", ch, a, b
-    if kind == 0x80:
-        return "note", ch, a, 0
+    if m.type == "control_change":
+        return "cc", m.channel + 1, m.control, m.value
+    if m.type == "note_on":
+        return "note", m.channel + 1, m.note, m.velocity
+    if m.type == "note_off":
+        return "note", m.channel + 1, m.note, 0
     return None
 
 
 def message(kind: str, channel: int, number: int, value: int) -> list[int]:
-    """Raw bytes of a CC or note on (feedback out)."""
-    status = (0xB0 if kind == "cc" else 0x90) | (max(1, min(16, channel)) - 1)
-    return [status, number & 0x7F, max(0, min(127, int(value)))]
+    """Raw bytes of a CC or note on (feedback out), built by mido."""
+    import mido
+
+    ch, v = max(1, min(16, channel)) - 1, max(0, min(127, int(value)))
+    if kind == "cc":
+        return mido.Message("control_change", channel=ch, control=number & 0x7F, value=v).bytes()
+    return mido.Message("note_on", channel=ch, note=number & 0x7F, velocity=v).bytes()
 
 
 @dataclass

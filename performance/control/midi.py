@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from performance.control.command import PREFIX, Command
+from performance.control.inbox import put_latest
 from performance.control.mapping import (
     BUTTONS,
     CONTINUOUS,
@@ -42,20 +43,23 @@ from performance.control.mapping import (
 
 log = logging.getLogger("lectern.midi")
 CLIENT = "lectern"
+SYSTEM_RETRY_S = 5.0  # no MIDI system (no ALSA sequencer, no JACK server): look again this often
 FEEDBACK_QUIET_S = 0.5  # a control moved this recently gets no feedback (a motor fader must not fight a hand)
-MAX_PENDING = 256
 
 
-def _rtmidi_api(name: str | None) -> int:
-    """'alsa' | 'jack' | None (LECTERN_MIDI_API, else rtmidi's default) as an rtmidi API constant."""
+def _rtmidi_apis(name: str | None) -> list[int]:
+    """'alsa' | 'jack' | ... | None (LECTERN_MIDI_API, else every compiled one in rtmidi's order)
+    as the rtmidi API constants to try."""
     import rtmidi
 
     name = (name or os.environ.get("LECTERN_MIDI_API") or "").lower()
-    table = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK, "": rtmidi.API_UNSPECIFIED,
+    table = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK,
              "coremidi": rtmidi.API_MACOSX_CORE, "winmm": rtmidi.API_WINDOWS_MM}
+    if not name:
+        return list(rtmidi.get_compiled_api())
     if name not in table:
-        raise ValueError(f"LECTERN_MIDI_API={name!r}: allowed alsa, jack, coremidi, winmm")
-    return table[name]
+        raise ValueError(f"LECTERN_MIDI_API={name!r}: allowed {', '.join(table)}")
+    return [table[name]]
 
 
 def find_port(names: list[str], match: str, own: str = CLIENT) -> int | None:
@@ -113,6 +117,7 @@ class MidiController:
                        "reopened": 0, "lost": 0, "coalesced": 0}
         self._api_error_logged = False
         self._missing_logged = False
+        self._next_system_try = 0.0
 
     # ---- thread-safe entry points --------------------------------------------------------------
     def start(self) -> None:
@@ -195,19 +200,29 @@ class MidiController:
 
     def _ports(self) -> None:
         if self._in is None:
-            try:
-                import rtmidi
+            if time.monotonic() < self._next_system_try:
+                return
+            self._next_system_try = time.monotonic() + SYSTEM_RETRY_S
+            import rtmidi
 
-                api = _rtmidi_api(self.api_name)
-                self._in = rtmidi.MidiIn(api, name=self.client)
-                self._in.ignore_types(sysex=True, timing=True, active_sense=True)
-                self._out = rtmidi.MidiOut(api, name=self.client)
-                self._api_error_logged = False
-            except Exception as e:
-                self._in = self._out = None
+            os.environ.setdefault("JACK_NO_START_SERVER", "1")  # never start a JACK server behind the show's back
+            errors = []
+            for api in _rtmidi_apis(self.api_name):
+                try:
+                    self._in = rtmidi.MidiIn(api, name=self.client)
+                    self._in.ignore_types(sysex=True, timing=True, active_sense=True)
+                    self._out = rtmidi.MidiOut(api, name=self.client)
+                    self._api_error_logged = False
+                    log.info("MIDI: using %s", rtmidi.get_api_name(api))
+                    break
+                except Exception as e:
+                    self._in = self._out = None
+                    errors.append(f"{rtmidi.get_api_name(api)}: {str(e).strip() or type(e).__name__}")
+            if self._in is None:
                 if not self._api_error_logged:
                     self._api_error_logged = True
-                    log.warning("MIDI: no MIDI system yet (%s); looking again", e)
+                    log.warning("MIDI: no MIDI system yet (%s); looking again every %g s", "; ".join(errors),
+                                SYSTEM_RETRY_S)
                 return
         names = self._in.get_ports()
         if self.in_name is not None and self.in_name not in names:
@@ -322,25 +337,11 @@ class MidiController:
         return Command(f"{PREFIX}/{name}", args, source="midi", received=received)
 
     def _enqueue(self, cmd: Command, b: Binding) -> None:
-        q = self.inbox
-        old = self._slots.get(b) if b.continuous else None
-        if old is not None:
-            with q.mutex:  # queue.Queue's own lock: the engine cannot take it while we swap
-                items = q.queue
-                for i in range(len(items) - 1, -1, -1):
-                    if items[i] is old:
-                        items[i] = cmd
-                        self._slots[b] = cmd
-                        self.counts["coalesced"] += 1
-                        return
-        if q.qsize() >= MAX_PENDING and not b.continuous:
+        got = put_latest(self.inbox, cmd, self._slots.get(b) if b.continuous else None)
+        if got == "full":
             log.warning("MIDI: engine busy; %s dropped", cmd.address)
             return
-        try:
-            q.put_nowait(cmd)
-        except queue.Full:
-            return
-        self.counts["accepted"] += 1
+        self.counts["coalesced" if got == "replaced" else "accepted"] += 1
         if b.continuous:
             self._slots[b] = cmd
 
