@@ -1,8 +1,10 @@
 """MIDI in and out: a controller's notes and CCs become the same Commands OSC produces.
 
-One thread ("lectern-midi") owns everything here: the rtmidi ports, the mapping, soft takeover,
-learn and feedback. rtmidi's callback (its own native thread) only puts the raw bytes on this
-thread's queue; state snapshots from the publisher and learn requests arrive on the same queue.
+The controller owns the rtmidi ports, the mapping, soft takeover, learn and feedback. Incoming
+messages are handled in rtmidi's callback (its own native thread: no extra hop, so a CC reaches the
+inbox as fast as an OSC datagram does); the "lectern-midi" thread looks after the ports (hot-plug)
+and takes state snapshots from the publisher and learn requests off its queue. The two share the
+controller's state under one lock, held only for the few microseconds a message takes.
 Accepted Commands go on the engine's inbox (source "midi"); a burst of fader values collapses to
 the newest one the engine has not taken yet, as with OSC.
 
@@ -101,6 +103,7 @@ class MidiController:
             self.mapping = self.mapping.with_binding(b)
         self._q: queue.Queue = queue.Queue(maxsize=8192)
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the callback thread and the MIDI thread share what follows
         self._thread = threading.Thread(target=self._run, name="lectern-midi", daemon=True)
         self._in = self._out = None
         self.in_name: str | None = None
@@ -166,10 +169,12 @@ class MidiController:
 
     def feed(self, data: list[int]) -> None:
         """Raw MIDI bytes as if they came from the port (rtmidi's callback calls this)."""
+        received = time.monotonic()
         try:
-            self._q.put_nowait(("midi", (list(data), time.monotonic())))
-        except queue.Full:
-            pass
+            with self._lock:
+                self._midi(list(data), received)
+        except Exception:  # one odd message must not stop the controller
+            log.exception("MIDI: message %s failed", data)
 
     # ---- the MIDI thread -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -178,7 +183,7 @@ class MidiController:
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + self.poll_s
-                try:
+                try:  # not under the lock: closing a JACK port waits for its process cycle (the callback)
                     self._ports()
                 except Exception as e:
                     log.warning("MIDI: port check failed: %s", e)
@@ -187,13 +192,12 @@ class MidiController:
             except queue.Empty:
                 continue
             try:
-                if kind == "midi":
-                    self._midi(*item)
-                elif kind == "state":
-                    self._state = item
-                    self._feedback()
-                elif kind == "learn":
-                    self._set_learn(item)
+                with self._lock:
+                    if kind == "state":
+                        self._state = item
+                        self._feedback()
+                    elif kind == "learn":
+                        self._set_learn(item)
             except Exception:  # one odd message must not stop the controller
                 log.exception("MIDI: %s message failed", kind)
         self._close()
@@ -256,7 +260,8 @@ class MidiController:
                 self.out_name = outs[j]
             log.warning("MIDI: %s %r%s", "re-opened" if reopened else "opened", self.in_name,
                         f" (feedback to {self.out_name!r})" if self.out_name else " (no feedback port)")
-            self._feedback(force=True)
+            with self._lock:
+                self._feedback(force=True)
 
     def _close(self) -> None:
         for p in (self._in, self._out):
