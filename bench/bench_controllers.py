@@ -9,7 +9,8 @@ CC 20, takeover "jump") and the remote (--remote), then sends temperature change
 rotating OSC → MIDI → remote so the three share the same load. The figures are the engine's own
 measurement from --stats-json (the OSC bench's method): from the moment the controller's thread
 received the message (OSC datagram read, rtmidi callback, WebSocket frame) to the flip of the
-first frame that applied it. Prints p50/p99 per source and the difference to OSC's p99.
+first frame that applied it. Prints p50/p99 per source and the difference to OSC's p99 for each
+run, then the medians over --repeats runs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,12 +96,25 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--count", type=int, default=300)
     p.add_argument("--setlist", default="setlists/incremental-temperature.toml")
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
+    runs = []
+    for i in range(args.repeats):
+        out = one_run(args)
+        print(f"run {i + 1}: " + json.dumps(out), flush=True)
+        runs.append(out)
+    keys = [k for k in runs[0] if all(isinstance(r.get(k), int | float) for r in runs)]
+    print(json.dumps({"runs": len(runs), "setlist": args.setlist,
+                      "median": {k: statistics.median(r[k] for r in runs) for k in keys}}, indent=1))
+    return 0
+
+
+def one_run(args: argparse.Namespace) -> dict:
+    """One show: jackd, a fake controller, the show, the sends; the stats figures."""
     import rtmidi
 
     if shutil.which("jackd") is None:
-        print("jackd not installed (apt jackd2)", file=sys.stderr)
-        return 2
+        raise SystemExit("jackd not installed (apt jackd2)")
     tmp = Path(tempfile.mkdtemp(prefix="lectern-ctl-bench-"))
     (tmp / "map.toml").write_text(MAPPING)
     server = f"lectern-bench-{os.getpid()}"
@@ -117,8 +132,7 @@ def main() -> int:
             except Exception:
                 time.sleep(0.2)
         else:
-            print("jackd did not start", file=sys.stderr)
-            return 1
+            raise SystemExit("jackd did not start")
         midi_out.open_virtual_port("bench fader")
         osc_port, remote_port = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
         proc = subprocess.Popen([sys.executable, "run.py", "play", args.setlist, "--headless", "--quiet",
@@ -144,8 +158,7 @@ def main() -> int:
     for src in ("midi", "remote"):
         if out.get(f"{src}_latency_ms_p99") is not None and out.get("osc_latency_ms_p99") is not None:
             out[f"{src}_p99_minus_osc_p99_ms"] = round(out[f"{src}_latency_ms_p99"] - out["osc_latency_ms_p99"], 2)
-    print(json.dumps(out, indent=1))
-    return 0
+    return out
 
 
 if __name__ == "__main__":
