@@ -72,8 +72,8 @@ async def drive(count: int, osc_port: int, remote_port: int, midi_out) -> None:
         reader.cancel()
 
 
-def wait_ready(osc_port: int, proc: subprocess.Popen) -> None:
-    """Until the show answers /lectern/ping (the remote and MIDI start before OSC answers)."""
+def wait_ready(osc_port: int, remote_port: int, proc: subprocess.Popen) -> None:
+    """Until the show answers /lectern/ping and the remote accepts connections."""
     from pythonosc.osc_message_builder import OscMessageBuilder
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -86,9 +86,13 @@ def wait_ready(osc_port: int, proc: subprocess.Popen) -> None:
         sock.sendto(ping, ("127.0.0.1", osc_port))
         try:
             sock.recvfrom(65536)
-            return
         except TimeoutError:
             continue
+        try:
+            socket.create_connection(("127.0.0.1", remote_port), timeout=0.3).close()
+            return
+        except OSError:
+            time.sleep(0.1)
     raise SystemExit("the show did not answer /lectern/ping within 120 s")
 
 
@@ -139,7 +143,7 @@ def one_run(args: argparse.Namespace) -> dict:
                                  "--osc-port", str(osc_port), "--remote", str(remote_port), "--midi", "bench fader",
                                  "--midi-map", str(tmp / "map.toml"), "--duration", "100000",
                                  "--transcript-dir", str(tmp), "--stats-json", str(tmp / "s.json")], cwd=ROOT, env=env)
-        wait_ready(osc_port, proc)
+        wait_ready(osc_port, remote_port, proc)
         time.sleep(2)  # the first poem under way, as in a show
         asyncio.run(drive(args.count, osc_port, remote_port, midi_out))
         time.sleep(0.5)

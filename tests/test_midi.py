@@ -34,7 +34,8 @@ def jack():
     os.environ.setdefault("JACK_NO_AUDIO_RESERVATION", "1")
     proc = subprocess.Popen([exe, "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", "1024"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 15
+    time.sleep(0.5)  # asking before jackd's socket exists only prints JACK's complaints
     while True:  # ready when a client can list ports
         try:
             probe = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="probe")
@@ -230,3 +231,66 @@ def test_no_controller_at_start_is_not_an_error(jack, caplog):
     assert midi.in_name is None and midi._thread.is_alive()
     midi.stop()
     assert sum("no port matching 'no such box'" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_running_show_with_midi_and_osc(jack, tmp_path):
+    """run.py play --midi: a CC moves the show's temperature (seen by an OSC subscriber), an OSC
+    change moves the controller's fader (feedback), /lectern/learn over OSC is answered."""
+    import socket
+    import sys
+
+    from pythonosc.osc_message import OscMessage
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    ctl = FakeController("show ctl")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = {**os.environ, "LECTERN_MIDI_API": "jack"}
+    proc = subprocess.Popen([sys.executable, "run.py", "play", "setlists/safe.toml", "--headless", "--window", "320x180",
+                             "--quiet", "--osc-port", str(port), "--midi", "show ctl", "--duration", "120",
+                             "--transcript-dir", str(tmp_path)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "stderr.log", "w"))
+    osc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    osc.bind(("127.0.0.1", 0))
+    osc.settimeout(0.2)
+
+    def send(address: str, *args) -> None:
+        b = OscMessageBuilder(address)
+        for a in args:
+            b.add_arg(a)
+        osc.sendto(b.build().dgram, ("127.0.0.1", port))
+
+    def collect(seconds: float) -> list[tuple[str, list]]:
+        out, end = [], time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                m = OscMessage(osc.recvfrom(65536)[0])
+                out.append((m.address, list(m.params)))
+            except TimeoutError:
+                pass
+        return out
+
+    try:
+        t0 = time.monotonic()
+        while not any(a == "/lectern/pong" for a, _ in collect(0.3)):
+            send("/lectern/ping")
+            assert proc.poll() is None and time.monotonic() - t0 < 40, (tmp_path / "stderr.log").read_text()[-1500:]
+        send("/lectern/subscribe", osc.getsockname()[1])
+        assert wait(lambda: "opened 'fakectl:show ctl'" in (tmp_path / "stderr.log").read_text(), 30), \
+            (tmp_path / "stderr.log").read_text()[-1500:]
+        time.sleep(0.2)
+        ctl.send(0xB0, 20, 127)  # the generic map: CC 20 is the temperature, 0..3
+        assert wait(lambda: [3.0] in [v for a, v in collect(0.3) if a == "/lectern/state/temperature"], 15)
+        while not ctl.got.empty():
+            ctl.got.get_nowait()
+        send("/lectern/temperature", 0.75)  # from OSC: the controller's fader follows
+        assert [0xB0, 20, 64] in ctl.feedback(5)
+        send("/lectern/learn", "/lectern/volume")
+        replies = [v for a, v in collect(1.0) if a == "/lectern/reply" and v[0] == "/lectern/learn"]
+        assert replies and replies[0][1] == "ok", replies
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        ctl.close()

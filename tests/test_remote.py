@@ -93,6 +93,15 @@ def show(tmp_path_factory):
         if proc.poll() is not None or time.monotonic() - t0 > 40:
             proc.kill()
             pytest.fail("the show did not start: " + (tmp / "stderr.log").read_text()[-1500:])
+    while True:  # the remote starts after OSC answers
+        try:
+            socket.create_connection(("127.0.0.1", remote_port), timeout=0.3).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() - t0 > 40:
+                proc.kill()
+                pytest.fail("the remote did not start: " + (tmp / "stderr.log").read_text()[-1500:])
+            time.sleep(0.05)
     osc.send("/lectern/connect", PASSCODE)
     osc.send("/lectern/subscribe", osc.sock.getsockname()[1])
     osc.collect(0.3)
