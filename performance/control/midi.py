@@ -326,7 +326,7 @@ class MidiController:
             if b.takeover == "pickup" and not pick.accept(value):
                 self.counts["pickup_waits"] += 1
                 return None
-            return Command(f"{PREFIX}/{b.command}", (b.to_value(value),), source="midi", received=received)
+            return self._validated(b.command, (b.to_value(value),), received)
         if value == 0 or b.kind == "cc" and value < 64:  # release
             return None
         name, args = b.command, ()
@@ -339,6 +339,18 @@ class MidiController:
         elif name == "scene":
             v = b.value
             args = (min(max(1, self.scene_count()), max(1, v)) if isinstance(v, int) else v,)
+        return self._validated(name, args, received)
+
+    def _validated(self, name: str, args: tuple, received: float) -> Command | None:
+        """The same validation and clamping as OSC (osc.interpret) for every address in its table."""
+        from performance.control.osc import TABLE, OscError, interpret
+
+        if name in TABLE:
+            try:
+                name, args = interpret(f"{PREFIX}/{name}", args, self.scene_count())
+            except OscError as e:
+                log.warning("MIDI: %s refused: %s", name, e)
+                return None
         return Command(f"{PREFIX}/{name}", args, source="midi", received=received)
 
     def _enqueue(self, cmd: Command, b: Binding) -> None:
