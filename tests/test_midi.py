@@ -281,7 +281,9 @@ def test_a_running_show_with_midi_and_osc(jack, tmp_path):
         assert wait(lambda: "opened 'fakectl:show ctl'" in (tmp_path / "stderr.log").read_text(), 30), \
             (tmp_path / "stderr.log").read_text()[-1500:]
         time.sleep(0.2)
-        ctl.send(0xB0, 20, 127)  # the generic map: CC 20 is the temperature, 0..3
+        # the generic map: CC 20 is the temperature (0..3, pickup): the show's 0.7 is picked up on the way
+        ctl.send(0xB0, 20, 0)
+        ctl.send(0xB0, 20, 127)
         assert wait(lambda: [3.0] in [v for a, v in collect(0.3) if a == "/lectern/state/temperature"], 15)
         while not ctl.got.empty():
             ctl.got.get_nowait()

@@ -1,10 +1,10 @@
 """MIDI in and out: a controller's notes and CCs become the same Commands OSC produces.
 
-The controller owns the rtmidi ports, the mapping, soft takeover, learn and feedback. Incoming
-messages are handled in rtmidi's callback (its own native thread: no extra hop, so a CC reaches the
-inbox as fast as an OSC datagram does); the "lectern-midi" thread looks after the ports (hot-plug)
-and takes state snapshots from the publisher and learn requests off its queue. The two share the
-controller's state under one lock, held only for the few microseconds a message takes.
+One thread ("lectern-midi") owns the rtmidi ports, the mapping, soft takeover, learn and feedback.
+rtmidi queues incoming messages in C++ (no callback: with JACK a Python callback would run in
+JACK's process thread and wait for the GIL, and a loaded show made JACK drop the client); the
+thread takes them every POLL_MIDI_S (1 ms), and takes state snapshots from the publisher and
+learn requests off its own queue in the same wait.
 Accepted Commands go on the engine's inbox (source "midi"); a burst of fader values collapses to
 the newest one the engine has not taken yet, as with OSC.
 
@@ -45,6 +45,7 @@ from performance.control.mapping import (
 
 log = logging.getLogger("lectern.midi")
 CLIENT = "lectern"
+POLL_MIDI_S = 0.001  # how often rtmidi's input queue is read: at most this much added latency
 SYSTEM_RETRY_S = 5.0  # no MIDI system (no ALSA sequencer, no JACK server): look again this often
 FEEDBACK_QUIET_S = 0.5  # a control moved this recently gets no feedback (a motor fader must not fight a hand)
 
@@ -104,6 +105,7 @@ class MidiController:
         self._q: queue.Queue = queue.Queue(maxsize=8192)
         self._stop = threading.Event()
         self._lock = threading.Lock()  # the callback thread and the MIDI thread share what follows
+        self._outbox: list[list[int]] = []  # feedback waiting to be sent by the MIDI thread
         self._thread = threading.Thread(target=self._run, name="lectern-midi", daemon=True)
         self._in = self._out = None
         self.in_name: str | None = None
@@ -183,12 +185,15 @@ class MidiController:
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + self.poll_s
-                try:  # not under the lock: closing a JACK port waits for its process cycle (the callback)
+                try:
                     self._ports()
                 except Exception as e:
                     log.warning("MIDI: port check failed: %s", e)
+            if self.in_name is not None:
+                self._read_input()
             try:
-                kind, item = self._q.get(timeout=max(0.0, next_poll - time.monotonic()))
+                kind, item = self._q.get(timeout=POLL_MIDI_S if self.in_name is not None
+                                         else max(0.0, next_poll - time.monotonic()))
             except queue.Empty:
                 continue
             try:
@@ -198,9 +203,36 @@ class MidiController:
                         self._feedback()
                     elif kind == "learn":
                         self._set_learn(item)
+                self._flush()
             except Exception:  # one odd message must not stop the controller
                 log.exception("MIDI: %s message failed", kind)
         self._close()
+
+    def _read_input(self) -> None:
+        """Everything rtmidi has queued since the last look, oldest first."""
+        for _ in range(1024):
+            try:
+                got = self._in.get_message()
+            except Exception as e:
+                log.warning("MIDI: reading %r failed: %s", self.in_name, e)
+                return
+            if not got:
+                break
+            self.feed(got[0])
+        if self._outbox:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send the feedback queued under the lock, outside it, on this thread only: with JACK a send
+        waits for the next process cycle, which runs the input callback, which may want the lock."""
+        with self._lock:
+            out, self._outbox = self._outbox, []
+        for data in out:
+            try:
+                self._out.send_message(data)
+                self.counts["feedback"] += 1
+            except Exception as e:
+                log.warning("MIDI: feedback to %r failed: %s", self.out_name, e)
 
     def _ports(self) -> None:
         if self._in is None:
@@ -233,7 +265,6 @@ class MidiController:
             log.warning("MIDI: %r unplugged; waiting for it to come back", self.in_name)
             self.counts["lost"] += 1
             self._in.close_port()
-            self._in.cancel_callback()
             if self._out is not None and self.out_name is not None:
                 self._out.close_port()
             self.in_name = self.out_name = None
@@ -248,7 +279,6 @@ class MidiController:
                                 ", ".join(names) or "none", self.poll_s)
                 return
             self._in.open_port(i, "in")
-            self._in.set_callback(lambda ev, _data: self.feed(ev[0]))
             self.in_name = names[i]
             reopened = self._missing_logged or self.counts["lost"] > 0
             self.counts["reopened"] += int(self.counts["lost"] > 0)
@@ -262,6 +292,7 @@ class MidiController:
                         f" (feedback to {self.out_name!r})" if self.out_name else " (no feedback port)")
             with self._lock:
                 self._feedback(force=True)
+            self._flush()
 
     def _close(self) -> None:
         for p in (self._in, self._out):
@@ -393,11 +424,12 @@ class MidiController:
         if not force and self._fed.get(b) == raw:
             return
         self._fed[b] = raw
-        try:
-            self._out.send_message(message(b.kind, b.channel or 1, b.number, raw))
-            self.counts["feedback"] += 1
-        except Exception as e:
-            log.warning("MIDI: feedback to %r failed: %s", self.out_name, e)
+        self._outbox.append(message(b.kind, b.channel or 1, b.number, raw))
+        if threading.current_thread() is not self._thread:  # the callback: the MIDI thread sends it
+            try:
+                self._q.put_nowait(("flush", None))
+            except queue.Full:
+                pass
 
 
 def learned_path_for(session_dir: Path) -> Path:
