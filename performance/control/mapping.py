@@ -226,20 +226,19 @@ def save_learned(path: Path, bindings: list[Binding]) -> None:
 
 
 def parse(data: bytes | list[int]) -> tuple[str, int, int, int] | None:
-    """A raw MIDI message (parsed by mido) as (kind "cc"|"note", channel 1..16, number, value),
-    note off as value 0; None for anything else (clock, sysex, pitch bend) or broken bytes."""
-    import mido
-
-    try:
-        m = mido.Message.from_bytes(list(data))
-    except (ValueError, TypeError, IndexError):
+    """A raw MIDI message as (kind "cc"|"note", channel 1..16, number, value), note off as value 0;
+    None for anything else (clock, sysex, pitch bend) or broken bytes. By hand rather than through
+    mido: this runs for every fader step, and only three channel messages matter here."""
+    if len(data) != 3 or data[1] > 127 or data[2] > 127:
         return None
-    if m.type == "control_change":
-        return "cc", m.channel + 1, m.control, m.value
-    if m.type == "note_on":
-        return "note", m.channel + 1, m.note, m.velocity
-    if m.type == "note_off":
-        return "note", m.channel + 1, m.note, 0
+    status, a, b = data[0], data[1], data[2]
+    kind, ch = status & 0xF0, (status & 0x0F) + 1
+    if kind == 0xB0:
+        return "cc", ch, a, b
+    if kind == 0x90:
+        return "note", ch, a, b
+    if kind == 0x80:
+        return "note", ch, a, 0
     return None
 
 

@@ -382,7 +382,9 @@ class MidiController:
             except OscError as e:
                 log.warning("MIDI: %s refused: %s", name, e)
                 return None
-        return Command(f"{PREFIX}/{name}", args, source="midi", received=received)
+        # stamped as OSC stamps its Commands (just before they go on the inbox), so the latency
+        # figures of both measure the same stretch: inbox → first frame that shows it
+        return Command(f"{PREFIX}/{name}", args, source="midi", received=time.monotonic())
 
     def _enqueue(self, cmd: Command, b: Binding) -> None:
         got = put_latest(self.inbox, cmd, self._slots.get(b) if b.continuous else None)
