@@ -4,7 +4,8 @@
 PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
-APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core xdotool imagemagick openbox x11-utils tmux
+APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core \
+            xdotool imagemagick openbox x11-utils tmux jackd2 chromium chromium-driver
 
 .PHONY: setup apt venv venv-test run test lint bench soak clean-venv corpus-check
 

@@ -102,6 +102,9 @@ class OperatorView:
                 t.add_row("prompt", escape(f"{s['prompt_override'][:40]!r} (override)"))
             t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
             t.add_row("voice · volume", f"{s['voice']} · {s['volume']:.2f}")
+            for key, label in (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote")):
+                if s.get(key):
+                    t.add_row(label, escape(str(s[key])))
             for nxt in s.get("next_at", [])[:2]:
                 t.add_row("next at", escape(nxt))
             for c in list(self._commands)[-4:]:

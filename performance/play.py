@@ -111,6 +111,9 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--transcript-dir", type=Path, default=Path("sessions"), metavar="DIR", help="where transcripts go (default sessions/)")
     g.add_argument("--stats-json", type=Path, metavar="FILE", help="write frame statistics as JSON at the end")
     g.add_argument("--screenshot", type=Path, metavar="FILE", help="save the last frame as PNG at the end")
+    from performance.control.controllers import add_controller_arguments
+
+    add_controller_arguments(p)
 
 
 def register_play(sub: argparse._SubParsersAction) -> None:
@@ -209,6 +212,7 @@ class FrameStats:
         self.speaking_dropped = 0
         self.speaking_time = 0.0
         self.osc_latency_ms: list[float] = []
+        self.latency_ms: dict[str, list[float]] = {}  # other sources (midi, remote): message → frame
         self.frames = 0
         self.dropped = 0
         self.longest_gap = 0.0  # seconds between two presents: a 6.8 s freeze is one gap, not one drop
@@ -262,6 +266,11 @@ class FrameStats:
             out["osc_commands"] = len(lat)
             out["osc_latency_ms_p50"] = round(lat[len(lat) // 2], 2)
             out["osc_latency_ms_p99"] = round(lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))], 2)
+        for source, ms in sorted(self.latency_ms.items()):
+            lat = sorted(ms)
+            out[f"{source}_commands"] = len(lat)
+            out[f"{source}_latency_ms_p50"] = round(lat[len(lat) // 2], 2)
+            out[f"{source}_latency_ms_p99"] = round(lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))], 2)
         return out
 
 
@@ -288,6 +297,12 @@ def run_play(args: argparse.Namespace) -> int:
         setlist = load_setlist(args.setlist)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    from performance.control.controllers import check_controller_args
+
+    problem = check_controller_args(args, setlist)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.install:
         import dataclasses
@@ -331,6 +346,10 @@ class Runtime:
         self.size = args.window or (1920, 1080)
         self.sound = None
         self.osc = None
+        self.controllers = None
+        from performance.control.publisher import StatePublisher
+
+        self.publisher = StatePublisher()  # the one place state goes out: OSC, MIDI, remote
         self.recorder = None
         self.operator = None
         self.advertiser = None
@@ -484,6 +503,14 @@ class Runtime:
                 self._warn(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
                            "continuing without OSC (choose another --osc-port)")
                 self.osc = None
+        if self.osc is not None:
+            self.publisher.subscribe(self.osc.publish_state)
+        from performance.control.controllers import Controllers
+
+        self.controllers = Controllers(self.args, self.setlist, self.inbox, self.publisher, self.args.transcript_dir,
+                                       passcode=self.args.osc_passcode)
+        if not self.args.quiet and self.controllers.remote is not None:
+            print(self.controllers.announce(), file=sys.stderr)
         from performance.transcript import TranscriptWriter
 
         # "wall" = wall0 + t: wall0 is the engine's wall time at t = 0, not now (start-up x time-scale later)
@@ -597,8 +624,11 @@ class Runtime:
                 self.stats.frame(work, presented, speaking=self.sound is not None and self.sound.speaking())
                 for cmd in inbox:  # OSC message → the first presented frame that shows its effect
                     received = getattr(cmd, "received", None)
-                    if received is not None and len(self.stats.osc_latency_ms) < 100_000:
-                        self.stats.osc_latency_ms.append((presented - received) * 1000)
+                    if received is None:
+                        continue
+                    lat = self.stats.osc_latency_ms if cmd.source == "osc" else self.stats.latency_ms.setdefault(cmd.source, [])
+                    if len(lat) < 100_000:
+                        lat.append((presented - received) * 1000)
                 if self.recorder is not None and self.screen is not None:
                     self.recorder.frame(self.screen, now, changed=self.frame_changed)
                 if self.heartbeat is not None:
@@ -641,6 +671,8 @@ class Runtime:
                 break
         if self.osc is not None:
             inbox.extend(self.osc.drain())
+        if self.controllers is not None:
+            inbox = self.controllers.filter(inbox)
         stalled = self.engine.waiting_for_worker() and time.monotonic() - self.last_worker_output > STALL_S
         if not self.worker.alive() or stalled:
             why = "stalled" if stalled else "died"
@@ -770,7 +802,7 @@ class Runtime:
                 self._terminal_event(ev)
             if ev["event"] == "command" and self.operator is not None:
                 self.operator.command(f"{ev['source']} {ev['address']} {ev['args']} → {ev['detail']}")
-            if ev["event"] in ("scene", "poem_start", "command", "error") and self.osc is not None:
+            if ev["event"] in ("scene", "poem_start", "command", "error"):
                 self._publish(ev["t"])
         for f in out.files:
             if isinstance(f, Keep):
@@ -823,8 +855,10 @@ class Runtime:
                           self.restarts + self.worker.restarts, rss)
         if self.timetable is not None:
             snap["next_at"] = [f"{due:%a %H:%M:%S} {e.do}" for due, e in self.timetable.upcoming(self.clock.wall())]
-        if self.osc is not None:
-            self.osc.publish_state(snap)
+        snap["sonify"] = int(getattr(self.engine, "sonify_on", 0))
+        if self.controllers is not None:
+            snap.update(self.controllers.extras())
+        self.publisher.publish(snap)
         if self.operator is not None:
             self.operator.update(snap, self.engine, self.worker, self.stats)
         if self.status is not None:
@@ -863,7 +897,8 @@ class Runtime:
         for closer in (getattr(self.sound, "close", None),
                        (lambda: self.recorder.close(now)) if self.recorder is not None else None,
                        getattr(self.advertiser, "stop", None),
-                       getattr(self.osc, "stop", None), getattr(self.operator, "stop", None)):
+                       getattr(self.osc, "stop", None), getattr(self.controllers, "stop", None),
+                       getattr(self.operator, "stop", None)):
             if closer:
                 try:
                     closer()

@@ -109,6 +109,8 @@ class Setlist:
     install: Any = None
     timetable: tuple = ()  # [[at]] wall-clock triggers (performance.control.timetable.AtEntry)
     monitor: int | None = None  # monitor = { display = N }: the poet's confidence monitor on display N
+    midi: str | None = None  # MIDI controller port (partial name), as --midi
+    midi_map: str | None = None  # mapping file (assets/controllers/*.toml), as --midi-map
 
     def scene_index(self, key: int | str) -> int | None:
         """0-based index of scene number `key` (1-based) or of the scene named/filed `key`."""
@@ -316,6 +318,8 @@ def load_setlist(path: str | Path) -> Setlist:
         install=install,
         timetable=timetable,
         monitor=monitor,
+        midi=t.str("midi", None),
+        midi_map=t.str("midi_map", None),
     )
     t.raw("description")
     t.check_unknown()
