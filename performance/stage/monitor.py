@@ -7,7 +7,7 @@ renderer of its own (a `pygame.Window` of pygame-ce's multi-window API), and rea
 StageView the stage reads plus a `MonitorInfo` the runtime builds; it never touches engine state.
 
 Cheap by design, so the audience's frame rate does not move: it redraws and presents only when
-what it shows changed (a revealed word, the spoken line, the clock's second), at most 10 times a
+what it shows changed (a revealed word, the spoken line, the clock's second), at most 4 times a
 second, from cached lines already in the window's pixel format.
 """
 
@@ -31,7 +31,7 @@ SPOKEN = (255, 211, 122)
 WARN = (255, 90, 80)
 PAUSE = (255, 160, 60)
 SANS = FONTS_DIR / "DejaVuSans.ttf"
-MIN_REDRAW_S = 0.1  # at most 10 redraws a second: each is a full-window upload on X11
+MIN_REDRAW_S = 0.25  # at most 4 redraws a second: each is a full-window upload on X11
 _CENTERED_DISPLAY = 0x2FFF0000  # SDL_WINDOWPOS_CENTERED_DISPLAY(n) = this | n
 
 
