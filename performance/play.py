@@ -537,6 +537,16 @@ class Runtime:
                                          self.args.osc_host, {"prefix": "/lectern", "setlist": self.setlist.name})
             self.advertiser.start()
 
+    def _monitor_frame(self) -> float:
+        """Draw and present the poet's monitor (when what it shows changed); its cost in seconds,
+        counted in the frame's work time."""
+        from performance.stage.monitor import monitor_info
+
+        t0 = time.perf_counter()
+        self.monitor.frame(self.last_view, monitor_info(self.engine, self.clock.wall(), self.timetable,
+                                                        tuple(self.errors[-1:])))
+        return time.perf_counter() - t0
+
     def _open_monitor(self) -> None:
         display = self.args.monitor if self.args.monitor is not None else self.setlist.monitor
         if display is not None and self.screen is not None:
@@ -612,15 +622,12 @@ class Runtime:
                     self._draw(now)
                     break
                 self._draw(now)
-                if self.monitor is not None:
-                    from performance.stage.monitor import monitor_info
-
-                    self.monitor.frame(self.last_view, monitor_info(self.engine, self.clock.wall(), self.timetable,
-                                                                    tuple(self.errors[-1:])))
                 work = time.perf_counter() - work_t0
                 if self.window is not None:
                     self.window.present(self.frame_changed, time.monotonic())
                 presented = time.monotonic()
+                if self.monitor is not None:  # after the stage's present: the audience's frame is never late for it
+                    work += self._monitor_frame()
                 self.stats.frame(work, presented, speaking=self.sound is not None and self.sound.speaking())
                 for cmd in inbox:  # OSC message → the first presented frame that shows its effect
                     received = getattr(cmd, "received", None)

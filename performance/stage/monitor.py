@@ -7,7 +7,7 @@ renderer of its own (a `pygame.Window` of pygame-ce's multi-window API), and rea
 StageView the stage reads plus a `MonitorInfo` the runtime builds; it never touches engine state.
 
 Cheap by design, so the audience's frame rate does not move: it redraws and presents only when
-what it shows changed (a revealed word, the spoken line, the clock's second), at most 10 times a
+what it shows changed (a revealed word, the spoken line, the clock's second), at most 4 times a
 second, from cached lines already in the window's pixel format.
 """
 
@@ -31,7 +31,7 @@ SPOKEN = (255, 211, 122)
 WARN = (255, 90, 80)
 PAUSE = (255, 160, 60)
 SANS = FONTS_DIR / "DejaVuSans.ttf"
-MIN_REDRAW_S = 0.1  # at most 10 redraws a second: each is a full-window upload on X11
+MIN_REDRAW_S = 0.25  # at most 4 redraws a second: each is a full-window upload on X11
 _CENTERED_DISPLAY = 0x2FFF0000  # SDL_WINDOWPOS_CENTERED_DISPLAY(n) = this | n
 
 
@@ -165,6 +165,14 @@ class Monitor:
 
         return self._lines.get_or((text, size, rgb, target.get_bitsize()), make)
 
+    def _fit(self, text: str, size: int, max_w: int) -> str:
+        """text, cut with an ellipsis to fit max_w pixels."""
+        if self.fonts.width(SANS, size, text) <= max_w:
+            return text
+        while len(text) > 1 and self.fonts.width(SANS, size, text + "…") > max_w:
+            text = text[:-1]
+        return text.rstrip() + "…"
+
     def _wrapped(self, line: str, size: int, max_w: int) -> list[str]:
         """One source line word-wrapped (cached: while a poem is typed only its last line changes)."""
         return self._wraps.get_or((line, size, max_w),
@@ -182,8 +190,9 @@ class Monitor:
         x = clock.get_width() + 3 * u
         now = f"now  {info.scene}  ·  {info.poem}"
         nxt = f"next  {info.standby or '—'}" + (f"  ·  at {info.next_at}" if info.next_at else "")
-        surface.blit(self._text(now, int(1.6 * u), TEXT, surface), (x, u))
-        surface.blit(self._text(nxt, int(1.6 * u), DIM, surface), (x, int(3.1 * u)))
+        room = w - x - u
+        surface.blit(self._text(self._fit(now, int(1.6 * u), room), int(1.6 * u), TEXT, surface), (x, u))
+        surface.blit(self._text(self._fit(nxt, int(1.6 * u), room), int(1.6 * u), DIM, surface), (x, int(3.1 * u)))
         top, bottom = 6 * u, h - 6 * u
         surface.fill(DIM, (u, top - u // 2, w - 2 * u, 2))
         # the poem, large, the spoken line marked; the newest lines when it does not fit
