@@ -48,6 +48,7 @@ class Open:
     prompt: str
     length: LengthRule
     continue_from: int | None = None
+    xray: object | None = None  # textgen.xray.XraySpec when the scene shows the x-ray, else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,13 @@ class Close:
 @dataclass(frozen=True, slots=True)
 class Preload:
     model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Neuron:
+    """Watch another hidden unit in every open x-ray stream, from the next token on."""
+
+    unit: int
 
 
 # ---- messages from the worker -----------------------------------------------------------------
@@ -97,7 +105,7 @@ class Loaded:
     seconds: float
 
 
-WorkerIn = Open | Grant | Close | Preload
+WorkerIn = Open | Grant | Close | Preload | Neuron
 WorkerOut = TokenOut | Done | Failed | Loaded
 
 
@@ -149,6 +157,10 @@ class WorkerCore:
                     req.credits.append((t, msg.top_k, msg.top_p))
         elif isinstance(msg, Close):
             self._reqs.pop(msg.id, None)
+        elif isinstance(msg, Neuron):
+            for req in self._reqs.values():
+                if hasattr(req.stream, "set_unit"):
+                    req.stream.set_unit(msg.unit)
         elif isinstance(msg, Preload):
             try:
                 self.model(msg.model)
@@ -183,7 +195,12 @@ class WorkerCore:
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            stream = gen.start(msg.seed, msg.prompt)
+            if msg.xray is not None:
+                from performance.textgen.xray import start_xray
+
+                stream = start_xray(gen, msg.seed, msg.prompt, msg.xray)
+            else:
+                stream = gen.start(msg.seed, msg.prompt)
         for w in caught[:1]:
             log.warning("model %s: %s", used, w.message)
         self._reqs[msg.id] = _Req(msg.id, gen, stream, LengthCounter(msg.length, word_tokens_of(gen)))
@@ -199,7 +216,8 @@ class WorkerCore:
 
         groups: dict[int, list[_Req]] = {}
         for req in self._reqs.values():
-            if req.credits and not req.done and isinstance(req.stream, RNNStream) and not req.stream.echo:
+            # exactly RNNStream: x-ray streams (a subclass) step alone, reporting what they saw
+            if req.credits and not req.done and type(req.stream) is RNNStream and not req.stream.echo:
                 groups.setdefault(id(req.gen), []).append(req)
         made = 0
         for reqs in groups.values():
