@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from performance import faults
 from performance.textgen.base import ModelFileError, Token
@@ -71,6 +72,13 @@ class Preload:
 
 
 @dataclass(frozen=True, slots=True)
+class Train:
+    """Start training on stage (textgen.live.TrainSpec), unless that folder's trainer already runs."""
+
+    spec: object
+
+
+@dataclass(frozen=True, slots=True)
 class Neuron:
     """Watch another hidden unit in every open x-ray stream, from the next token on."""
 
@@ -82,6 +90,17 @@ class Neuron:
 class TokenOut:
     id: int
     token: Token
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """Sent only for x-ray streams and followed/vintage models: which checkpoint writes the poem
+    (label, e.g. "learning · step 1200 · epoch 0.4 · val 1.92"), its validation-loss curve, the unit watched."""
+
+    id: int
+    checkpoint: str | None = None
+    curve: tuple[tuple[float, float], ...] = ()
+    unit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +124,8 @@ class Loaded:
     seconds: float
 
 
-WorkerIn = Open | Grant | Close | Preload | Neuron
-WorkerOut = TokenOut | Done | Failed | Loaded
+WorkerIn = Open | Grant | Close | Preload | Neuron | Train
+WorkerOut = TokenOut | Done | Failed | Loaded | Opened
 
 
 class _Req:
@@ -135,6 +154,9 @@ class WorkerCore:
 
             loader = load_model
         self._loader = loader
+        self._followers: dict[str, object] = {}  # "DIR@follow" → live.Follower
+        self._trainers: dict[str, object] = {}  # out folder → live.Trainer
+        self.follow_wait_s: float | None = None  # tests shorten the wait for a first checkpoint
 
     def model(self, name: str):
         """Load (once) and return a model; raise ModelFileError on failure."""
@@ -161,6 +183,8 @@ class WorkerCore:
             for req in self._reqs.values():
                 if hasattr(req.stream, "set_unit"):
                     req.stream.set_unit(msg.unit)
+        elif isinstance(msg, Train):
+            self._train(msg.spec)
         elif isinstance(msg, Preload):
             try:
                 self.model(msg.model)
@@ -175,8 +199,16 @@ class WorkerCore:
             self._reqs[msg.id] = req
             self._order.append(msg.id)
             return
+        label, curve = None, ()
         try:
-            gen = self.model(msg.model)
+            if msg.model.endswith("@follow"):
+                gen, label, curve = self._follow(msg.model)
+            else:
+                gen = self.model(msg.model)
+                if "@" in msg.model:  # a vintage: the caption says which step and how good it was
+                    from performance.textgen.vintages import checkpoint_label
+
+                    label = checkpoint_label(msg.model, getattr(gen, "card", {}) or {})
             used = msg.model
         except ModelFileError as e:
             fallback = FALLBACK_MODEL if msg.model != FALLBACK_MODEL else None
@@ -205,6 +237,45 @@ class WorkerCore:
             log.warning("model %s: %s", used, w.message)
         self._reqs[msg.id] = _Req(msg.id, gen, stream, LengthCounter(msg.length, word_tokens_of(gen)))
         self._order.append(msg.id)
+        if msg.xray is not None or label is not None:
+            self._emit(Opened(msg.id, label, curve, getattr(stream, "unit_index", None)))
+
+    def _follow(self, name: str):
+        """The newest readable checkpoint of a run (reloaded between poems), its label and curve."""
+        from performance.textgen.live import Follower
+        from performance.textgen.registry import MODELS_DIR, resolve_model_dir
+        from performance.textgen.vintages import split_ref
+
+        f = self._followers.get(name)
+        if f is None:
+            base = split_ref(name)[0]
+            try:
+                base_dir = resolve_model_dir(base)
+            except ModelFileError:  # not written yet: the trainer will create it
+                base_dir = Path(base) if ("/" in base or Path(base).is_absolute()) else MODELS_DIR / base
+            f = self._followers[name] = Follower(name, base_dir)
+        before = f.step
+        gen = f.current(self._loader) if self.follow_wait_s is None else f.current(self._loader, self.follow_wait_s)
+        if f.step != before:
+            self._emit(Loaded(f"{name} step {f.step}", getattr(gen, "kind", "?"), 0.0))
+        return gen, f.label(), f.curve()
+
+    def _train(self, spec) -> None:
+        from performance.textgen.live import Trainer
+
+        t = self._trainers.get(spec.out)
+        if t is not None and t.running():
+            return
+        t = self._trainers[spec.out] = Trainer(spec)
+        try:
+            t.start()
+        except OSError as e:
+            log.error("training on stage could not start: %s", e)
+
+    def stop_training(self) -> None:
+        """Stop every trainer this worker started."""
+        for t in self._trainers.values():
+            t.stop()
 
     def busy(self) -> bool:
         return any(r.credits and not r.done for r in self._reqs.values())
@@ -319,6 +390,8 @@ class GeneratorThread:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.core is not None:
+            self.core.stop_training()
         self.inbox.put(Close(-1))
 
     def _run(self) -> None:

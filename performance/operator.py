@@ -58,6 +58,8 @@ class OperatorView:
         t.add_row("temperature", f"{s['temperature']:.2f}{over}")
         t.add_row("seed", str(s["seed"]))
         t.add_row("model", s["model"])
+        if s.get("neuron") is not None:
+            t.add_row("x-ray unit", f"{s['neuron']}  (n / m: next / previous)")
         t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
         t.add_row("paused · voice · volume", f"{s['paused']} · {s['voice']} · {s['volume']:.2f}")
         for c in list(self._commands)[-4:]:
