@@ -186,6 +186,8 @@ class WorkerCore:
         elif isinstance(msg, Train):
             self._train(msg.spec)
         elif isinstance(msg, Preload):
+            if msg.model.endswith("@follow"):  # followed between poems, loaded when a poem opens
+                return
             try:
                 self.model(msg.model)
             except ModelFileError as e:

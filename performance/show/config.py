@@ -183,6 +183,8 @@ def _followed(t: Table) -> str:
     if not d or "@" in d:
         raise m.error(keys[0], d, "a model folder (no @step: it follows the newest)")
     m.check_unknown()
+    if "/" in d and not Path(d).is_absolute() and not Path(d).exists():
+        d = str(ROOT / d)  # a run folder named from the project root, like every shipped path
     return f"{d}@follow"
 
 

@@ -30,8 +30,8 @@ def unit_rgb(look, u: float | None, scale: float) -> tuple[int, int, int] | None
     """The background behind a character for a unit's activation u (None: the stage's own)."""
     if u is None:
         return None
-    a = min(1.0, abs(u) / scale)
-    q = round(a * UNIT_LEVELS) / UNIT_LEVELS
+    a = 0.55 * min(1.0, abs(u) / scale)  # a tint behind the text, never louder than the text
+    q = round(a * UNIT_LEVELS / 0.55) * 0.55 / UNIT_LEVELS
     if q == 0:
         return None
     bg = colour(look.background)
