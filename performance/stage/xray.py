@@ -138,13 +138,16 @@ def place_xray(lay, view, box: tuple[int, int, int, int], base: int, scale: floa
                                 confidence_rgb(look, 2.0 ** -s)))
         out.append(Rule(x0, ty + trace_h, bw, max(1, int(scale)), fgd))
         out.append(Placed("surprise (bits)", path, small, fgd, x0, ty - slh))
+    right = x0 + bw  # the top margin: the loss curve at the right, the unit left of it, the label left
+    if st.curve and len(xv.curve) >= 2:
+        cw = int(bw * 0.18)
+        out += _curve(xv.curve, (right - cw, max(1, int(y0 * 0.2)), cw, max(4, int(y0 * 0.55))), look, Rule)
+        right -= cw + small
     if xv.unit is not None and st.neuron is not None:
         label = f"unit {xv.unit}"
-        out.append(Placed(label, path, small, fgd, x0 + bw - lay.fonts.width(path, small, label), max(0, y0 - slh - 4)))
-    if xv.label:
+        out.append(Placed(label, path, small, fgd, right - lay.fonts.width(path, small, label), max(0, y0 - slh - 4)))
+    if xv.label and not view.caption:  # the caption names the checkpoint already
         out.append(Placed(xv.label, path, small, fgd, x0, max(0, y0 - slh - 4)))
-    if st.curve and len(xv.curve) >= 2:
-        out += _curve(xv.curve, (x0 + bw - int(bw * 0.22), y0, int(bw * 0.22), int(bh * 0.16)), look, Rule)
     return out
 
 
