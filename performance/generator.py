@@ -30,6 +30,7 @@ log = logging.getLogger("lectern.generator")
 # the contract's 0..3 scale is divided by 3 for them.
 UNIT_SCALE_KINDS = ("spreeder",)
 FALLBACK_MODEL = "default"
+FOLLOW_WAIT_S = 180.0  # a trainer started by the scene needs torch and its corpus before its step 0
 _FAULT_FIRED = False
 
 
@@ -104,6 +105,15 @@ class Opened:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiting:
+    """A heartbeat while a followed run has no checkpoint yet (the trainer is starting): the
+    runtime's stall watchdog sees the worker alive. The engine ignores it."""
+
+    id: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     id: int
     capped: bool = False
@@ -125,7 +135,7 @@ class Loaded:
 
 
 WorkerIn = Open | Grant | Close | Preload | Neuron | Train
-WorkerOut = TokenOut | Done | Failed | Loaded | Opened
+WorkerOut = TokenOut | Done | Failed | Loaded | Opened | Waiting
 
 
 class _Req:
@@ -204,7 +214,7 @@ class WorkerCore:
         label, curve = None, ()
         try:
             if msg.model.endswith("@follow"):
-                gen, label, curve = self._follow(msg.model)
+                gen, label, curve = self._follow(msg.model, msg.id)
             else:
                 gen = self.model(msg.model)
                 if "@" in msg.model:  # a vintage: the caption says which step and how good it was
@@ -242,7 +252,7 @@ class WorkerCore:
         if msg.xray is not None or label is not None:
             self._emit(Opened(msg.id, label, curve, getattr(stream, "unit_index", None)))
 
-    def _follow(self, name: str):
+    def _follow(self, name: str, rid: int = 0):
         """The newest readable checkpoint of a run (reloaded between poems), its label and curve."""
         from performance.textgen.live import Follower
         from performance.textgen.registry import MODELS_DIR, resolve_model_dir
@@ -257,7 +267,9 @@ class WorkerCore:
                 base_dir = Path(base) if ("/" in base or Path(base).is_absolute()) else MODELS_DIR / base
             f = self._followers[name] = Follower(name, base_dir)
         before = f.step
-        gen = f.current(self._loader) if self.follow_wait_s is None else f.current(self._loader, self.follow_wait_s)
+        beat = lambda: self._emit(Waiting(rid, f"waiting for the first checkpoint in {f.base}"))  # noqa: E731
+        wait = FOLLOW_WAIT_S if self.follow_wait_s is None else self.follow_wait_s
+        gen = f.current(self._loader, wait, on_wait=beat)
         if f.step != before:
             self._emit(Loaded(f"{name} step {f.step}", getattr(gen, "kind", "?"), 0.0))
         return gen, f.label(), f.curve()

@@ -113,10 +113,11 @@ class Follower:
         self.gen = None
         self.skipped: set[int] = set()
 
-    def current(self, loader, wait_s: float = FIRST_CHECKPOINT_WAIT_S):
-        """The generator of the newest readable checkpoint (waits for the first one). Raises
-        ModelFileError when there is none at all."""
+    def current(self, loader, wait_s: float = FIRST_CHECKPOINT_WAIT_S, on_wait=None):
+        """The generator of the newest readable checkpoint (waits for the first one, calling
+        on_wait about once a second meanwhile). Raises ModelFileError when there is none at all."""
         deadline = time.monotonic() + wait_s
+        beat = time.monotonic()
         while True:
             for s in reversed(kept_steps(self.base)):
                 if self.step is not None and s <= self.step:
@@ -134,6 +135,9 @@ class Follower:
                 break
             if self.gen is not None or time.monotonic() >= deadline:
                 break
+            if on_wait is not None and time.monotonic() - beat >= 1.0:
+                beat = time.monotonic()
+                on_wait()
             time.sleep(0.2)
         if self.gen is None:
             raise ModelFileError(f"model '{self.name}': no readable checkpoint in {self.base} "

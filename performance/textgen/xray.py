@@ -42,12 +42,15 @@ def top_of(logits: np.ndarray, temperature: float, k: int, piece) -> tuple[tuple
 
 def markov_top(gen, history: list[int], temperature: float, k: int, tail: str) -> tuple[tuple[str, float], ...]:
     """The chain's k likeliest next words after `history` (counts ** (1/T), normalised)."""
-    ids, counts = gen.transitions(history)
-    inv = 1.0 / temperature if temperature > 0 else 1.0
-    w = np.asarray(counts, np.float64) ** inv
-    w /= w.sum()
-    order = sorted(range(len(ids)), key=lambda j: (-w[j], ids[j]))[:k]
-    return tuple((gen.tok.piece(ids[j], tail), float(w[j])) for j in order)
+    o, a, b = gen._locate(history)
+    # the chain's own cached distribution, likeliest first: (ids, cumulative weights, p of the first)
+    ids, cum, _ = gen._distribution(o, a, b, temperature if temperature > 0 else 1.0, 0, 1.0, False)
+    total = cum[-1]
+    out, prev = [], 0.0
+    for i, c in zip(ids[:k], cum[:k], strict=True):
+        out.append((gen.tok.piece(i, tail), (c - prev) / total))
+        prev = c
+    return tuple(out)
 
 
 class XrayMarkovStream:
