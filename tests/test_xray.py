@@ -102,3 +102,41 @@ def test_markov_top_is_the_chains_distribution() -> None:
             ps = [p for _, p in tok.top]
             assert ps == sorted(ps, reverse=True) and sum(ps) <= 1 + 1e-9
             assert tok.unit is None
+
+
+def _setlist(tmp_path, body: str):
+    from performance.show.config import load_setlist
+
+    p = tmp_path / "s.toml"
+    p.write_text('name = "s"\n[[scene]]\nmodel = "vintage"\nlength = { chars = 200 }\n'
+                 'pacing = { reveal = "chars", rate = 100 }\n' + body)
+    return load_setlist(p)
+
+
+def test_engine_carries_xray_only_when_the_scene_asks_and_neuron_steps_live(tmp_path) -> None:
+    from performance.control.command import Command
+    from performance.simulate import simulate
+
+    sl = _setlist(tmp_path, 'layout = "xray"\nxray = { k = 3, neuron = 3 }\n')
+    events = simulate(sl, 3.0, commands=[(1.0, Command("/lectern/neuron", (7,), source="osc"))])
+    tokens = [e for e in events if e["event"] == "token"]
+    assert tokens and all(len(e["top"]) == 3 and "unit" in e for e in tokens if e["p"] < 1)
+    assert next(e for e in events if e["event"] == "poem_start")["unit_index"] == 3
+    assert [e["unit"] for e in events if e["event"] == "neuron"] == [7]
+    assert next(e for e in events if e["event"] == "scene")["xray"]["k"] == 3
+
+    plain = simulate(_setlist(tmp_path, 'layout = "stream"\n'), 2.0,
+                     commands=[(1.0, Command("/lectern/neuron", (7,), source="osc"))])
+    assert all("top" not in e and "unit" not in e for e in plain if e["event"] == "token")
+    assert "xray" not in next(e for e in plain if e["event"] == "scene")
+    refused = [e for e in plain if e["event"] == "command" and e["address"] == "/lectern/neuron"]
+    assert refused and not refused[0]["applied"] and "no x-ray" in refused[0]["detail"]
+
+
+def test_scene_files_reject_bad_xray_keys_in_one_line(tmp_path) -> None:
+    from performance.show.schema import ConfigError
+
+    with pytest.raises(ConfigError, match=r"key 'xray.neuron' = 'most': a unit number >= 0, or \"auto\""):
+        _setlist(tmp_path, 'layout = "xray"\nxray = { neuron = "most" }\n')
+    with pytest.raises(ConfigError, match="needs layout"):
+        _setlist(tmp_path, 'layout = "flick"\nxray = { k = 2 }\n')
