@@ -23,7 +23,7 @@ from typing import Any
 from performance import __version__
 from performance.control.command import Command
 from performance.control.timed import DueQueue
-from performance.generator import Close, Done, Failed, Grant, Loaded, Open, TokenOut
+from performance.generator import Close, Done, Failed, Grant, Loaded, Neuron, Open, Opened, TokenOut, Train
 from performance.show.config import Scene, Setlist
 from performance.show.programs import MAX_TEMPERATURE, session_seed_draw
 from performance.textgen.lengths import trim_poem
@@ -114,6 +114,7 @@ class _Poem:
     word_hold: list = field(default_factory=list)
     cut: bool = False  # ended early (a scene change, reseed, panic): its text is not whole
     cut_short: bool = False  # shown whole but cut at its last whole word: the model was too slow
+    info: dict = field(default_factory=dict)  # from Opened: checkpoint label, loss curve, unit
 
 
 @dataclass
@@ -174,6 +175,8 @@ class Engine:
         self._rid_poem: dict[int, _Poem] = {}
         self._out = Outbox()
         self._now = 0.0
+        self.neuron_override: int | None = None  # /lectern/neuron: the x-ray's watched unit
+        self.neuron_shown: int | None = None  # the unit on stage now (the operator view shows it)
 
     # ---- public ---------------------------------------------------------------------------------
     def start(self, now: float) -> Outbox:
@@ -246,6 +249,7 @@ class Engine:
             "prompt_override": self.prompt_override or "",
             "poems": self.poem_counter,
             "notice": self.notice,
+            "neuron": self.neuron_shown if self.scene.xray is not None else None,
         }
 
     def waiting_for_worker(self) -> bool:
@@ -289,6 +293,16 @@ class Engine:
                             col.phase = "done"
         elif isinstance(msg, Loaded):
             self.models_loaded[msg.model] = msg.kind
+        elif isinstance(msg, Opened):
+            poem = self._rid_poem.get(msg.id)
+            if poem is not None:
+                poem.info = {k: v for k, v in (("checkpoint", msg.checkpoint), ("curve", [list(c) for c in msg.curve]),
+                                               ("unit_index", msg.unit)) if v not in (None, [])}
+                if msg.unit is not None:
+                    self.neuron_shown = msg.unit
+                col = next((c for c in self.columns if c.poem is poem), None)
+                if poem.started and col is not None and poem.info:  # it began before the worker said
+                    self._emit(now, "poem_info", n=poem.n, column=col.index, **poem.info)
         elif isinstance(msg, SpeechStarted):
             self._emit(now, "speech", poem=msg.poem, line=msg.line, start=msg.start, end=msg.end)
         elif isinstance(msg, Command):
@@ -437,6 +451,13 @@ class Engine:
                 for i, line in enumerate(lines):  # numbered by non-blank lines, as the stage highlights them
                     self._out.sound.append(Speak(poem.n, i, line, self.scene.voice, self.current_temperature))
             return True, f"kept poem {poem.n}"
+        if name == "neuron":
+            if self.scene.xray is None:
+                return False, "this scene shows no x-ray (layout \"xray\" or an [xray] table)"
+            self.neuron_override = self.neuron_shown = max(0, int(args[0]))
+            self._out.worker.append(Neuron(self.neuron_override))
+            self._emit(now, "neuron", unit=self.neuron_override)
+            return True, f"unit {self.neuron_override}"
         if name == "caption":
             self.caption = (not self._caption_on()) if not args else bool(int(args[0]))
             self._emit(now, "caption", on=self.caption)
@@ -499,7 +520,8 @@ class Engine:
         self.paused = False
         sc = self.scene
         look = sc.look.to_dict() if hasattr(sc.look, "to_dict") else {}
-        self._emit(now, "scene", n=idx + 1, name=sc.name, file=sc.file, layout=sc.layout, look=look,
+        extra = {"xray": sc.xray.to_dict()} if sc.xray is not None else {}
+        self._emit(now, "scene", n=idx + 1, name=sc.name, file=sc.file, layout=sc.layout, look=look, **extra,
                    columns=[{"model": m} for m in sc.models],
                    voice=bool(sc.voice is not None and getattr(sc.voice, "mode", "off") != "off"),
                    sonify=bool(sc.sonify is not None and getattr(sc.sonify, "enabled", False)),
@@ -508,6 +530,8 @@ class Engine:
                    caption=self._caption_on(), temperature=sc.temperature.describe(),
                    length=sc.length.describe())
         self._emit_standby(now)
+        if sc.train is not None:  # training on stage: the worker starts (or keeps) the trainer
+            self._out.worker.append(Train(sc.train))
         self.columns = [_Column(i, m) for i, m in enumerate(sc.models)]
         for col in self.columns:
             col.start_at = now
@@ -565,7 +589,8 @@ class Engine:
         sc = self.scene
         rid = next(self._ids)
         rule = sc.length.rule(f"{self.session_seed}/{self.scene_idx}/{col.index}/{index}")
-        self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont))
+        xray = sc.xray.spec(self.neuron_override) if sc.xray is not None else None
+        self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont, xray=xray))
         poem = _Poem(rid=rid, index=index, model=model, seed=seed, prompt=prompt)
         self._rid_poem[rid] = poem
         if len(self._rid_poem) > 256:  # forget old ids: only poems still held by a column matter
@@ -697,7 +722,7 @@ class Engine:
         self.current_temperature = first_t
         self.current_seed = poem.seed
         self._emit(t, "poem_start", n=poem.n, scene=self.scene_idx + 1, model=poem.model, seed=poem.seed,
-                   column=col.index, temperature=first_t)
+                   column=col.index, temperature=first_t, **poem.info)
 
     def _token_cost(self, text: str, prev: str) -> float:
         pacing = self.scene.pacing
@@ -901,6 +926,12 @@ class Engine:
         self._emit(t, "token", poem=poem.n, text=tok.text, temperature=tok.temperature, p=round(tok.p, 6),
                    column=col.index)
         col.shown = poem
+        if getattr(tok, "top", None) is not None or getattr(tok, "unit", None) is not None:  # x-ray only
+            ev = self._out.events[-1]
+            if tok.top is not None:
+                ev["top"] = [[s, round(q, 5)] for s, q in tok.top]
+            if tok.unit is not None:
+                ev["unit"] = round(tok.unit, 5)
         if self.first_token_t is None:
             self.first_token_t = t
         poem.revealed += 1

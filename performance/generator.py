@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from performance import faults
 from performance.textgen.base import ModelFileError, Token
@@ -31,6 +32,7 @@ log = logging.getLogger("lectern.generator")
 UNIT_SCALE_KINDS = ("spreeder",)
 FALLBACK_MODEL = "default"
 MAX_FAILURES = 3  # a model that fails this many poems in a row is replaced by the fallback for the session
+FOLLOW_WAIT_S = 180.0  # a trainer started by the scene needs torch and its corpus before its step 0
 _FAULT_FIRED = False
 
 
@@ -50,6 +52,7 @@ class Open:
     prompt: str
     length: LengthRule
     continue_from: int | None = None
+    xray: object | None = None  # textgen.xray.XraySpec when the scene shows the x-ray, else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +74,45 @@ class Preload:
     model: str
 
 
+@dataclass(frozen=True, slots=True)
+class Train:
+    """Start training on stage (textgen.live.TrainSpec), unless that folder's trainer already runs."""
+
+    spec: object
+
+
+@dataclass(frozen=True, slots=True)
+class Neuron:
+    """Watch another hidden unit in every open x-ray stream, from the next token on."""
+
+    unit: int
+
+
 # ---- messages from the worker -----------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class TokenOut:
     id: int
     token: Token
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """Sent only for x-ray streams and followed/vintage models: which checkpoint writes the poem
+    (label, e.g. "learning · step 1200 · epoch 0.4 · val 1.92"), its validation-loss curve, the unit watched."""
+
+    id: int
+    checkpoint: str | None = None
+    curve: tuple[tuple[float, float], ...] = ()
+    unit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A heartbeat while a followed run has no checkpoint yet (the trainer is starting): the
+    runtime's stall watchdog sees the worker alive. The engine ignores it."""
+
+    id: int
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +136,8 @@ class Loaded:
     seconds: float
 
 
-WorkerIn = Open | Grant | Close | Preload
-WorkerOut = TokenOut | Done | Failed | Loaded
+WorkerIn = Open | Grant | Close | Preload | Neuron | Train
+WorkerOut = TokenOut | Done | Failed | Loaded | Opened | Waiting
 
 
 class _Req:
@@ -133,6 +170,9 @@ class WorkerCore:
         self._loader = loader
         self._failures: dict[str, int] = {}  # model -> poems failed in a row
         self._broken: set[str] = set()  # models replaced by the fallback for the rest of the session
+        self._followers: dict[str, object] = {}  # "DIR@follow" → live.Follower
+        self._trainers: dict[str, object] = {}  # out folder → live.Trainer
+        self.follow_wait_s: float | None = None  # tests shorten the wait for a first checkpoint
 
     def _writing_failed(self, name: str, error: str) -> str | None:
         """A model raised while writing: count it (one log line at the first failure and one when it is
@@ -188,7 +228,15 @@ class WorkerCore:
                     req.credits.append((t, msg.top_k, msg.top_p))
         elif isinstance(msg, Close):
             self._reqs.pop(msg.id, None)
+        elif isinstance(msg, Neuron):
+            for req in self._reqs.values():
+                if hasattr(req.stream, "set_unit"):
+                    req.stream.set_unit(msg.unit)
+        elif isinstance(msg, Train):
+            self._train(msg.spec)
         elif isinstance(msg, Preload):
+            if msg.model.endswith("@follow"):  # followed between poems, loaded when a poem opens
+                return
             try:
                 self.model(msg.model)
             except ModelFileError as e:
@@ -202,10 +250,18 @@ class WorkerCore:
             self._reqs[msg.id] = req
             self._order.append(msg.id)
             return
+        label, curve = None, ()
         try:
             if msg.model in self._broken:
                 raise ModelFileError(f"failed {MAX_FAILURES} poems in a row; replaced for this session")
-            gen = self.model(msg.model)
+            if msg.model.endswith("@follow"):
+                gen, label, curve = self._follow(msg.model, msg.id)
+            else:
+                gen = self.model(msg.model)
+                if "@" in msg.model:  # a vintage: the caption says which step and how good it was
+                    from performance.textgen.vintages import checkpoint_label
+
+                    label = checkpoint_label(msg.model, getattr(gen, "card", {}) or {})
             used = msg.model
         except ModelFileError as e:
             fallback = FALLBACK_MODEL if msg.model != FALLBACK_MODEL else None
@@ -227,16 +283,63 @@ class WorkerCore:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                req.stream = gen.start(msg.seed, msg.prompt)
+                if msg.xray is not None:
+                    from performance.textgen.xray import start_xray
+
+                    req.stream = start_xray(gen, msg.seed, msg.prompt, msg.xray)
+                else:
+                    req.stream = gen.start(msg.seed, msg.prompt)
             except Exception as e:  # a model that loads but cannot write must not take the worker down
                 self._reqs[msg.id] = req
                 self._restart_on(req, e)
                 if msg.id not in self._reqs:
                     return
+        stream = req.stream
         for w in caught[:1]:
             log.warning("model %s: %s", used, w.message)
         self._reqs[msg.id] = req
         self._order.append(msg.id)
+        if msg.xray is not None or label is not None:
+            self._emit(Opened(msg.id, label, curve, getattr(stream, "unit_index", None)))
+
+    def _follow(self, name: str, rid: int = 0):
+        """The newest readable checkpoint of a run (reloaded between poems), its label and curve."""
+        from performance.textgen.live import Follower
+        from performance.textgen.registry import MODELS_DIR, resolve_model_dir
+        from performance.textgen.vintages import split_ref
+
+        f = self._followers.get(name)
+        if f is None:
+            base = split_ref(name)[0]
+            try:
+                base_dir = resolve_model_dir(base)
+            except ModelFileError:  # not written yet: the trainer will create it
+                base_dir = Path(base) if ("/" in base or Path(base).is_absolute()) else MODELS_DIR / base
+            f = self._followers[name] = Follower(name, base_dir)
+        before = f.step
+        beat = lambda: self._emit(Waiting(rid, f"waiting for the first checkpoint in {f.base}"))  # noqa: E731
+        wait = FOLLOW_WAIT_S if self.follow_wait_s is None else self.follow_wait_s
+        gen = f.current(self._loader, wait, on_wait=beat)
+        if f.step != before:
+            self._emit(Loaded(f"{name} step {f.step}", getattr(gen, "kind", "?"), 0.0))
+        return gen, f.label(), f.curve()
+
+    def _train(self, spec) -> None:
+        from performance.textgen.live import Trainer
+
+        t = self._trainers.get(spec.out)
+        if t is not None and t.running():
+            return
+        t = self._trainers[spec.out] = Trainer(spec)
+        try:
+            t.start()
+        except OSError as e:
+            log.error("training on stage could not start: %s", e)
+
+    def stop_training(self) -> None:
+        """Stop every trainer this worker started."""
+        for t in self._trainers.values():
+            t.stop()
 
     def busy(self) -> bool:
         return any(r.credits and not r.done for r in self._reqs.values())
@@ -248,7 +351,8 @@ class WorkerCore:
 
         groups: dict[int, list[_Req]] = {}
         for req in self._reqs.values():
-            if req.credits and not req.done and isinstance(req.stream, RNNStream) and not req.stream.echo:
+            # exactly RNNStream: x-ray streams (a subclass) step alone, reporting what they saw
+            if req.credits and not req.done and type(req.stream) is RNNStream and not req.stream.echo:
                 groups.setdefault(id(req.gen), []).append(req)
         made = 0
         for reqs in groups.values():
@@ -383,6 +487,8 @@ class GeneratorThread:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.core is not None:
+            self.core.stop_training()
         self.inbox.put(Close(-1))
 
     def _run(self) -> None:

@@ -100,6 +100,8 @@ class OperatorView:
             t.add_row("model", escape(model))
             if s.get("prompt_override"):
                 t.add_row("prompt", escape(f"{s['prompt_override'][:40]!r} (override)"))
+            if s.get("neuron") is not None:
+                t.add_row("x-ray unit", f"{s['neuron']}  (n / m: next / previous)")
             t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
             t.add_row("voice · volume", f"{s['voice']} · {s['volume']:.2f}")
             for key, label in (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote")):

@@ -194,6 +194,8 @@ def _check_models(scene) -> None:
     from performance.textgen.registry import read_card, resolve_model_dir
 
     for m in scene.models:
+        if m.endswith("@follow") and getattr(scene, "train", None) is not None:
+            continue  # the scene's own trainer writes it
         try:
             read_card(resolve_model_dir(m))
         except ModelFileError as e:

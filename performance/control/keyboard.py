@@ -22,6 +22,7 @@ KEY_HELP = [
     ("k", "keep the current poem (harvest.txt)"),
     ("c", "caption on/off"),
     ("f", "fullscreen on/off"),
+    ("n / m", "x-ray: next / previous hidden unit"),
     ("Ctrl+Q twice", "quit"),
 ]
 
@@ -47,6 +48,9 @@ def command_for_key(key: int, engine: Any) -> Command | None:
     if key == pygame.K_p:
         paused = engine.paused or engine.blacked_out
         return Command(f"{PREFIX}/{'resume' if paused else 'pause'}", source="key")
+    if key in (pygame.K_n, pygame.K_m) and getattr(engine.scene, "xray", None) is not None:
+        unit = engine.neuron_shown if engine.neuron_shown is not None else 0
+        return Command(f"{PREFIX}/neuron", (max(0, unit + (1 if key == pygame.K_n else -1)),), source="key")
     if key in (pygame.K_UP, pygame.K_DOWN):
         base = engine.override if engine.override is not None else engine.current_temperature
         delta = TEMPERATURE_STEP if key == pygame.K_UP else -TEMPERATURE_STEP

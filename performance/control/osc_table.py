@@ -42,6 +42,7 @@ COMMANDS = [
     Address("volume", "f", "0..1 (clamped)", "master volume", fader=True, bounds=(0.0, 1.0)),
     Address("sonify", "b", "0|1", "sonification on/off"),
     Address("keep", "", "", "append the current poem to harvest.txt"),
+    Address("neuron", "i", "0..hidden-1", "x-ray: watch this hidden unit (from the next token)"),
     Address("caption", "b", "0|1 (no argument: toggle)", "caption with model, temperature, seed"),
     Address("learn", "s", "an address, e.g. /lectern/temperature; off = cancel",
             "MIDI learn: the next control moved on the MIDI controller is bound to it"),

@@ -21,7 +21,7 @@ from performance.textgen.lengths import DEFAULT_SENTENCE_WORDS, UNITS, LengthRul
 ROOT = Path(__file__).resolve().parents[2]
 MAX_PROMPT_CHARS = 2000  # the model reads a prompt before its first token: a long one stalls the worker
 MAX_LENGTH = 100_000  # words, lines, chars or sentences in one poem
-LAYOUTS = ("stream", "flick", "sentence", "reader", "columns")
+LAYOUTS = ("stream", "flick", "sentence", "reader", "columns", "xray")
 REVEALS = ("chars", "words", "instant")
 ADVANCES = ("follow", "go")
 
@@ -85,6 +85,8 @@ class Scene:
     look: Any = None
     voice: Any = None
     sonify: Any = None
+    xray: Any = None  # stage.xray_state.XraySettings when the scene shows the x-ray
+    train: Any = None  # textgen.live.TrainSpec: a trainer the scene starts (model = { train = "DIR" })
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -178,6 +180,65 @@ def _owned_block(kind: str, t: Table) -> Any:
     return SonifySettings.from_table(t)
 
 
+def _xray(t: Table, layout: str) -> Any:
+    """[xray] (top-k, a unit, the trace): layout "xray" always has it, stream and reader may."""
+    if not t.has("xray") and layout != "xray":
+        return None
+    if layout not in ("xray", "stream", "reader"):
+        raise t.error("xray", t.raw("xray"), 'an [xray] table needs layout "xray", "stream" or "reader"')
+    from performance.stage.xray_state import XraySettings
+
+    return XraySettings.from_table(t.sub("xray"))
+
+
+def _followed(t: Table) -> str:
+    """model = { follow = "DIR" } or { train = "DIR" }: the newest checkpoint of a run, "DIR@follow"."""
+    m = t.sub("model")
+    keys = [k for k in ("follow", "train") if m.has(k)]
+    if len(keys) != 1:
+        raise t.error("model", t.raw("model"), 'a model name, or a table with one of follow = "DIR", train = "DIR"')
+    d = m.str(keys[0])
+    if not d or "@" in d:
+        raise m.error(keys[0], d, "a model folder (no @step: it follows the newest)")
+    m.check_unknown()
+    if "/" in d and not Path(d).is_absolute() and not Path(d).exists():
+        d = str(ROOT / d)  # a run folder named from the project root, like every shipped path
+    return f"{d}@follow"
+
+
+def _train(t: Table, models: list[str]) -> Any:
+    """[train] with model = { train = "DIR" }: the trainer the scene starts, niced, threads capped."""
+    model = t.raw("model")
+    wants = isinstance(model, dict) and "train" in model
+    if not t.has("train"):
+        if wants:
+            raise ConfigError(f'{t.file}: model = {{ train = ... }} needs a [train] table (corpus, kind, sizes, steps)')
+        return None
+    if not wants:
+        raise t.error("train", t.raw("train"), 'a [train] table needs model = { train = "DIR" }')
+    from performance.textgen.live import TrainSpec
+    from performance.textgen.registry import NEURAL_KINDS
+
+    tt = t.sub("train")
+    corpus = tt.str("corpus", "assets/corpora/poetry_en")
+    p = Path(corpus)
+    if not p.is_absolute() and not p.exists():
+        p = ROOT / corpus
+    if not p.exists():
+        raise tt.error("corpus", corpus, "an existing corpus file or folder (relative to the project)")
+    out = models[0].rpartition("@")[0]
+    out_p = Path(out) if ("/" in out or Path(out).is_absolute()) else ROOT / "models" / out
+    spec = TrainSpec(out=str(out_p), corpus=str(p), kind=tt.str("kind", "char-lstm", NEURAL_KINDS),
+                     layers=tt.int("layers", 2, lo=1, hi=8), hidden=tt.int("hidden", 128, lo=8, hi=4096),
+                     embed=tt.int("embed", 32, lo=4, hi=4096), steps=tt.int("steps", 3000, lo=1),
+                     keep_every=tt.int("keep_every", 25, lo=1), batch=tt.int("batch", 32, lo=1, hi=4096),
+                     seq_len=tt.int("seq_len", 128, lo=8, hi=4096), lr=tt.float("lr", 3e-3, lo=1e-6, hi=1.0),
+                     threads=tt.int("threads", 1, lo=1, hi=64), nice=tt.int("nice", 10, lo=0, hi=19),
+                     fresh=tt.bool("fresh", True))
+    tt.check_unknown()
+    return spec
+
+
 def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
     """Validate a scene table (from a file or inline in a setlist)."""
     t = Table(data, file)
@@ -189,6 +250,8 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         models = t.list("models", None, str)
         if not models:
             raise t.error("models", models, "a non-empty list of model names or folders")
+    elif isinstance(t.raw("model"), dict):
+        models = [_followed(t)]
     else:
         models = [t.str("model", "default")]
     if layout != "columns" and len(models) > 1:
@@ -240,6 +303,8 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         look=_owned_block("look", t.sub("look")),
         voice=_owned_block("voice", t.sub("voice")),
         sonify=_owned_block("sonify", t.sub("sonify")),
+        xray=_xray(t, layout),
+        train=_train(t, models),
         raw=data,
     )
     t.raw("description")

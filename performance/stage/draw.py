@@ -49,7 +49,7 @@ class StageRenderer:
             if isinstance(item, Rule):
                 surface.fill(item.rgb, (item.x, item.y, item.width, item.height))
                 continue
-            line = self.line(item, bg, surface)
+            line = self.line(item, item.bg or bg, surface)
             line.set_alpha(item.alpha if item.alpha < 255 else None)
             surface.blit(line, (item.x, item.y))
         if view.brightness < 1.0:

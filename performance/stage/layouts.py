@@ -36,6 +36,7 @@ class Placed:
     x: int
     y: int
     alpha: int = 255
+    bg: tuple[int, int, int] | None = None  # drawn on this colour instead of the stage's (x-ray units)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +238,15 @@ class Layouter:
         cols = view.columns
         layout = view.layout
         text_left = mx  # the caption lines up with the text it describes
-        if layout == "columns" and cols:
+        if getattr(view, "xray", None) is not None and layout in ("xray", "stream", "reader"):
+            from performance.stage.xray import place_xray
+
+            if layout == "reader":
+                measure = min(box[2], int(base * READER_MEASURE_EM))
+                box = ((w - measure) // 2, box[1], measure, box[3])
+                text_left = box[0]
+            out += place_xray(self, view, box, base, scale)
+        elif layout == "columns" and cols:
             out += self._columns(view, box, base, scale)
         elif cols:
             col = cols[0]

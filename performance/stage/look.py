@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 FONTS_DIR = REPO / "assets" / "fonts"
 NAMED_FONTS = {"serif": "DejaVuSerif.ttf", "sans": "DejaVuSans.ttf", "mono": "DejaVuSansMono.ttf"}
-LAYOUTS = ("stream", "flick", "sentence", "reader", "columns")
+LAYOUTS = ("stream", "flick", "sentence", "reader", "columns", "xray")
 ALIGNS = ("left", "center")
 OVERFLOWS = ("shrink", "page", "scroll")
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -34,6 +34,7 @@ LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
     "sentence": {"size": 64, "margin": 0.12, "align": "center", "overflow": "shrink"},
     "reader": {"size": 44, "margin": 0.09, "align": "left", "overflow": "shrink"},
     "columns": {"size": 26, "margin": 0.06, "align": "left", "overflow": "scroll"},
+    "xray": {"size": 34, "margin": 0.07, "align": "left", "overflow": "scroll"},
 }
 
 
@@ -67,6 +68,10 @@ class Look:
     caption_size: int = 20
     highlight: str = "#ffd37a"  # the line being spoken
     countdown: bool = True  # during timed pauses
+    confidence_low: str = "#ff5a2e"  # x-ray: text the model was unsure of (hot) ...
+    confidence_high: str = "#7cc8ff"  # ... and text it was sure of (cool); swap them for the reverse
+    neuron_positive: str = "#2f8f5a"  # x-ray: behind text where the watched unit fires positive
+    neuron_negative: str = "#8f2f55"  # ... and negative
 
     def font_path(self) -> Path:
         """The font file this look names."""
@@ -82,7 +87,8 @@ class Look:
         if font not in NAMED_FONTS:
             font = str(_font_file(font, t))
         values: dict[str, Any] = {"font": font}
-        for key in ("color", "background", "highlight"):
+        for key in ("color", "background", "highlight", "confidence_low", "confidence_high", "neuron_positive",
+                    "neuron_negative"):
             v = t.str(key, getattr(d, key))
             if not _COLOUR.match(v):
                 raise t.error(key, v, 'a colour as "#rrggbb", e.g. "#e8e4da"')

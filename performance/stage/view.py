@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from performance.stage.look import LAYOUTS, Look, resolve
+from performance.stage.xray_state import XraySettings, XrayTrack, XrayView
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class StageView:
     countdown: float | None  # seconds left in a timed pause
     brightness: float  # 0 = black, 1 = full (panic, blackout, resume)
     version: int  # changes whenever the picture changes, apart from the three fields below
+    xray: XrayView | None = None  # the x-ray of column 0, when the scene shows it
 
     @property
     def key(self) -> tuple:
@@ -104,6 +106,7 @@ class StageState:
         self.version = 0
         self.size = (1920, 1080)
         self.errors = 0
+        self.xray: XrayTrack | None = None
 
     # ---- folding ------------------------------------------------------------------------------
     def apply(self, ev: dict) -> None:
@@ -131,10 +134,23 @@ class StageState:
             self.columns = [_Column(str(c.get("model", ""))) for c in cols[:MAX_COLUMNS]]
             self.pause_until = None
             self.speech.clear()
+            xs = XraySettings.from_dict(ev.get("xray"))
+            self.xray = XrayTrack(xs) if xs is not None else None
         elif kind == "poem_start":
             self._poem_start(t, ev)
         elif kind == "token":
             self._token(t, ev)
+            if self.xray is not None and int(ev.get("column", 0)) == 0:
+                self.xray.token(ev)
+        elif kind == "poem_info":
+            col = self._col(ev)
+            if col is not None and ev.get("checkpoint"):
+                col.model = col.title = str(ev["checkpoint"])
+            if self.xray is not None and int(ev.get("column", 0)) == 0:
+                self.xray.poem(ev)
+        elif kind == "neuron":
+            if self.xray is not None:
+                self.xray.neuron(int(ev["unit"]))
         elif kind == "poem_end":
             col = self._col(ev)
             if col is not None and col.poems and col.poems[-1][0] == ev.get("n"):
@@ -166,7 +182,11 @@ class StageState:
         col = self._col(ev)
         if col is None:
             return
+        if self.xray is not None and int(ev.get("column", 0)) == 0:
+            self.xray.poem(ev)
         col.model = str(ev.get("model", col.model))
+        if ev.get("checkpoint"):  # a followed model or a vintage: name the checkpoint that writes
+            col.model = col.title = str(ev["checkpoint"])
         col.seed = ev.get("seed", 0)
         col.temperature = float(ev.get("temperature", col.temperature))
         col.started = t
@@ -266,7 +286,8 @@ class StageState:
         if self.pause_until is not None and t < self.pause_until:
             countdown = self.pause_until - t
         version = self.version if not motion else hash((self.version, *motion))
-        return StageView(self.layout, look, tuple(cols), caption, countdown, self.brightness(t), version)
+        xray = self.xray.view() if self.xray is not None else None
+        return StageView(self.layout, look, tuple(cols), caption, countdown, self.brightness(t), version, xray)
 
     def _poems_at(self, c: _Column, look: Look, t: float) -> tuple[tuple[PoemText, ...], list[int]]:
         """A column's poems at t with their opacity: the outgoing poem while it fades out, then the

@@ -24,11 +24,30 @@ class Token:
     text: the token's text exactly as it joins the poem ("w", " the", "\\n", ",").
     p: the probability the model gave this token under the temperature used (0 < p <= 1).
     temperature: the temperature it was sampled under.
+    top: x-ray only (None otherwise): the k likeliest tokens as (text, p) pairs, most likely first,
+        under the same temperature (untempered at temperature 0), before top-k/top-p truncation.
+    unit: x-ray only (None otherwise): the activation of the watched hidden unit in the state
+        that predicted this token.
     """
 
     text: str
     p: float
     temperature: float
+    top: tuple[tuple[str, float], ...] | None = None
+    unit: float | None = None
+
+
+AUTO = -1  # XraySpec.neuron: the unit that varied most over the last poem
+
+
+@dataclass(frozen=True, slots=True)
+class XraySpec:
+    """What an x-ray scene asks the worker for: top-k size, the watched unit (None = none,
+    AUTO = auto) and, for transformers, the block whose residual stream is watched (-1 = last)."""
+
+    k: int = 5
+    neuron: int | None = None
+    layer: int = -1
 
 
 @runtime_checkable

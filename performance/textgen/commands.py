@@ -33,6 +33,9 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3; cosine schedule)")
     g.add_argument("--eval-every", type=int, default=100, help="validate every N steps (default 100)")
     g.add_argument("--save-every", type=int, default=500, help="save training state every N steps (default 500)")
+    g.add_argument("--keep-every", type=int, default=0, metavar="N",
+                   help="also keep every Nth step (and step 0) as DIR/step-NNNNNN/, a model of its own: "
+                        "vintages DIR@N, live training on stage (default 0: none)")
     g.add_argument("--patience", type=int, default=8, help="early stop after N validations without improvement")
     g.add_argument("--max-minutes", type=float, help="stop after this many minutes (keeps the best so far)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
@@ -65,7 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
                           context=args.context, seq_len=args.seq_len, batch=args.batch, steps=args.steps, lr=args.lr,
                           dropout=args.dropout, tie=args.tie, eval_every=args.eval_every, save_every=args.save_every,
                           patience=args.patience, seed=args.seed, max_minutes=args.max_minutes, device=args.device,
-                          max_vocab=args.max_vocab)
+                          max_vocab=args.max_vocab, keep_every=max(0, args.keep_every))
         try:
             card = train(corpus, args.out, cfg, resume=args.resume)
         except KeyboardInterrupt:

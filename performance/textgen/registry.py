@@ -17,8 +17,15 @@ KINDS = NEURAL_KINDS + CLASSIC_KINDS
 
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:
-    """MODEL is a folder, or a name under models/. Raises ModelFileError naming what was tried."""
+    """MODEL is a folder, or a name under models/, optionally with a vintage tag (DIR@500,
+    DIR@best, DIR@follow: see vintages.py). Raises ModelFileError naming what was tried."""
     p = Path(name_or_path)
+    if "@" in str(name_or_path) and not p.is_dir():
+        from performance.textgen.vintages import resolve_tag, split_ref
+
+        base, tag = split_ref(str(name_or_path))
+        if tag is not None:
+            return resolve_tag(resolve_model_dir(base), str(name_or_path), tag)
     if p.is_dir():
         return p
     candidate = MODELS_DIR / str(name_or_path)

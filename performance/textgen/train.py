@@ -49,6 +49,7 @@ class TrainConfig:
     max_minutes: float | None = None
     device: str = "auto"
     max_vocab: int = 30000
+    keep_every: int = 0  # keep step-NNNNNN/ (its own card) every N steps, step 0 included (vintages.py)
 
 
 def pick_device(name: str) -> str:
@@ -204,6 +205,19 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
                                              "elapsed": elapsed0 + time.monotonic() - t_start})
         write_card(out_dir, card(final))
 
+    def keep() -> None:
+        """--keep-every: this step as a model folder of its own, with the latest validation loss."""
+        from performance.textgen.vintages import keep_checkpoint
+
+        kc = card(False)
+        kc["name"] = f"{out_dir.name}@{step}"
+        kc["val_loss"] = round(history["val"][-1][1], 4) if history["val"] else None
+        kc["val_curve"] = [[s, round(v, 4)] for s, v in history["val"]]
+        keep_checkpoint(out_dir, net, kc)
+
+    if cfg.keep_every and step == 0:
+        history["val"].append((0, evaluate()))
+        keep()
     try:
         net.train()
         while step < cfg.steps:
@@ -232,6 +246,8 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
                     save_weights(net, out_dir / "model.safetensors")
                 else:
                     since_best += 1
+            if cfg.keep_every and step % cfg.keep_every == 0:
+                keep()
             rate = tokens_done / max(1e-9, time.monotonic() - t_start)
             progress.show(step, running, val, rate, force=val is not None)
             if step % cfg.save_every == 0:
