@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from performance import faults
-from performance.textgen.base import ModelFileError, Token
+from performance.textgen.base import ModelFileError, ServedError, Token
 from performance.textgen.lengths import LengthCounter, LengthRule
 
 log = logging.getLogger("lectern.generator")
@@ -48,6 +48,8 @@ class Open:
     prompt: str
     length: LengthRule
     continue_from: int | None = None
+    fallback: str = FALLBACK_MODEL  # written with when the model fails (a served model's server down)
+    continuation: int = 0  # served models: tokens per request (0 = the card's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,14 +99,25 @@ class Loaded:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class ServedState:
+    """A served model's endpoint: up or down (with why), and its last streaming rate."""
+
+    model: str
+    up: bool
+    detail: str
+    tok_s: float
+
+
 WorkerIn = Open | Grant | Close | Preload
-WorkerOut = TokenOut | Done | Failed | Loaded
+WorkerOut = TokenOut | Done | Failed | Loaded | ServedState
 
 
 class _Req:
-    __slots__ = ("id", "gen", "stream", "counter", "credits", "done", "kind")
+    __slots__ = ("id", "gen", "stream", "counter", "credits", "done", "kind", "open")
 
-    def __init__(self, id: int, gen, stream, counter: LengthCounter) -> None:
+    def __init__(self, id: int, gen, stream, counter: LengthCounter, open: Open | None = None) -> None:
+        self.open = open
         self.id = id
         self.gen = gen
         self.stream = stream
@@ -122,6 +135,7 @@ class WorkerCore:
         self._models: dict[str, object] = {}
         self._reqs: dict[int, _Req] = {}
         self._order: deque[int] = deque()
+        self._served_up: dict[str, bool] = {}  # what the engine was last told about each served model
         if loader is None:
             from performance.textgen import load_model
 
@@ -159,15 +173,20 @@ class WorkerCore:
         word_tokens_of = lambda g: bool(getattr(g, "word_tokens", False))  # noqa: E731
         if msg.continue_from is not None and msg.continue_from in self._reqs:
             old = self._reqs.pop(msg.continue_from)
-            req = _Req(msg.id, old.gen, old.stream, LengthCounter(msg.length, word_tokens_of(old.gen)))
+            req = _Req(msg.id, old.gen, old.stream, LengthCounter(msg.length, word_tokens_of(old.gen)), old.open)
+            self._cap(req)
             self._reqs[msg.id] = req
             self._order.append(msg.id)
             return
         try:
             gen = self.model(msg.model)
             used = msg.model
-        except ModelFileError as e:
-            fallback = FALLBACK_MODEL if msg.model != FALLBACK_MODEL else None
+            if getattr(gen, "kind", "") == "served":
+                self._served_check(msg.model, gen)
+                if not gen.up:
+                    raise ServedError(f"still down: {gen.last_error}")
+        except (ModelFileError, ServedError) as e:
+            fallback = msg.fallback if msg.model != msg.fallback else None
             log.error("model %s failed: %s", msg.model, e)
             gen = None
             if fallback:
@@ -186,8 +205,63 @@ class WorkerCore:
             stream = gen.start(msg.seed, msg.prompt)
         for w in caught[:1]:
             log.warning("model %s: %s", used, w.message)
-        self._reqs[msg.id] = _Req(msg.id, gen, stream, LengthCounter(msg.length, word_tokens_of(gen)))
+        if msg.continuation and hasattr(stream, "continuation"):
+            stream.continuation = msg.continuation
+        req = _Req(msg.id, gen, stream, LengthCounter(msg.length, word_tokens_of(gen)), msg)
+        self._cap(req)
+        self._reqs[msg.id] = req
         self._order.append(msg.id)
+
+    @staticmethod
+    def _cap(req: _Req) -> None:
+        """A served card's max_tokens per poem tightens the length rule's own cap."""
+        cap = getattr(req.gen, "max_tokens", None)
+        if cap:
+            req.counter._cap = min(req.counter._cap, int(cap))
+
+    def _served_check(self, name: str, gen) -> None:
+        """Tell the engine when a served model that was down answers again."""
+        if gen.up and self._served_up.get(name) is False:
+            self._served_up[name] = True
+            self._emit(ServedState(name, True, f"{gen.endpoint.base_url} answers again", gen.rate))
+
+    def _next(self, req: _Req, t: float, top_k: int, top_p: float) -> Token:
+        """The next token of a request; a served model that fails hands the rest of the poem to the
+        fallback model (one log line naming the endpoint and the failure)."""
+        try:
+            tok = req.stream.next(t, top_k, top_p)
+        except ServedError as e:
+            return self._fail_over(req, str(e), t, top_k, top_p)
+        if req.kind == "served" and req.counter.tokens % 16 == 0:
+            name = req.open.model if req.open else req.gen.name
+            self._served_up[name] = True
+            self._emit(ServedState(name, True, req.gen.endpoint.base_url, req.gen.rate))
+        return tok
+
+    def _fail_over(self, req: _Req, error: str, t: float, top_k: int, top_p: float) -> Token:
+        gen, o = req.gen, req.open
+        name = o.model if o else gen.name
+        fallback = o.fallback if o else FALLBACK_MODEL
+        gen.mark_down(error)
+        self._served_up[name] = False
+        log.error("served model %s failed: %s; writing with %s until it answers again", name, error, fallback)
+        self._emit(ServedState(name, False, error, 0.0))
+        try:
+            fb = self.model(fallback)
+        except ModelFileError as e2:
+            log.error("fallback model %s failed too: %s", fallback, e2)
+            self._emit(Failed(req.id, name, error, None))
+            req.done = True
+            req.credits.clear()
+            raise ServedError(error) from None
+        self._emit(Failed(req.id, name, error, fallback))
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the served text may hold characters the fallback lacks
+            stream = fb.start(o.seed if o else 0, (o.prompt if o else "") + req.counter.text)
+        req.gen, req.stream, req.kind = fb, stream, getattr(fb, "kind", "")
+        return stream.next(t, top_k, top_p)
 
     def busy(self) -> bool:
         return any(r.credits and not r.done for r in self._reqs.values())
@@ -248,7 +322,11 @@ class WorkerCore:
                 if faults.active("model_worker_crash") and not _FAULT_FIRED:
                     _fire_fault()
                 t, top_k, top_p = req.credits.popleft()
-                self._deliver(req, req.stream.next(t, top_k, top_p))
+                try:
+                    tok = self._next(req, t, top_k, top_p)
+                except ServedError:  # no fallback either: this poem ends, the show goes on
+                    continue
+                self._deliver(req, tok)
                 made += 1
                 progressed = True
                 if made >= budget:

@@ -59,6 +59,8 @@ class OperatorView:
         t.add_row("seed", str(s["seed"]))
         t.add_row("model", s["model"])
         t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
+        if s.get("served"):  # a served model: up with its streaming rate, or down and who writes instead
+            t.add_row("served", s["served"])
         t.add_row("paused · voice · volume", f"{s['paused']} · {s['voice']} · {s['volume']:.2f}")
         for c in list(self._commands)[-4:]:
             t.add_row("command", c)

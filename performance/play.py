@@ -81,6 +81,8 @@ def register_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="validate scenes, setlists and model folders",
                        description="Validate scene files, setlists and model folders; exit non-zero on any error.")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--probe", action="store_true",
+                   help="served models: ask the server for its models and say whether it answers and serves the card's")
     p.set_defaults(func=run_check)
 
 
@@ -98,6 +100,13 @@ def run_check(args: argparse.Namespace) -> int:
 
                 gen = load_model(path)
                 what = f"model ({gen.kind})"
+                if getattr(args, "probe", False) and gen.kind == "served":
+                    from performance.textgen.base import ServedError
+
+                    try:
+                        what += f"; {gen.probe()}"
+                    except ServedError as e:
+                        raise ModelFileError(f"{path}: probe failed: {e}") from None
             else:
                 data = path.read_bytes()
                 if b"[[scene]]" in data:
