@@ -187,7 +187,10 @@ class WorkerCore:
                     raise ServedError(f"still down: {gen.last_error}")
         except (ModelFileError, ServedError) as e:
             fallback = msg.fallback if msg.model != msg.fallback else None
-            log.error("model %s failed: %s", msg.model, e)
+            if isinstance(e, ServedError):  # already logged once when it went down; the watcher logs its return
+                log.info("served model %s %s; %s writes this poem", msg.model, e, fallback)
+            else:
+                log.error("model %s failed: %s", msg.model, e)
             gen = None
             if fallback:
                 try:

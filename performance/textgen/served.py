@@ -48,6 +48,9 @@ def _card_error(path: Path, key: str, value: object, allowed: str) -> ModelFileE
 
 def validate_card(card: dict, path: Path) -> dict:
     """Check a served card; return it with defaults filled in. Errors name the file, key and value."""
+    if "api_key" in card:
+        raise _card_error(path, "api_key", "***", "never store a key in the card: name an environment variable "
+                                                  "in 'api_key_env'")
     for k in card:
         if k not in _KEYS:
             raise _card_error(path, k, card[k], f"unknown key; known: {', '.join(sorted(_KEYS))}")
@@ -76,9 +79,6 @@ def validate_card(card: dict, path: Path) -> dict:
     need_str("api", "completions", APIS)
     need_str("model")
     need_str("api_key_env", "")
-    if "api_key" in card:
-        raise _card_error(path, "api_key", "***", "never store a key in the card: name an environment variable "
-                                                  "in 'api_key_env'")
     need_str("system", "You write short unrhymed poems.")
     need_str("template", CHATML if out["api"] == "completions" else "{prompt}")
     if "{prompt}" not in out["template"]:
@@ -312,7 +312,7 @@ class ServedStream:
             text = ""
         if not isinstance(text, str):
             raise ServedError(f"{g.endpoint.base_url}: malformed event (text is {type(text).__name__})")
-        pairs = _logprob_pairs(ch.get("logprobs"), g.api)
+        pairs = _logprob_pairs(ch.get("logprobs"), g.api, int(g.card["top_logprobs"]))
         t = self._temperature
         if pairs and "".join(p[0] for p in pairs) == text:
             return [Token(s, _p(lp), t, top) for s, lp, top in pairs if s]
@@ -329,8 +329,9 @@ def _p(logprob: float | None) -> float:
     return min(1.0, max(1e-12, math.exp(logprob)))
 
 
-def _logprob_pairs(lp: object, api: str) -> list[tuple[str, float, tuple[tuple[str, float], ...] | None]]:
-    """(token text, logprob, top alternatives) for each token an event's logprobs describe."""
+def _logprob_pairs(lp: object, api: str, n_top: int) -> list[tuple[str, float, tuple[tuple[str, float], ...] | None]]:
+    """(token text, logprob, top alternatives) for each token an event's logprobs describe; at most
+    n_top alternatives (a server may add the sampled token to its top list)."""
     if not isinstance(lp, dict):
         return []
     out = []
@@ -340,7 +341,7 @@ def _logprob_pairs(lp: object, api: str) -> list[tuple[str, float, tuple[tuple[s
                 continue
             top = [(a["token"], _p(a.get("logprob"))) for a in item.get("top_logprobs") or []
                    if isinstance(a, dict) and isinstance(a.get("token"), str)]
-            out.append((item["token"], item.get("logprob", 0.0), _sorted(top)))
+            out.append((item["token"], item.get("logprob", 0.0), _sorted(top, n_top)))
         return out
     tokens, lps, tops = lp.get("tokens") or [], lp.get("token_logprobs") or [], lp.get("top_logprobs") or []
     for i, s in enumerate(tokens):
@@ -348,12 +349,12 @@ def _logprob_pairs(lp: object, api: str) -> list[tuple[str, float, tuple[tuple[s
             continue
         top_d = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
         top = [(k, _p(v)) for k, v in top_d.items()]
-        out.append((s, lps[i] if i < len(lps) else 0.0, _sorted(top)))
+        out.append((s, lps[i] if i < len(lps) else 0.0, _sorted(top, n_top)))
     return out
 
 
-def _sorted(top: list[tuple[str, float]]) -> tuple[tuple[str, float], ...] | None:
-    return tuple(sorted(top, key=lambda a: -a[1])) if top else None
+def _sorted(top: list[tuple[str, float]], n_top: int) -> tuple[tuple[str, float], ...] | None:
+    return tuple(sorted(top, key=lambda a: -a[1])[:n_top]) if top and n_top else None
 
 
 def load_served(model_dir: Path, card: dict) -> ServedGenerator:
