@@ -178,14 +178,17 @@ class WorkerCore:
             self._reqs[msg.id] = req
             self._order.append(msg.id)
             return
+        served_down = False
         try:
             gen = self.model(msg.model)
             used = msg.model
             if getattr(gen, "kind", "") == "served":
                 self._served_check(msg.model, gen)
+                self._preload_fallback(msg.fallback)
                 if not gen.up:
                     raise ServedError(f"still down: {gen.last_error}")
         except (ModelFileError, ServedError) as e:
+            served_down = isinstance(e, ServedError)
             fallback = msg.fallback if msg.model != msg.fallback else None
             if isinstance(e, ServedError):  # already logged once when it went down; the watcher logs its return
                 log.info("served model %s %s; %s writes this poem", msg.model, e, fallback)
@@ -205,7 +208,8 @@ class WorkerCore:
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            stream = gen.start(msg.seed, msg.prompt)
+            # a served model's prompt is an instruction ("Write a poem about..."), not the poem's first words
+            stream = gen.start(msg.seed, "" if served_down else msg.prompt)
         for w in caught[:1]:
             log.warning("model %s: %s", used, w.message)
         if msg.continuation and hasattr(stream, "continuation"):
@@ -214,6 +218,14 @@ class WorkerCore:
         self._cap(req)
         self._reqs[msg.id] = req
         self._order.append(msg.id)
+
+    def _preload_fallback(self, name: str) -> None:
+        """Load a served model's fallback before it is needed, so a failure hands over at once."""
+        if name not in self._models:
+            try:
+                self.model(name)
+            except ModelFileError as e:
+                log.error("fallback model %s cannot be loaded: %s", name, e)
 
     @staticmethod
     def _cap(req: _Req) -> None:
@@ -262,7 +274,7 @@ class WorkerCore:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the served text may hold characters the fallback lacks
-            stream = fb.start(o.seed if o else 0, (o.prompt if o else "") + req.counter.text)
+            stream = fb.start(o.seed if o else 0, req.counter.text)
         req.gen, req.stream, req.kind = fb, stream, getattr(fb, "kind", "")
         return stream.next(t, top_k, top_p)
 
@@ -272,6 +284,10 @@ class WorkerCore:
     def _batched(self) -> int:
         """Step every waiting stream of the same recurrent model together (one matrix product per
         layer for all): several poems written ahead cost little more than one."""
+        import sys
+
+        if "performance.textgen.neural" not in sys.modules:  # no neural model loaded: nothing to batch,
+            return 0  # and a served or Markov scene need not wait for torch to import
         from performance.textgen.neural import RNNStream, step_streams
 
         groups: dict[int, list[_Req]] = {}
