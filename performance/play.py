@@ -140,6 +140,22 @@ def _check_models(scene) -> None:
             raise ConfigError(f"{scene.file}: key 'model' = {m!r}: {e}") from None
 
 
+def _served_fallbacks(setlist) -> list[str]:
+    """The fallback models of scenes that perform with a served model."""
+    from performance.textgen.base import ModelFileError
+    from performance.textgen.registry import read_card, resolve_model_dir
+
+    out = []
+    for entry in setlist.entries:
+        for m in entry.scene.models:
+            try:
+                if read_card(resolve_model_dir(m))["kind"] == "served":
+                    out.append(entry.scene.fallback)
+            except ModelFileError:
+                pass
+    return out
+
+
 # ---- the runtime ---------------------------------------------------------------------------------
 class FrameStats:
     """Frame work times and presentation gaps, for --stats-json."""
@@ -359,6 +375,8 @@ class Runtime:
         self.worker.start()
         # every model of the set loads now, in order of need, so a scene change never waits for one
         for m in dict.fromkeys(m for entry in self.setlist.entries for m in entry.scene.models):
+            self.worker.send(Preload(m))
+        for m in dict.fromkeys(_served_fallbacks(self.setlist)):  # ready before a served model's server fails
             self.worker.send(Preload(m))
         try:
             from performance.sound import SoundSystem

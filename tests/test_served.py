@@ -28,12 +28,13 @@ from performance.textgen import load_model
 from performance.textgen.base import ModelFileError
 from performance.textgen.lengths import LengthRule
 
-REASON = missing()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
-
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
+    """The real server; tests that need it skip, with the reason, only where it is not installed."""
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
     s = LlamaServer(tmp_path_factory.mktemp("llama") / "server.log")
     s.start()
     yield s
