@@ -244,9 +244,13 @@ class ServedStream:
 
     def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
         while not self._buf:
-            if self._events is None:
-                self._begin(temperature, top_k, top_p)
-            self._pull()
+            try:
+                if self._events is None:
+                    self._begin(temperature, top_k, top_p)
+                self._pull()
+            except ServedError:
+                self._events = None  # a later next() starts a fresh request
+                raise
         tok = self._buf.popleft()
         self.text += tok.text
         self.tokens += 1
