@@ -37,7 +37,7 @@ APIS = ("completions", "chat")
 CHATML = ("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n"
           "<|im_start|>assistant\n")
 _KEYS = {"kind", "name", "base_url", "api", "model", "api_key_env", "system", "template", "prompt", "stop",
-         "timeout", "max_tokens", "continuation", "top_logprobs", "extra", "context_chars", "retry_s",
+         "timeout", "first_token_timeout", "max_tokens", "continuation", "top_logprobs", "extra", "context_chars", "retry_s",
          "description", "licence", "license", "engine_version", "format"}
 
 
@@ -89,6 +89,7 @@ def validate_card(card: dict, path: Path) -> dict:
         raise _card_error(path, "stop", stop, "a list of up to 4 non-empty strings")
     out["stop"] = stop
     need_num("timeout", 5.0, 0.1, 600.0)
+    need_num("first_token_timeout", 30.0, 0.1, 3600.0)
     need_num("max_tokens", 512, 1, 100000, integer=True)
     need_num("continuation", 16, 1, 4096, integer=True)
     need_num("top_logprobs", 3, 0, 20, integer=True)
@@ -125,7 +126,7 @@ class ServedGenerator:
         self.card = card
         self.folder = folder
         key = os.environ.get(card["api_key_env"]) if card["api_key_env"] else None
-        self.endpoint = Endpoint(card["base_url"], key, float(card["timeout"]))
+        self.endpoint = Endpoint(card["base_url"], key, float(card["timeout"]), float(card["first_token_timeout"]))
         self.api = card["api"]
         self.model_id = card["model"]
         self.max_tokens = int(card["max_tokens"])

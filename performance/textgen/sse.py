@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -21,7 +22,8 @@ class Endpoint:
     noticed within `timeout` seconds, not at the end of the poem.
     """
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 5.0,
+                 first_timeout: float | None = None) -> None:
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"base_url {base_url!r}: must be http://HOST[:PORT]/PATH or https://...")
@@ -32,6 +34,7 @@ class Endpoint:
         self.path = parts.path
         self.api_key = api_key
         self.timeout = timeout
+        self.first_timeout = max(timeout, first_timeout or timeout)  # the prompt is read before the first token
 
     def _conn(self, timeout: float) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
@@ -43,10 +46,16 @@ class Endpoint:
             h["Authorization"] = f"Bearer {self.api_key}"
         return h
 
-    def _open(self, method: str, route: str, body: dict | None, timeout: float) -> http.client.HTTPResponse:
+    def _open(self, method: str, route: str, body: dict | None, timeout: float,
+              wait: float | None = None) -> tuple[http.client.HTTPResponse, socket.socket | None]:
+        """Connect within `timeout`, then wait up to `wait` (default: timeout) for the answer."""
         url = self.base_url + route
         conn = self._conn(timeout)
         try:
+            conn.connect()
+            sock = conn.sock
+            if wait is not None and sock is not None:
+                sock.settimeout(wait)
             conn.request(method, self.path + route, body=json.dumps(body) if body is not None else None,
                          headers=self._headers())
             resp = conn.getresponse()
@@ -55,7 +64,7 @@ class Endpoint:
             raise ServedError(f"{url}: connection refused (is the server running?)") from None
         except TimeoutError:
             conn.close()
-            raise ServedError(f"{url}: no answer within {timeout:g} s (timeout)") from None
+            raise ServedError(f"{url}: no answer within {wait or timeout:g} s (timeout)") from None
         except (OSError, http.client.HTTPException) as e:
             conn.close()
             raise ServedError(f"{url}: {type(e).__name__}: {e}") from None
@@ -63,12 +72,12 @@ class Endpoint:
             detail = _error_detail(resp)
             conn.close()
             raise ServedError(f"{url}: HTTP {resp.status} {resp.reason}: {detail}")
-        return resp
+        return resp, sock
 
     def get_json(self, route: str, timeout: float | None = None) -> dict:
         """GET a JSON document (e.g. /models)."""
         t = self.timeout if timeout is None else timeout
-        resp = self._open("GET", route, None, t)
+        resp, _ = self._open("GET", route, None, t)
         try:
             data = json.loads(resp.read())
         except TimeoutError:
@@ -85,10 +94,11 @@ class Endpoint:
         """POST with stream=true and yield each SSE `data:` event as a dict, until [DONE].
 
         A stream that ends without [DONE], an event that is not JSON, or an `error` event raise
-        ServedError.
+        ServedError. The first event may take `first_timeout` (the server reads the prompt first);
+        after it, a gap longer than `timeout` is a stall.
         """
         url = self.base_url + route
-        resp = self._open("POST", route, body, self.timeout)
+        resp, sock = self._open("POST", route, body, self.timeout, self.first_timeout)
         events = 0
         try:
             data_lines: list[str] = []
@@ -96,7 +106,8 @@ class Endpoint:
                 try:
                     raw = resp.readline()
                 except TimeoutError:
-                    raise ServedError(f"{url}: stream stalled, nothing for {self.timeout:g} s after "
+                    waited = self.timeout if events else self.first_timeout
+                    raise ServedError(f"{url}: stream stalled, nothing for {waited:g} s after "
                                       f"{events} events (timeout)") from None
                 except (OSError, http.client.HTTPException) as e:
                     raise ServedError(f"{url}: stream cut after {events} events ({type(e).__name__})") from None
@@ -123,6 +134,8 @@ class Endpoint:
                     msg = err.get("message", err) if isinstance(err, dict) else err
                     raise ServedError(f"{url}: server error mid-stream: {str(msg)[:120]}")
                 events += 1
+                if events == 1 and sock is not None:
+                    sock.settimeout(self.timeout)
                 yield event
         finally:
             resp.close()
