@@ -43,11 +43,11 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def card(server, tmp_path_factory) -> Path:
-    return write_card(tmp_path_factory.mktemp("models") / "smollm2", server.base_url, timeout=1.5, retry_s=0.5)
+    return write_card(tmp_path_factory.mktemp("models") / "smollm2", server.base_url, timeout=10.0, first_token_timeout=60.0, retry_s=0.5)
 
 
 def _card(tmp_path: Path, base_url: str, name: str = "served", **over) -> Path:
-    return write_card(tmp_path / name, base_url, timeout=1.5, retry_s=0.5, **over)
+    return write_card(tmp_path / name, base_url, **{"timeout": 10.0, "first_token_timeout": 60.0, "retry_s": 0.5, **over})
 
 
 # ---- the card and the probe ---------------------------------------------------------------------
@@ -77,8 +77,9 @@ def test_a_bad_card_value_is_one_line_naming_key_and_value(tmp_path):
 
 
 # ---- tokens, probabilities, temperature, seeds ----------------------------------------------------
-def test_tokens_carry_probabilities_and_top_alternatives(card):
-    gen = load_model(card)
+def test_tokens_carry_probabilities_and_top_alternatives(server, tmp_path):
+    # llama.cpp's logprobs are the model's own; its default repeat penalty would bend the greedy choice
+    gen = load_model(_card(tmp_path, server.base_url, extra={"repeat_penalty": 1.0}))
     s = gen.start(1)
     toks = [s.next(0.0) for _ in range(40)]
     real = [t for t in toks if t.top is not None]
@@ -110,15 +111,21 @@ def test_the_same_seed_writes_the_same_poem(card):
 
     def poem(seed: int) -> str:
         s = gen.start(seed, "Write a poem about rain.")
-        return "".join(s.next(0.9).text for _ in range(40))
+        return "".join(s.next(0.9).text for _ in range(20))
 
+    # llama-cpp-python always reuses the cached prompt prefix, and a prefix evaluated in one batch or
+    # token by token differs in the last bits: each poem follows the same other poem, so both runs of
+    # seed 42 evaluate alike (llama.cpp's C++ server: cache_prompt = false; vLLM: batch-invariant mode)
+    poem(43)
     a = poem(42)
+    c = poem(43)
     assert poem(42) == a
-    assert poem(43) != a
+    assert c != a
 
 
 def test_chat_api_streams_tokens_with_logprobs(server, tmp_path):
-    gen = load_model(_card(tmp_path, server.base_url, api="chat", template="{prompt}", stop=[]))
+    gen = load_model(_card(tmp_path, server.base_url, api="chat", template="{prompt}", stop=[],
+                             extra={"repeat_penalty": 1.0}))
     s = gen.start(3)
     toks = [s.next(0.0) for _ in range(12)]
     assert all(t.top and t.text == t.top[0][0] for t in toks if t.text.strip())
@@ -259,7 +266,8 @@ def _wait(pred, timeout: float) -> bool:
     return False
 
 
-def test_a_stopped_server_times_out_into_the_fallback_and_comes_back(server, card, caplog):
+def test_a_stopped_server_times_out_into_the_fallback_and_comes_back(server, tmp_path, caplog):
+    card = _card(tmp_path, server.base_url, timeout=3.0)  # the card's stall limit (1.5 s shipped; 2 cores shared here)
     core, out = _worker()
     _open(core, 1, card, 6, continuation=64)  # the server is still writing this continuation when it stops
     core.pump()
@@ -273,7 +281,7 @@ def test_a_stopped_server_times_out_into_the_fallback_and_comes_back(server, car
     finally:
         server.resume()
     assert len(_tokens(out, 1)) == 26
-    assert took < 2.0, f"fell back after {took:.2f} s"
+    assert 3.0 <= took < 4.5, f"fell back after {took:.2f} s (timeout 3 s)"
     _one_error_line(caplog, server.base_url, "timeout", "markov")
     gen = core.model(str(card))
     assert _wait(lambda: gen.up, 10), "the watcher sees the server answer again"
