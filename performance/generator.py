@@ -274,8 +274,10 @@ class WorkerCore:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the served text may hold characters the fallback lacks
-            stream = fb.start(o.seed if o else 0, req.counter.text)
+            stream = fb.start(o.seed if o else 0, "")  # a prompt would be echoed: the fallback starts afresh
         req.gen, req.stream, req.kind = fb, stream, getattr(fb, "kind", "")
+        if req.counter.text and not req.counter.text.endswith("\n"):
+            return Token("\n", 1.0, t)  # on a new line, not glued to the served model's last word
         return stream.next(t, top_k, top_p)
 
     def busy(self) -> bool:
