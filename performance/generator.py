@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from performance import faults
-from performance.textgen.base import ModelFileError, Token
+from performance.textgen.base import ModelFileError, ServedError, Token
 from performance.textgen.lengths import LengthCounter, LengthRule
 
 log = logging.getLogger("lectern.generator")
@@ -53,6 +53,8 @@ class Open:
     length: LengthRule
     continue_from: int | None = None
     xray: object | None = None  # textgen.xray.XraySpec when the scene shows the x-ray, else None
+    fallback: str = FALLBACK_MODEL  # written with when the model fails (a served model's server down)
+    continuation: int = 0  # served models: tokens per request (0 = the card's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,16 +138,26 @@ class Loaded:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class ServedState:
+    """A served model's endpoint: up or down (with why), and its last streaming rate."""
+
+    model: str
+    up: bool
+    detail: str
+    tok_s: float
+
+
 WorkerIn = Open | Grant | Close | Preload | Neuron | Train
-WorkerOut = TokenOut | Done | Failed | Loaded | Opened | Waiting
+WorkerOut = TokenOut | Done | Failed | Loaded | Opened | Waiting | ServedState
 
 
 class _Req:
-    __slots__ = ("id", "gen", "stream", "counter", "credits", "done", "kind", "model", "seed", "prompt")
+    __slots__ = ("id", "gen", "stream", "counter", "credits", "done", "kind", "model", "seed", "prompt", "open")
 
     def __init__(self, id: int, gen, stream, counter: LengthCounter, model: str = "", seed: int = 0,
-                 prompt: str = "") -> None:
-        self.model, self.seed, self.prompt = model, seed, prompt
+                 prompt: str = "", open: Open | None = None) -> None:
+        self.model, self.seed, self.prompt, self.open = model, seed, prompt, open
         self.id = id
         self.gen = gen
         self.stream = stream
@@ -163,6 +175,7 @@ class WorkerCore:
         self._models: dict[str, object] = {}
         self._reqs: dict[int, _Req] = {}
         self._order: deque[int] = deque()
+        self._served_up: dict[str, bool] = {}  # what the engine was last told about each served model
         if loader is None:
             from performance.textgen import load_model
 
@@ -246,11 +259,14 @@ class WorkerCore:
         word_tokens_of = lambda g: bool(getattr(g, "word_tokens", False))  # noqa: E731
         if msg.continue_from is not None and msg.continue_from in self._reqs:
             old = self._reqs.pop(msg.continue_from)
-            req = _Req(msg.id, old.gen, old.stream, LengthCounter(msg.length, word_tokens_of(old.gen)))
+            req = _Req(msg.id, old.gen, old.stream, LengthCounter(msg.length, word_tokens_of(old.gen)), old.model,
+                       old.seed, old.prompt, old.open)
+            self._cap(req)
             self._reqs[msg.id] = req
             self._order.append(msg.id)
             return
         label, curve = None, ()
+        served_down = False
         try:
             if msg.model in self._broken:
                 raise ModelFileError(f"failed {MAX_FAILURES} poems in a row; replaced for this session")
@@ -263,9 +279,17 @@ class WorkerCore:
 
                     label = checkpoint_label(msg.model, getattr(gen, "card", {}) or {})
             used = msg.model
-        except ModelFileError as e:
-            fallback = FALLBACK_MODEL if msg.model != FALLBACK_MODEL else None
-            if msg.model not in self._broken:
+            if getattr(gen, "kind", "") == "served":
+                self._served_check(msg.model, gen)
+                self._preload_fallback(msg.fallback)
+                if not gen.up:
+                    raise ServedError(f"still down: {gen.last_error}")
+        except (ModelFileError, ServedError) as e:
+            served_down = isinstance(e, ServedError)
+            fallback = msg.fallback if msg.model != msg.fallback else None
+            if isinstance(e, ServedError):  # already logged once when it went down; the watcher logs its return
+                log.info("served model %s %s; %s writes this poem", msg.model, e, fallback)
+            elif msg.model not in self._broken:
                 log.error("model %s failed: %s", msg.model, e)
             gen = None
             if fallback:
@@ -279,7 +303,7 @@ class WorkerCore:
                 return
         import warnings
 
-        req = _Req(msg.id, gen, None, LengthCounter(msg.length, word_tokens_of(gen)), used, msg.seed, msg.prompt)
+        req = _Req(msg.id, gen, None, LengthCounter(msg.length, word_tokens_of(gen)), used, msg.seed, msg.prompt, msg)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -288,7 +312,8 @@ class WorkerCore:
 
                     req.stream = start_xray(gen, msg.seed, msg.prompt, msg.xray)
                 else:
-                    req.stream = gen.start(msg.seed, msg.prompt)
+                    # a served model's prompt is an instruction ("Write a poem about..."), not the poem's words
+                    req.stream = gen.start(msg.seed, "" if served_down else msg.prompt)
             except Exception as e:  # a model that loads but cannot write must not take the worker down
                 self._reqs[msg.id] = req
                 self._restart_on(req, e)
@@ -297,6 +322,9 @@ class WorkerCore:
         stream = req.stream
         for w in caught[:1]:
             log.warning("model %s: %s", used, w.message)
+        if msg.continuation and hasattr(stream, "continuation"):
+            stream.continuation = msg.continuation
+        self._cap(req)
         self._reqs[msg.id] = req
         self._order.append(msg.id)
         if msg.xray is not None or label is not None:
@@ -341,12 +369,77 @@ class WorkerCore:
         for t in self._trainers.values():
             t.stop()
 
+    def _preload_fallback(self, name: str) -> None:
+        """Load a served model's fallback before it is needed, so a failure hands over at once."""
+        if name not in self._models:
+            try:
+                self.model(name)
+            except ModelFileError as e:
+                log.error("fallback model %s cannot be loaded: %s", name, e)
+
+    @staticmethod
+    def _cap(req: _Req) -> None:
+        """A served card's max_tokens per poem tightens the length rule's own cap."""
+        cap = getattr(req.gen, "max_tokens", None)
+        if cap:
+            req.counter._cap = min(req.counter._cap, int(cap))
+
+    def _served_check(self, name: str, gen) -> None:
+        """Tell the engine when a served model that was down answers again."""
+        if gen.up and self._served_up.get(name) is False:
+            self._served_up[name] = True
+            self._emit(ServedState(name, True, f"{gen.endpoint.base_url} answers again", gen.rate))
+
+    def _next(self, req: _Req, t: float, top_k: int, top_p: float) -> Token:
+        """The next token of a request; a served model that fails hands the rest of the poem to the
+        fallback model (one log line naming the endpoint and the failure)."""
+        try:
+            tok = req.stream.next(t, top_k, top_p)
+        except ServedError as e:
+            return self._fail_over(req, str(e), t, top_k, top_p)
+        if req.kind == "served" and req.counter.tokens % 16 == 0:
+            name = req.open.model if req.open else req.gen.name
+            self._served_up[name] = True
+            self._emit(ServedState(name, True, req.gen.endpoint.base_url, req.gen.rate))
+        return tok
+
+    def _fail_over(self, req: _Req, error: str, t: float, top_k: int, top_p: float) -> Token:
+        gen, o = req.gen, req.open
+        name = o.model if o else gen.name
+        fallback = o.fallback if o else FALLBACK_MODEL
+        gen.mark_down(error)
+        self._served_up[name] = False
+        log.error("served model %s failed: %s; writing with %s until it answers again", name, error, fallback)
+        self._emit(ServedState(name, False, error, 0.0))
+        try:
+            fb = self.model(fallback)
+        except ModelFileError as e2:
+            log.error("fallback model %s failed too: %s", fallback, e2)
+            self._emit(Failed(req.id, name, error, None))
+            req.done = True
+            req.credits.clear()
+            raise ServedError(error) from None
+        self._emit(Failed(req.id, name, error, fallback))
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the served text may hold characters the fallback lacks
+            stream = fb.start(o.seed if o else 0, "")  # a prompt would be echoed: the fallback starts afresh
+        req.gen, req.stream, req.kind = fb, stream, getattr(fb, "kind", "")
+        if req.counter.text and not req.counter.text.endswith("\n"):
+            return Token("\n", 1.0, t)  # on a new line, not glued to the served model's last word
+        return stream.next(t, top_k, top_p)
+
     def busy(self) -> bool:
         return any(r.credits and not r.done for r in self._reqs.values())
 
     def _batched(self) -> int:
         """Step every waiting stream of the same recurrent model together (one matrix product per
         layer for all): several poems written ahead cost little more than one."""
+        import sys
+
+        if "performance.textgen.neural" not in sys.modules:  # no neural model loaded: nothing to batch,
+            return 0  # and a served or Markov scene need not wait for torch to import
         from performance.textgen.neural import RNNStream, step_streams
 
         groups: dict[int, list[_Req]] = {}
@@ -409,9 +502,11 @@ class WorkerCore:
                     _fire_fault()
                 t, top_k, top_p = req.credits.popleft()
                 try:
-                    tok = req.stream.next(t, top_k, top_p)
+                    tok = self._next(req, t, top_k, top_p)
                     if not isinstance(tok.text, str):
                         raise TypeError(f"token text is {type(tok.text).__name__}, not text")
+                except ServedError:  # no fallback either: this poem ends, the show goes on
+                    continue
                 except Exception as e:  # contained: the poem goes on with the fallback, the worker lives
                     req.credits.appendleft((t, top_k, top_p))
                     self._restart_on(req, e)

@@ -103,6 +103,8 @@ class OperatorView:
             if s.get("neuron") is not None:
                 t.add_row("x-ray unit", f"{s['neuron']}  (n / m: next / previous)")
             t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
+            if s.get("served"):  # a served model: up with its streaming rate, or down and who writes instead
+                t.add_row("served", escape(s["served"]))
             t.add_row("voice · volume", f"{s['voice']} · {s['volume']:.2f}")
             for key, label in (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote")):
                 if s.get(key):

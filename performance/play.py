@@ -126,6 +126,8 @@ def register_check(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="validate scenes, setlists and model folders",
                        description="Validate scene files, setlists and model folders; exit non-zero on any error.")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--probe", action="store_true",
+                   help="served models: ask the server for its models and say whether it answers and serves the card's")
     p.set_defaults(func=run_check)
 
 
@@ -145,6 +147,13 @@ def run_check(args: argparse.Namespace) -> int:
                 gen = load_model(path)
                 _test_write(gen, path)
                 what = f"model ({gen.kind})"
+                if getattr(args, "probe", False) and gen.kind == "served":
+                    from performance.textgen.base import ServedError
+
+                    try:
+                        what += f"; {gen.probe()}"
+                    except ServedError as e:
+                        raise ModelFileError(f"{path}: probe failed: {e}") from None
             else:
                 data = read_text_limited(path)
                 if "[[scene]]" in data:
@@ -200,6 +209,22 @@ def _check_models(scene) -> None:
             read_card(resolve_model_dir(m))
         except ModelFileError as e:
             raise ConfigError(f"{scene.file}: key 'model' = {m!r}: {e}") from None
+
+
+def _served_fallbacks(setlist) -> list[str]:
+    """The fallback models of scenes that perform with a served model."""
+    from performance.textgen.base import ModelFileError
+    from performance.textgen.registry import read_card, resolve_model_dir
+
+    out = []
+    for entry in setlist.entries:
+        for m in entry.scene.models:
+            try:
+                if read_card(resolve_model_dir(m))["kind"] == "served":
+                    out.append(entry.scene.fallback)
+            except ModelFileError:
+                pass
+    return out
 
 
 # ---- the runtime ---------------------------------------------------------------------------------
@@ -477,6 +502,8 @@ class Runtime:
         self.worker.start()
         # every model of the set loads now, in order of need, so a scene change never waits for one
         for m in dict.fromkeys(m for entry in self.setlist.entries for m in entry.scene.models):
+            self.worker.send(Preload(m))
+        for m in dict.fromkeys(_served_fallbacks(self.setlist)):  # ready before a served model's server fails
             self.worker.send(Preload(m))
         try:
             from performance.sound import SoundSystem

@@ -833,7 +833,8 @@ class OscServer:
                   "seed": lambda v: [int(v)], "model": lambda v: [str(v)], "paused": lambda v: [int(v)],
                   "voice": lambda v: [int(v)], "volume": lambda v: [float(v)],
                   "model_override": lambda v: [str(v)], "prompt_override": lambda v: [str(v)[:200]],
-                  "health": lambda v: [float(v[0]), float(v[1]), int(v[2]), int(v[3]), float(v[4])]}
+                  "health": lambda v: [float(v[0]), float(v[1]), int(v[2]), int(v[3]), float(v[4])]
+                  + ([str(s["served"])] if s.get("served") else [])}
         for key, shape in shapes.items():
             if key in s:
                 try:

@@ -67,7 +67,7 @@ STATE = [
     ("state/paused", "i", "1 while paused or blacked out"),
     ("state/voice", "i", "speech on"),
     ("state/volume", "f", "master volume"),
-    ("state/health", "f f i i f", "uptime_s, fps, poems, restarts, rss_mb"),
+    ("state/health", "f f i i f [s]", "uptime_s, fps, poems, restarts, rss_mb[, served models: up N tok/s | down (why)]"),
 ]
 TYPE_NAMES = {"": "—", "f": "float", "i": "int", "s": "string", "i|s": "int or string", "b": "0|1"}
 

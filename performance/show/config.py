@@ -81,6 +81,8 @@ class Scene:
     change_at: str = "poem"
     lookahead: int = 8
     ahead: int = 0
+    fallback: str = "default"  # the model that writes while a served model's server is down
+    continuation: int = 0  # served models: tokens per request (0 = lookahead)
     blocklist: Blocklist = Blocklist()
     look: Any = None
     voice: Any = None
@@ -299,6 +301,8 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         change_at=t.str("change_at", "poem", ("poem", "line")),
         lookahead=t.int("lookahead", 8, lo=1, hi=4096),
         ahead=t.int("ahead", 0, lo=0, hi=16),
+        fallback=t.str("fallback", "default"),
+        continuation=t.int("continuation", 0, lo=0, hi=4096),
         blocklist=blocklist,
         look=_owned_block("look", t.sub("look")),
         voice=_owned_block("voice", t.sub("voice")),

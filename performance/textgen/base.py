@@ -17,6 +17,11 @@ class ModelFileError(Exception):
     """A model folder or file cannot be used. The message names the file and what is wrong."""
 
 
+class ServedError(Exception):
+    """A served model's endpoint failed (refused, timed out, HTTP error, cut or malformed stream,
+    unknown model id). The message is one line naming the endpoint and what went wrong."""
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     """One generated token.
@@ -24,8 +29,9 @@ class Token:
     text: the token's text exactly as it joins the poem ("w", " the", "\\n", ",").
     p: the probability the model gave this token under the temperature used (0 < p <= 1).
     temperature: the temperature it was sampled under.
-    top: x-ray only (None otherwise): the k likeliest tokens as (text, p) pairs, most likely first,
-        under the same temperature (untempered at temperature 0), before top-k/top-p truncation.
+    top: x-ray scenes and served models (None otherwise): the k likeliest tokens as (text, p) pairs,
+        most likely first, under the same temperature (untempered at temperature 0), before top-k/top-p
+        truncation; served models give them from the server's top logprobs.
     unit: x-ray only (None otherwise): the activation of the watched hidden unit in the state
         that predicted this token.
     """

@@ -105,7 +105,7 @@ def bench_neural(gen, streams_list: list[int], seconds: float) -> list[dict]:
 def bench_all(models: list[str], seconds: float = 3.0, streams: list[int] | None = None,
               quality: bool = False) -> dict:
     from performance.textgen import load_model
-    from performance.textgen.base import ModelFileError
+    from performance.textgen.base import ModelFileError, ServedError
 
     streams = streams or [1, 16]
     cases: list[dict] = []
@@ -116,12 +116,14 @@ def bench_all(models: list[str], seconds: float = 3.0, streams: list[int] | None
         except ModelFileError as e:
             print(f"bench: skipping {name}: {e}", file=sys.stderr)
             continue
-        if gen.kind in ("markov", "spreeder"):
+        if gen.kind in ("markov", "spreeder", "served"):
             try:
                 mod = __import__(f"performance.textgen.{gen.kind}", fromlist=["bench_case"])
                 cases.append(mod.bench_case(gen, seconds))
             except (ImportError, AttributeError) as e:
                 print(f"bench: no bench for {gen.kind} ({e})", file=sys.stderr)
+            except ServedError as e:
+                print(f"bench: skipping {name}: {e}", file=sys.stderr)
             continue
         cases.extend(bench_neural(gen, streams, seconds))
         if quality:

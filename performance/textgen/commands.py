@@ -174,7 +174,10 @@ def run_bench(args: argparse.Namespace) -> int:
                       f"({c['lines_per_poem']} lines, rate {c['rate']})")
             elif "engine_tok_s" in c:
                 print(f"  {c['model']:<12} {c['kind']:<16} streams {c['streams']:>2}  engine {c['engine_tok_s']:>10.0f} tok/s"
-                      f"  baseline {c['baseline_tok_s']:>9.0f} tok/s  ratio {c['ratio']:.1f}×")
+                      f"  baseline {c['baseline_tok_s']:>9.0f} tok/s  ratio {c['ratio']:.1f}×"
+                      + (f"  overhead {(1 - c['ratio']) * 100:.1f}%  first token {c['first_token_s']:.3f} s "
+                         f"(raw {c['baseline_first_token_s']:.3f} s)"
+                         if "first_token_s" in c else ""))
             else:
                 print(f"  {c}")
     return 0

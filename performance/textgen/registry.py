@@ -13,7 +13,8 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 NEURAL_KINDS = ("char-lstm", "char-gru", "word-lstm", "word-gru", "char-transformer", "word-transformer")
 CLASSIC_KINDS = ("markov", "spreeder")
-KINDS = NEURAL_KINDS + CLASSIC_KINDS
+SERVED_KINDS = ("served",)  # no weights: an endpoint of an existing serving engine
+KINDS = NEURAL_KINDS + CLASSIC_KINDS + SERVED_KINDS
 
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:
@@ -67,6 +68,10 @@ def load_model(name_or_path: str | Path, device: str = "cpu") -> Generator:
         from performance.textgen.markov import load_markov
 
         return load_markov(model_dir, card)
+    if kind == "served":
+        from performance.textgen.served import load_served
+
+        return load_served(model_dir, card)
     if kind == "spreeder":
         from performance.textgen.spreeder import load_spreeder
 
