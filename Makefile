@@ -4,9 +4,10 @@
 PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
-APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core
+APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core \
+            xdotool imagemagick openbox x11-utils tmux jackd2 chromium chromium-driver
 
-.PHONY: setup apt venv run test lint bench soak clean-venv corpus-check
+.PHONY: setup apt venv venv-test run test lint bench soak clean-venv corpus-check
 
 setup: apt venv
 
@@ -25,12 +26,19 @@ $(VENV)/.installed: requirements.txt
 	$(VPY) -m pip install -q -r requirements.txt
 	touch $@
 
+# Test-only pins (pytest, hypothesis, ruff) on top of the runtime ones.
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(VPY) -m pip install -q -r requirements-test.txt
+	touch $@
+
 venv: $(VENV)/.installed
+
+venv-test: $(VENV)/.installed-test
 
 run: setup
 	$(VPY) run.py
 
-test: setup
+test: apt venv-test
 	$(VPY) -m ruff check .
 	$(VPY) -m pytest
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+HOURS_ADDRESSES = ("/lectern/blackout", "/lectern/resume")  # opening hours; other schedule commands are [[at]]
 
 
 def proc_sample(pid: int) -> dict | None:
@@ -88,7 +89,8 @@ def read_events(folder: Path) -> list[dict]:
 
 def open_intervals(events: list[dict], duration: float) -> list[tuple[float, float]]:
     """Open stretches on the engine clock, from the schedule's blackout/resume commands."""
-    schedule = [e for e in events if e.get("event") == "command" and e.get("source") == "schedule"]
+    schedule = [e for e in events if e.get("event") == "command" and e.get("source") == "schedule"
+                and e["address"] in HOURS_ADDRESSES]
     opened, t_open = [], min((e["t"] for e in events), default=0.0)
     for e in schedule:
         if e["address"].endswith("blackout") and t_open is not None:
@@ -99,6 +101,14 @@ def open_intervals(events: list[dict], duration: float) -> list[tuple[float, flo
     if t_open is not None:
         opened.append((t_open, duration))
     return opened
+
+
+def timetable_firings(events: list[dict]) -> list[str]:
+    """The [[at]] firings in the transcript: "simulated wall time  address args  applied"."""
+    return [f"{e['wall'][:19]}  {e['address']} {' '.join(map(str, e.get('args', [])))}  "
+            f"{'ok' if e.get('applied') else 'refused'}"
+            for e in events if e.get("event") == "command" and e.get("source") == "schedule"
+            and e["address"] not in HOURS_ADDRESSES]
 
 
 def _median_load(samples: list[dict], lo: bool) -> float | None:
@@ -149,7 +159,8 @@ def figures(samples: list[dict], events: list[dict], duration: float, warmup_s: 
 
     ends = [e["t"] for e in events if e.get("event") == "poem_end" and not e.get("partial")]
     opened = open_intervals(events, duration)
-    schedule = [e for e in events if e.get("event") == "command" and e.get("source") == "schedule"]
+    schedule = [e for e in events if e.get("event") == "command" and e.get("source") == "schedule"
+                and e["address"] in HOURS_ADDRESSES]
     t0 = min((e["t"] for e in events), default=0.0)
     half = (t0 + duration) / 2
 
@@ -177,6 +188,7 @@ def figures(samples: list[dict], events: list[dict], duration: float, warmup_s: 
         "poems_per_open_sim_hour_by_scene": scene_rates(events, opened, t0, half, duration),
         "rss_mb_by_tenth": [round(warm[min(len(warm) - 1, int(i * len(warm) / 10))]["rss_mb"], 1) for i in range(10)],
         "samples": len(samples),
+        "timetable_firings": timetable_firings(events),
     }
     return out
 
@@ -237,9 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=0.25,
                    help="fraction of the run counted as warm-up, while caches (fonts, rendered lines) fill (default 0.25)")
     p.add_argument("--json", type=Path, help="also write the figures as JSON")
+    p.add_argument("--start-wall", metavar="ISO", help="simulated wall time the run starts at (passed to play)")
     args = p.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="lectern-soak-"))
-    f, code = run_soak(args.setlist, args.hours, args.time_scale, args.warmup, out)
+    f, code = run_soak(args.setlist, args.hours, args.time_scale, args.warmup, out,
+                       extra=["--start-wall", args.start_wall] if args.start_wall else None)
     print(json.dumps(f, indent=1))
     if args.json:
         args.json.write_text(json.dumps(f, indent=1))

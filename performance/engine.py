@@ -25,12 +25,17 @@ from performance.control.command import Command
 from performance.control.timed import DueQueue
 from performance.generator import Close, Done, Failed, Grant, Loaded, Open, TokenOut
 from performance.show.config import Scene, Setlist
-from performance.show.programs import MAX_TEMPERATURE
+from performance.show.programs import MAX_TEMPERATURE, session_seed_draw
 from performance.textgen.lengths import trim_poem
 
 log = logging.getLogger("lectern.engine")
 
 _LETTER = re.compile(r"[^\W\d_]")
+_WORD_CHAR = re.compile(r"[\w'’-]")  # inside a word: letters, digits, apostrophes, hyphens
+_WORD_BOUNDARY = re.compile(r"[^\w'’-]$")  # text that ends here ends on a whole word
+FIRST_POEM_PATIENCE_S = 1.5  # a poem shown whole: the first of a scene may keep the stage waiting this long
+MIN_POEM_PATIENCE_S, MAX_POEM_PATIENCE_S = 0.3, 2.5  # later ones: the scene's hold, within these bounds
+CUT_MIN_WORDS = 24  # a poem cut short before the longest patience has at least this many words
 
 
 # ---- sound actions (routed to performance.sound.SoundSystem by the runtime) ---------------------
@@ -107,6 +112,8 @@ class _Poem:
     line: int = 0
     line_text: str = ""
     word_hold: list = field(default_factory=list)
+    cut: bool = False  # ended early (a scene change, reseed, panic): its text is not whole
+    cut_short: bool = False  # shown whole but cut at its last whole word: the model was too slow
 
 
 @dataclass
@@ -119,6 +126,7 @@ class _Column:
     poems_done: int = 0
     start_at: float = 0.0  # when the current poem may start revealing
     last_rid: int | None = None
+    shown: _Poem | None = None  # the poem whose text is on screen (the last with a token revealed)
     ahead: deque = field(default_factory=deque)  # poems opened early, written while this one shows
 
 
@@ -154,6 +162,8 @@ class Engine:
         self.model_override: str | None = None
         self.prompt_override: str | None = None
         self.poem_counter = 0
+        self.seed_draws = 0  # fresh seeds drawn this session ("new" programs, reseed)
+        self.notice: str | None = None  # how the show is degrading, for the operator (None: it is not)
         self.last_go: float = -1e9
         self.waiting = DueQueue()  # commands due later (OSC bundle timetags), bounded
         self.current_temperature = 0.0
@@ -187,7 +197,11 @@ class Engine:
                 if self.columns and col.phase != "done":
                     self._grant(now, col)  # keep poems written ahead fed, during holds too
             if self.columns and all(c.phase == "done" for c in self.columns):
-                self._scene_finished(now)
+                if not (self._speaking and self.voice_holds_stage()):
+                    self._scene_finished(now)
+                else:  # the last lines are still spoken: the next scene starts when they end
+                    for col in self.columns:
+                        col.until = max(col.until, now)
         return self._flush()
 
     def end(self, now: float) -> Outbox:
@@ -216,11 +230,14 @@ class Engine:
         return {
             "scene": (self.scene_idx + 1, self.scene.name),
             "standby": (sb + 1, self.setlist.entries[sb].scene.name) if sb is not None else (0, ""),
-            "poem": (poem.n if poem and poem.started else self.poem_counter, self.scene.poems or 0),
+            # "n of N" counts within the scene when the scene has N poems; else the session's count
+            "poem": ((poem.index + 1 if poem and poem.started else (col.poems_done if col else 0)), self.scene.poems)
+            if self.scene.poems else (poem.n if poem and poem.started else self.poem_counter, 0),
             "temperature": self.override if self.override is not None else self.current_temperature,
             "seed": self.current_seed,
             "model": poem.model if poem else self.scene.models[0],
             "paused": int(self.paused or self.blacked_out),
+            "blackout": int(self.blacked_out),
             "voice": int(self.voice_on),
             "volume": self.volume,
             "state": self.state,
@@ -228,6 +245,7 @@ class Engine:
             "model_override": self.model_override or "",
             "prompt_override": self.prompt_override or "",
             "poems": self.poem_counter,
+            "notice": self.notice,
         }
 
     def waiting_for_worker(self) -> bool:
@@ -361,7 +379,11 @@ class Engine:
             self.override = None
             return True, "temperature follows the scene"
         if name in ("seed", "reseed"):
-            seed = int(args[0]) if name == "seed" else random.randrange(2**31)
+            if name == "seed":
+                seed = int(args[0])
+            else:
+                self.seed_draws += 1
+                seed = session_seed_draw(self.session_seed, self.seed_draws)
             self.next_seed = seed
             self._restart_poems(now)  # may take next_seed: say the seed asked for, not what is left
             return True, f"seed {seed}"
@@ -396,11 +418,20 @@ class Engine:
             self._out.sound.append(SoundCtl("volume", self.volume))
             return True, f"volume {self.volume:g}"
         if name == "keep":
-            poem = self.current_poem() or self._last_poem
+            poem = self._on_screen()
             if poem is None:
-                return False, "no poem to keep yet"
-            self._emit(now, "keep", poem=poem.n)
-            self._out.files.append(Keep(poem.n, trim_poem(poem.text), self._footer(poem), reply=cmd.reply))
+                return False, "no poem on screen to keep yet"
+            # the poem the audience sees now: its whole text where the worker wrote it (revealed or
+            # not yet), marked partial where it is not finished
+            written = poem.text + "".join(tok.text for tok, _ in [*poem.word_hold, *poem.received])
+            temps = poem.temps + [tok.temperature for tok, _ in [*poem.word_hold, *poem.received]]
+            partial = not poem.done or poem.cut
+            text = trim_poem(written)
+            if not text.strip():
+                return False, f"poem {poem.n} has no text yet"
+            footer = self._footer(poem, temps) + (" · (partial)" if partial else "")
+            self._emit(now, "keep", poem=poem.n, partial=partial)
+            self._out.files.append(Keep(poem.n, text, footer, reply=cmd.reply))
             if self.scene.voice is not None and getattr(self.scene.voice, "mode", "off") == "kept" and self.voice_on:
                 lines = [ln for ln in trim_poem(poem.text).split("\n") if ln.strip()]
                 for i, line in enumerate(lines):  # numbered by non-blank lines, as the stage highlights them
@@ -413,6 +444,13 @@ class Engine:
         return False, f"unknown command {cmd.address}"
 
     _last_poem: _Poem | None = None
+
+    def _on_screen(self) -> _Poem | None:
+        """The poem the audience is reading: the newest with text revealed, in the first column."""
+        for col in self.columns:
+            if col.shown is not None:
+                return col.shown
+        return self._last_poem
 
     def _osc_models(self) -> set[str]:
         """Models a performer may name: folders under models/ (by name) and those the setlist uses."""
@@ -535,6 +573,12 @@ class Engine:
             self._rid_poem = {k: v for k, v in self._rid_poem.items() if k in live or k == rid}
         return poem
 
+    def _seed_for(self, index: int, col: _Column) -> int:
+        """A poem's seed by the scene's program. "new" takes the session's next draw, so a loop, a
+        jump or `back` never brings a seed (and so a poem) back."""
+        self.seed_draws += 1
+        return self.scene.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}", draw=self.seed_draws)
+
     def _drop_ahead(self, col: _Column) -> None:
         while col.ahead:
             self._out.worker.append(Close(col.ahead.popleft().rid))
@@ -551,7 +595,7 @@ class Engine:
                 self._out.worker.append(Close(col.last_rid))
         else:
             self._drop_ahead(col)
-            seed = self.next_seed if self.next_seed is not None else sc.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}")
+            seed = self.next_seed if self.next_seed is not None else self._seed_for(index, col)
             model = self.model_override or col.model
             prompt = self.prompt_override if self.prompt_override is not None else sc.prompt
             cont = col.last_rid if (sc.seed.continue_stream and col.last_rid is not None and index > 0) else None
@@ -573,11 +617,42 @@ class Engine:
             index = col.poems_done + 1 + len(col.ahead)
             if sc.poems is not None and index >= sc.poems:
                 break
-            seed = sc.seed.at(index, self.session_seed, f"{self.scene_idx}/{col.index}")
+            seed = self._seed_for(index, col)
             poem = self._new_poem(col, index, seed, self.model_override or col.model,
                                   self.prompt_override if self.prompt_override is not None else sc.prompt, None)
             col.ahead.append(poem)
             self._grant_poem(now, col, poem)
+
+    def _shown_whole(self) -> bool:
+        sc = self.scene
+        return sc.pacing.reveal == "instant" and not (sc.blocklist.mode == "regenerate" and sc.blocklist.words)
+
+    def _patience(self) -> float:
+        """How long a poem shown whole may keep the stage waiting after its turn has come."""
+        return min(MAX_POEM_PATIENCE_S, max(MIN_POEM_PATIENCE_S, self.scene.pacing.hold / self.speed))
+
+    def _cut_short(self, now: float, col: _Column, poem: _Poem, least: int = 1) -> bool:
+        """End a poem at its last whole word because its turn has come; False when not even one
+        word is written yet (the previous poem stays on screen meanwhile)."""
+        text, keep = "", 0
+        for i, (tok, _) in enumerate(poem.received):
+            text += tok.text
+            if _WORD_BOUNDARY.search(text):
+                keep = i + 1
+        kept = list(poem.received)[:keep]
+        words = len(re.findall(r"[^\W\d_]+", "".join(tok.text for tok, _ in kept)))
+        if words < least:
+            return False
+        poem.received = deque(kept)
+        poem.done = True
+        poem.cut_short = True
+        self._out.worker.append(Close(poem.rid))
+        if col.last_rid == poem.rid:
+            col.last_rid = None
+        if self.notice is None:
+            log.warning("%s is slower than scene %r's pace: poems are cut short", poem.model, self.scene.name)
+        self.notice = f"{poem.model} is slower than the scene's pace: poems cut short (last: {words} words)"
+        return True
 
     def _grant(self, now: float, col: _Column) -> None:
         if col.poem is not None:
@@ -598,7 +673,8 @@ class Engine:
             if poem is not current and current is not None and not current.done:
                 want = sc.lookahead
         else:  # bounded look-ahead: at most `lookahead` tokens written beyond what the stage shows
-            want, shown = sc.lookahead * self.lookahead_scale, poem.revealed
+            # a word held back until it is complete counts as shown: a long word must not starve
+            want, shown = sc.lookahead * self.lookahead_scale, poem.revealed + len(poem.word_hold)
         pending = poem.granted - shown
         if pending >= want:
             return
@@ -644,7 +720,8 @@ class Engine:
             if col.phase in ("hold", "pause"):
                 if now < col.until:
                     return
-                if self.pause_waits_for_voice() and col.phase == "pause" and self._speaking:
+                if self._speaking and (self.voice_holds_stage() or self.pause_waits_for_voice() and col.phase == "pause"):
+                    col.until = now  # the voice has not finished the poem on screen: the next one waits
                     return
                 if self._scene_over(col.until, col):
                     col.phase = "done"
@@ -660,7 +737,25 @@ class Engine:
             if not poem.started:
                 if now < col.start_at:
                     return
-                self._start_poem(col.start_at, col)
+                start_t = col.start_at
+                if self._shown_whole():
+                    # a poem shown whole starts (caption included) when it is on screen: when it is
+                    # written, or, if the model is too slow for the scene's pace, when its patience
+                    # runs out and it is cut short at its last whole word (the show degrades, it
+                    # never stalls)
+                    if not poem.done:
+                        patience = FIRST_POEM_PATIENCE_S if col.poems_done == 0 else self._patience()
+                        waited = now - col.start_at
+                        # past its patience a poem is cut once it has a few lines' worth of words;
+                        # past the longest patience, whatever it has (the flick slows, then thins)
+                        least = 1 if waited >= MAX_POEM_PATIENCE_S else CUT_MIN_WORDS
+                        if waited < patience or not self._cut_short(now, col, poem, least):
+                            self._grant(now, col)
+                            return
+                    start_t = max(col.start_at, poem.received[-1][1] if poem.received else now)
+                    if not poem.cut_short and self.notice is not None and "cut short" in self.notice:
+                        self.notice = None  # the model keeps pace again
+                self._start_poem(start_t, col)
             if not self._reveal(now, col, poem):
                 return
             # poem complete
@@ -685,6 +780,12 @@ class Engine:
                 col.poem = None
 
     _speaking = False
+
+    def voice_holds_stage(self) -> bool:
+        """when_behind = "hold": the stage never runs ahead of the voice (next poem, next scene)."""
+        v = self.scene.voice
+        return bool(v is not None and getattr(v, "when_behind", "skip") == "hold" and self.voice_on
+                    and getattr(v, "mode", "off") != "off")
 
     def pause_waits_for_voice(self) -> bool:
         v = self.scene.voice
@@ -711,13 +812,15 @@ class Engine:
             text = "".join(tok.text for tok, _ in poem.received)
             if self._blocked_words(text) and poem.index < 10_000:
                 self._emit(now, "regenerate", column=col.index, seed=poem.seed)
-                self.next_seed = random.Random(poem.seed).randrange(2**31)
+                self.seed_draws += 1
+                self.next_seed = session_seed_draw(self.session_seed, self.seed_draws)
                 col.poem = None
                 poem.started = False
                 self.poem_counter -= 1
                 self._open_poem(now, col)
                 col.poem.started = False
                 return False
+        whole_words = not instant and (sc.pacing.reveal == "words" or (sc.blocklist.words and sc.blocklist.mode == "mask"))
         while poem.received:
             if self._hold_for_speech:
                 self._grant(now, col)
@@ -727,26 +830,45 @@ class Engine:
             if t > now:
                 self._grant(now, col)
                 return False
-            if sc.blocklist.words and sc.blocklist.mode == "mask" and not instant:
-                # a word is only shown once it is complete, so a blocked one can be masked whole
+            if whole_words:
+                # a word is shown only once it is complete (whatever the model's tokens: a char
+                # model's letters, a word model's " word"), so a reveal step never ends inside a
+                # word and a blocked word can be masked whole
                 poem.received.popleft()
+                if poem.word_hold and not _WORD_CHAR.match(tok.text[:1] or " "):
+                    # the held word ended where this token begins
+                    if self._cut_at_line(poem, self._release_held(col, poem)):
+                        return True
+                    t = max(t, poem.deadline)
+                    if t > now:  # the next word waits for its own turn
+                        poem.received.appendleft((tok, arrived))
+                        self._grant(now, col)
+                        return False
                 poem.word_hold.append((tok, t))
-                if _LETTER.search(tok.text[-1:] or "") and not (poem.done and not poem.received):
+                if _WORD_CHAR.match(tok.text[-1:] or " ") and not (poem.done and not poem.received):
                     continue
-                self._release_held(col, poem)
+                if self._cut_at_line(poem, self._release_held(col, poem)):
+                    return True
                 continue
             poem.received.popleft()
             self._show_token(col, poem, tok, t)
-            if sc.change_at == "line" and self.pending_change is not None and "\n" in tok.text:
-                poem.done = True
-                poem.received.clear()
+            if self._cut_at_line(poem, tok.text):
                 return True
-        if poem.word_hold:
+        if poem.word_hold and poem.done:  # the poem's last word; otherwise its end has not come yet
             self._release_held(col, poem)
         self._grant(now, col)
         return poem.done and not poem.received
 
-    def _release_held(self, col: _Column, poem: _Poem) -> None:
+    def _cut_at_line(self, poem: _Poem, shown: str) -> bool:
+        """A change asked for with change_at = "line" ends the poem at the line just finished."""
+        if self.scene.change_at == "line" and self.pending_change is not None and "\n" in shown:
+            poem.done = True
+            poem.received.clear()
+            return True
+        return False
+
+    def _release_held(self, col: _Column, poem: _Poem) -> str:
+        """Show the held tokens (one whole word) at once; returns the text shown."""
         held, poem.word_hold = poem.word_hold, []
         word = "".join(tok.text for tok, _ in held)
         if self._blocked_words(word):
@@ -757,8 +879,14 @@ class Engine:
                 out.append((type(tok)(masked[pos:pos + len(tok.text)], tok.p, tok.temperature), t))
                 pos += len(tok.text)
             held = out
-        for tok, t in held:
-            self._show_token(col, poem, tok, max(t, poem.deadline))
+        # the whole word appears at once, when it is complete and its turn has come; its reveal
+        # cost runs from then (letter by letter it would start early and end late)
+        at = max([poem.deadline] + [t for _, t in held])
+        before = poem.text
+        for tok, _ in held:
+            self._show_token(col, poem, tok, at)
+        poem.deadline = at + self._token_cost(poem.text[len(before):], before)
+        return poem.text[len(before):]
 
     def _blocked_words(self, text: str) -> bool:
         words = self.scene.blocklist.words
@@ -772,6 +900,7 @@ class Engine:
     def _show_token(self, col: _Column, poem: _Poem, tok: Any, t: float) -> None:
         self._emit(t, "token", poem=poem.n, text=tok.text, temperature=tok.temperature, p=round(tok.p, 6),
                    column=col.index)
+        col.shown = poem
         if self.first_token_t is None:
             self.first_token_t = t
         poem.revealed += 1
@@ -812,8 +941,9 @@ class Engine:
             col.phase, col.start_at = "poem", now
             self._open_poem(now, col)
 
-    def _footer(self, poem: _Poem) -> str:
-        lo, hi = (min(poem.temps), max(poem.temps)) if poem.temps else (0.0, 0.0)
+    def _footer(self, poem: _Poem, temps: list[float] | None = None) -> str:
+        temps = poem.temps if temps is None else temps
+        lo, hi = (min(temps), max(temps)) if temps else (0.0, 0.0)
         temps = f"{lo:.2f}" if abs(hi - lo) < 1e-9 else f"{lo:.2f}–{hi:.2f}"
         return f"— {poem.model} · temperature {temps} · seed {poem.seed}"
 
@@ -829,9 +959,11 @@ class Engine:
         if poem.line_text.strip():
             self._line_done(poem, poem.line, poem.line_text)
         lo, hi = (min(poem.temps), max(poem.temps)) if poem.temps else (0.0, 0.0)
+        poem.cut = partial
         text = trim_poem(poem.text)
         self._emit(t, "poem_end", n=poem.n, text=text, column=col.index, model=poem.model, seed=poem.seed,
-                   temperature_range=[lo, hi], tokens=poem.revealed, partial=partial, footer=self._footer(poem))
+                   temperature_range=[lo, hi], tokens=poem.revealed, partial=partial, footer=self._footer(poem),
+                   **({"cut_short": True} if poem.cut_short else {}))
         v = self.scene.voice
         if v is not None and self.voice_on and getattr(v, "mode", "off") == "poem" and not partial:
             lines = [ln for ln in text.split("\n") if ln.strip()]

@@ -1,22 +1,34 @@
 """The operator view: a live terminal panel (rich) beside the stage, on its own thread.
 
 The frame loop hands it a snapshot about once a second; the view never touches engine state.
+While it runs, log records do not go to the terminal as loose lines (they would scroll the table
+away, about 15 a second in round 1): they go to the log file and to a few lines that the table
+itself owns. Warnings that stay true (OSC could not listen, sound is off) are pinned in the table
+until the session ends.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from typing import Any
 
+STATE_LABELS = {"panic": "[bold red]PANIC[/] (GO resumes)", "waiting_go": "[yellow]waiting for GO[/]",
+                "ended": "ended", "idle": "starting", "playing": "playing"}
+
 
 class OperatorView:
-    """Scene now and standing by, poem n of N, temperature, seed, model, tokens/s, fps, last commands."""
+    """Scene now and standing by, poem n of N, temperature, seed, model, tokens/s, fps, last commands,
+    the latest log lines and the warnings that stay."""
 
     def __init__(self) -> None:
         self._snap: dict = {}
         self._commands: deque[str] = deque(maxlen=6)
+        self._log: deque[str] = deque(maxlen=4)
+        self._warnings: dict[str, None] = {}  # pinned, in order, without repeats
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lectern-operator", daemon=True)
         self._tokens_prev = (time.monotonic(), 0)
@@ -40,38 +52,85 @@ class OperatorView:
     def command(self, line: str) -> None:
         self._commands.append(line)
 
-    def _table(self):
+    def warn(self, line: str) -> None:
+        """A warning that stays on screen for the rest of the session."""
+        with self._lock:
+            self._warnings[line] = None
+
+    def log_line(self, line: str) -> None:
+        with self._lock:
+            self._log.append(line)
+
+    def handler(self, level: int = logging.INFO) -> logging.Handler:
+        """A logging handler that writes into the table's own log lines."""
+        return _ViewHandler(self, level)
+
+    def table(self):
+        """The panel as it is now (a rich Table)."""
+        from rich.markup import escape
         from rich.table import Table
 
         s = self._snap
         t = Table(title="Lectern", show_header=False, expand=False)
         t.add_column(style="bold cyan")
         t.add_column()
+        with self._lock:
+            warnings, logs = list(self._warnings), list(self._log)
+        for w in warnings:
+            t.add_row("[bold yellow]warning[/]", escape(w))
         if not s:
             t.add_row("state", "starting…")
-            return t
-        t.add_row("scene", f"{s['scene'][0]} {s['scene'][1]}  [{s['state']}]")
-        t.add_row("standing by", f"{s['standby'][0]} {s['standby'][1]}" if s["standby"][0] else "—")
-        n, of = s["poem"]
-        t.add_row("poem", f"{n} of {of}" if of else str(n))
-        over = " (override)" if s.get("override") is not None else ""
-        t.add_row("temperature", f"{s['temperature']:.2f}{over}")
-        t.add_row("seed", str(s["seed"]))
-        t.add_row("model", s["model"] + (f"  [yellow](override {s['model_override']})[/yellow]"
-                                         if s.get("model_override") else ""))
-        if s.get("prompt_override"):
-            t.add_row("prompt", f"[yellow](override)[/yellow] {s['prompt_override'][:60]}")
-        t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
-        t.add_row("paused · voice · volume", f"{s['paused']} · {s['voice']} · {s['volume']:.2f}")
-        for c in list(self._commands)[-4:]:
-            t.add_row("command", c)
-        for e in s.get("errors", []):
-            t.add_row("[red]error[/red]", e)
+        else:
+            state = STATE_LABELS.get(s["state"], s["state"])
+            if s.get("blackout"):
+                state = "[bold red]BLACKOUT[/] (resume or p)"
+            elif s.get("paused"):
+                state = "[yellow]paused[/]"
+            t.add_row("state", state)
+            if s.get("notice"):
+                t.add_row("[yellow]notice[/]", escape(s["notice"]))
+            t.add_row("scene", escape(f"{s['scene'][0]} {s['scene'][1]}"))
+            t.add_row("standing by", escape(f"{s['standby'][0]} {s['standby'][1]}") if s["standby"][0] else "—")
+            n, of = s["poem"]
+            t.add_row("poem", f"{n} of {of}" if of else str(n))
+            over = " (override)" if s.get("override") is not None else ""
+            t.add_row("temperature", f"{s['temperature']:.2f}{over}")
+            t.add_row("seed", str(s["seed"]))
+            model = s["model"] + (" (override)" if s.get("model_override") else "")
+            t.add_row("model", escape(model))
+            if s.get("prompt_override"):
+                t.add_row("prompt", escape(f"{s['prompt_override'][:40]!r} (override)"))
+            t.add_row("tokens/s · fps", f"{s['tok_s']:.0f} · {s['fps']:.1f}")
+            t.add_row("voice · volume", f"{s['voice']} · {s['volume']:.2f}")
+            for key, label in (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote")):
+                if s.get(key):
+                    t.add_row(label, escape(str(s[key])))
+            for nxt in s.get("next_at", [])[:2]:
+                t.add_row("next at", escape(nxt))
+            for c in list(self._commands)[-4:]:
+                t.add_row("command", escape(c))
+            for e in s.get("errors", []):
+                t.add_row("[red]error[/red]", escape(e))
+        for line in logs:
+            t.add_row("[dim]log[/]", f"[dim]{escape(line)}[/]")
         return t
 
     def _run(self) -> None:
         from rich.live import Live
 
-        with Live(self._table(), refresh_per_second=4, transient=True) as live:
+        with Live(self.table(), refresh_per_second=4, transient=True) as live:
             while not self._stop.wait(0.25):
-                live.update(self._table())
+                live.update(self.table())
+
+
+class _ViewHandler(logging.Handler):
+    def __init__(self, view: OperatorView, level: int) -> None:
+        super().__init__(level)
+        self.view = view
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.view.log_line(self.format(record).splitlines()[0][:160])
+        except Exception:  # a log line must never take the show down
+            self.handleError(record)

@@ -40,6 +40,16 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"--window/--size {text!r}: expected WxH, e.g. 1280x720") from None
 
 
+def _start_wall(text: str):
+    from datetime import datetime
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--start-wall {text!r}: expected an ISO time, e.g. 2026-11-27T09:00") from None
+    return t if t.tzinfo else t.astimezone()
+
+
 def _ranged(kind: type, lo: float, hi: float, lo_open: bool = False):
     """An argparse type: a finite number of `kind` in [lo, hi] (lo excluded when lo_open)."""
 
@@ -72,9 +82,13 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--window", type=_size, metavar="WxH", help="a window of this size instead of fullscreen")
     g.add_argument("--headless", action="store_true", help="no display, no audio device (SDL dummy), 1920x1080 unless --window")
     g.add_argument("--display", type=_ranged(int, 0, 64), metavar="N", default=0, help="which screen to use (0 = first)")
+    g.add_argument("--monitor", type=_ranged(int, 0, 64), metavar="N",
+                   help="confidence monitor for the poet on screen N (overrides the setlist's monitor = { display = N })")
     g = p.add_argument_group("time")
     g.add_argument("--duration", type=_ranged(float, 0, 1e9, lo_open=True), metavar="S", help="stop after S seconds of engine time")
     g.add_argument("--time-scale", type=_ranged(float, 0, 10000, lo_open=True), default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
+    g.add_argument("--start-wall", type=_start_wall, metavar="ISO",
+                   help="the engine's wall clock starts at this local time (rehearse a day's [[at]] timetable and hours)")
     g.add_argument("--scene", metavar="N|NAME", help="start at this scene instead of the setlist's start")
     g.add_argument("--seed", type=_ranged(int, 0, 2**63 - 1), metavar="S", help="session seed (same seed, same set)")
     g = p.add_argument_group("operation")
@@ -86,6 +100,8 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--osc-port", type=_ranged(int, 0, 65535), default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
     g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
     g.add_argument("--osc-passcode", type=_passcode, metavar="CODE", help="senders must /lectern/connect CODE first")
+    g.add_argument("--no-advertise", action="store_true",
+                   help="do not announce OSC over Zeroconf/Bonjour (_osc._udp; only done beyond loopback)")
     g.add_argument("--osc-rate", type=_ranged(float, 1, 1e7), default=200.0, metavar="N",
                    help="messages per second one sender may send (default 200; more are dropped and counted)")
     g = p.add_argument_group("output")
@@ -95,6 +111,9 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--transcript-dir", type=Path, default=Path("sessions"), metavar="DIR", help="where transcripts go (default sessions/)")
     g.add_argument("--stats-json", type=Path, metavar="FILE", help="write frame statistics as JSON at the end")
     g.add_argument("--screenshot", type=Path, metavar="FILE", help="save the last frame as PNG at the end")
+    from performance.control.controllers import add_controller_arguments
+
+    add_controller_arguments(p)
 
 
 def register_play(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +150,7 @@ def run_check(args: argparse.Namespace) -> int:
                 if "[[scene]]" in data:
                     sl = load_setlist(path)
                     scenes = [e.scene for e in sl.entries]
-                    what = f"setlist ({len(sl.entries)} scenes)"
+                    what = f"setlist ({len(sl.entries)} scenes" + (f", {len(sl.timetable)} [[at]])" if sl.timetable else ")")
                     safe = sl.install.safe_setlist if sl.install is not None else None
                     if safe:  # the fallback of a gallery is checked as thoroughly as the main setlist
                         try:
@@ -193,6 +212,7 @@ class FrameStats:
         self.speaking_dropped = 0
         self.speaking_time = 0.0
         self.osc_latency_ms: list[float] = []
+        self.latency_ms: dict[str, list[float]] = {}  # other sources (midi, remote): message → frame
         self.frames = 0
         self.dropped = 0
         self.longest_gap = 0.0  # seconds between two presents: a 6.8 s freeze is one gap, not one drop
@@ -246,6 +266,11 @@ class FrameStats:
             out["osc_commands"] = len(lat)
             out["osc_latency_ms_p50"] = round(lat[len(lat) // 2], 2)
             out["osc_latency_ms_p99"] = round(lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))], 2)
+        for source, ms in sorted(self.latency_ms.items()):
+            lat = sorted(ms)
+            out[f"{source}_commands"] = len(lat)
+            out[f"{source}_latency_ms_p50"] = round(lat[len(lat) // 2], 2)
+            out[f"{source}_latency_ms_p99"] = round(lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))], 2)
         return out
 
 
@@ -264,11 +289,20 @@ def run_play(args: argparse.Namespace) -> int:
             return supervise(sys.argv[1:])
     from performance.install.logs import rotate_transcripts, setup_logging
 
-    setup_logging(args.transcript_dir / "logs" if args.install else None, quiet=args.quiet)
+    # with the operator view on, log lines go to a file and to the view's own lines, never loose
+    # into the terminal under the table
+    operator_view = not args.quiet and sys.stdout.isatty()
+    setup_logging(args.transcript_dir / "logs" if args.install or operator_view else None, quiet=args.quiet)
     try:
         setlist = load_setlist(args.setlist)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    from performance.control.controllers import check_controller_args
+
+    problem = check_controller_args(args, setlist)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.install:
         import dataclasses
@@ -299,18 +333,28 @@ class Runtime:
         self.args = args
         self.setlist = setlist
         self.start_scene = start_scene
-        self.clock = MonotonicClock(args.time_scale)
+        self.timetable = _timetable(setlist)
+        self.clock = MonotonicClock(args.time_scale, start_wall=getattr(args, "start_wall", None))
+        if self.timetable is not None:
+            self.timetable.start(self.clock.wall())
         self.inbox: queue.Queue = queue.Queue(maxsize=4096)
         self.stats = FrameStats()
         self.quit_requested = False
         self.last_ctrl_q = -1e9
-        self.screen = None
+        self.window = None
         self.terminal = False
         self.size = args.window or (1920, 1080)
         self.sound = None
         self.osc = None
+        self.controllers = None
+        from performance.control.publisher import StatePublisher
+
+        self.publisher = StatePublisher()  # the one place state goes out: OSC, MIDI, remote
         self.recorder = None
         self.operator = None
+        self.advertiser = None
+        self.monitor = None
+        self.last_view = None
         self.hours = setlist.install
         self.closed = False
         self.unlocked = not args.install
@@ -320,6 +364,8 @@ class Runtime:
         # a recording needs the mix on disk to mux it; keep it beside the video unless asked elsewhere
         self.audio_out = args.audio_out or (args.record.with_name(args.record.stem + ".audio.wav") if args.record else None)
         self.errors: list[str] = []
+        self._warnings: list[str] = []
+        self._console_handlers: list = []
         self.exit_code = 0
         self.last_worker_output = time.monotonic()
         self.frame_changed = True
@@ -332,56 +378,70 @@ class Runtime:
             os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         os.environ.setdefault("SDL_VIDEO_ALLOW_SCREENSAVER", "0")
-        import pygame
+        # The stage draws in software and presents a finished picture. SDL's default would upload it
+        # through a GL renderer, which on a machine without a GPU driver (Xvfb, many projector PCs)
+        # is Mesa's llvmpipe: 12-48 ms per present on 2 cores, and the window is destroyed and
+        # recreated to get a GL context. A plain X11 (XShm) framebuffer presents in well under 1 ms.
+        os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
+        from performance.stage.window import StageWindow, display_available
 
-        no_screen = (sys.platform.startswith("linux") and not self.args.headless and not os.environ.get("DISPLAY")
-                     and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("SDL_VIDEODRIVER"))
-        if no_screen:  # a server or an SSH shell: SDL would open an invisible window, nobody would see it
+        if not display_available(self.args.headless):  # SDL would open an invisible window nobody sees
             print("no display could be opened (no DISPLAY or WAYLAND_DISPLAY); performing on the terminal instead",
                   file=sys.stderr)
             self.terminal = True
             return
+        import pygame
+
         try:
             pygame.display.init()
             pygame.font.init()
-            if self.args.headless:
-                self.screen = pygame.display.set_mode(self.size)
-            elif self.args.window:
-                self.screen = pygame.display.set_mode(self.size, display=self.args.display)
-            else:
-                self.screen = self._fullscreen(pygame)
-            pygame.display.set_allow_screensaver(False)
-            pygame.display.set_caption("Lectern")
-            pygame.mouse.set_visible(False)
+            self.window = StageWindow(self.size, fullscreen=not (self.args.headless or self.args.window),
+                                      display=self.args.display, headless=self.args.headless)
+            self.window.open()
+            self.size = self.window.size
+            self._loading_frame()
         except pygame.error as e:
             print(f"no display could be opened ({e}); performing on the terminal instead", file=sys.stderr)
             self.terminal = True
-            self.screen = None
+            self.window = None
 
-    def _fullscreen(self, pygame):
-        """Fullscreen at the chosen display's resolution; SCALED keeps drawing at our size."""
-        sizes = pygame.display.get_desktop_sizes()
-        display = self.args.display if 0 <= self.args.display < len(sizes) else 0
-        if display != self.args.display:
-            log.warning("--display %s: only %d display(s); using 0", self.args.display, len(sizes))
-        self.size = sizes[display]
-        return pygame.display.set_mode(self.size, pygame.FULLSCREEN | pygame.SCALED, display=display)
+    @property
+    def screen(self):
+        """The surface the stage draws on this frame (None on the terminal)."""
+        return self.window.surface if self.window is not None else None
 
-    def _display_changed(self) -> None:
-        """A projector was unplugged or swapped: re-enter fullscreen on what is there now."""
+    def _loading_frame(self) -> None:
+        """The window appears at once, quiet and dark, while models load: never a void or garbage."""
         import pygame
 
-        if self.screen is None:
-            return
+        surface = self.window.surface
+        surface.fill((0, 0, 0))
         try:
-            if self.args.headless or self.args.window:
-                self.screen = pygame.display.set_mode(self.size)
-            else:
-                self.screen = self._fullscreen(pygame)
-            self.renderer = type(self.renderer)(self.size)
-            log.warning("display changed; fullscreen again at %dx%d", *self.size)
-        except pygame.error as e:
-            log.error("display changed and fullscreen failed: %s", e)
+            from performance.stage.fonts import FALLBACK_FONT
+
+            font = pygame.font.Font(str(FALLBACK_FONT), max(24, round(self.size[1] * 0.022)))
+            text = font.render("·  ·  ·", True, (90, 90, 90))
+            surface.blit(text, text.get_rect(center=(self.size[0] // 2, self.size[1] // 2)))
+        except Exception:  # a missing font must not keep the window from appearing
+            log.debug("loading frame without text", exc_info=True)
+        self.window.flip()
+        pygame.event.pump()
+
+    def _window_changed(self, change) -> None:
+        """The window's size changed (fullscreen toggle, window manager, a new display): lay out again."""
+        if change is None or self.renderer is None:
+            return
+        from performance.stage.draw import StageRenderer
+
+        self.size = change.size
+        self.renderer = StageRenderer(self.size)
+        self._last_view_key = None
+        log.info("stage %s: %dx%d", change.reason, *self.size)
+
+    def _display_changed(self) -> None:
+        """Once a second: a projector unplugged or swapped re-enters fullscreen on what is there now."""
+        if self.window is not None:
+            self._window_changed(self.window.check_displays())
 
     def _import_model_code(self) -> None:
         """Import torch before the first frame when a neural model will be needed: a second of
@@ -401,6 +461,14 @@ class Runtime:
     def _start_services(self) -> None:
         from performance.generator import GeneratorThread, Preload
 
+        if not self.args.quiet and sys.stdout.isatty():
+            from performance.install.logs import replace_console
+            from performance.operator import OperatorView
+
+            # from here on log lines go to the view's own lines (and the log file), not the terminal
+            self.operator = OperatorView()
+            self._console_handlers = replace_console(self.operator.handler())
+
         self._import_model_code()
 
         self.worker = GeneratorThread()
@@ -417,8 +485,7 @@ class Runtime:
         except ImportError:
             self.sound = None
         except Exception as e:  # no audio is not a reason to stop the show
-            log.error("sound unavailable: %s", e)
-            self.errors.append(f"sound: {e}")
+            self._warn(f"sound unavailable: {e}")
             self.sound = None
         if self.args.osc_port:
             try:
@@ -429,15 +496,25 @@ class Runtime:
                                      passcode=self.args.osc_passcode, scene_count=lambda: len(self.setlist.entries),
                                      clock=self.clock, rate_limit=self.args.osc_rate)
                 self.osc.start()
+                self._advertise()
             except ImportError:
                 self.osc = None
             except OSError as e:
-                print(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
-                      "continuing without OSC (choose another --osc-port)", file=sys.stderr)
+                self._warn(f"OSC: cannot listen on {self.args.osc_host}:{self.args.osc_port} ({e.strerror}); "
+                           "continuing without OSC (choose another --osc-port)")
                 self.osc = None
-        from performance.transcript import TranscriptWriter, session_wall0
+        if self.osc is not None:
+            self.publisher.subscribe(self.osc.publish_state)
+        from performance.control.controllers import Controllers
 
-        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, session_wall0(self.clock))
+        self.controllers = Controllers(self.args, self.setlist, self.inbox, self.publisher, self.args.transcript_dir,
+                                       passcode=self.args.osc_passcode)
+        if not self.args.quiet and self.controllers.remote is not None:
+            print(self.controllers.announce(), file=sys.stderr)
+        from performance.transcript import TranscriptWriter
+
+        # "wall" = wall0 + t: wall0 is the engine's wall time at t = 0, not now (start-up x time-scale later)
+        self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, self.clock.start_wall)
         self.transcript.start()
         if self.args.install:
             try:
@@ -449,11 +526,51 @@ class Runtime:
                 self.status = StatusWriter(state_dir / "status.json")
             except ImportError:
                 pass
-        if not self.args.quiet and sys.stdout.isatty():
-            from performance.operator import OperatorView
-
-            self.operator = OperatorView()
+        if self.operator is not None:
             self.operator.start()
+
+    def _advertise(self) -> None:
+        from performance.control.advertise import Advertiser, should_advertise
+
+        if should_advertise(self.args.osc_host, self.args.no_advertise):
+            self.advertiser = Advertiser(f"Lectern {self.setlist.name} on {os.uname().nodename}", self.osc.port,
+                                         self.args.osc_host, {"prefix": "/lectern", "setlist": self.setlist.name})
+            self.advertiser.start()
+
+    def _monitor_frame(self) -> float:
+        """Draw and present the poet's monitor (when what it shows changed); its cost in seconds,
+        counted in the frame's work time."""
+        from performance.stage.monitor import monitor_info
+
+        t0 = time.perf_counter()
+        self.monitor.frame(self.last_view, monitor_info(self.engine, self.clock.wall(), self.timetable,
+                                                        tuple(self.errors[-1:])))
+        return time.perf_counter() - t0
+
+    def _open_monitor(self) -> None:
+        display = self.args.monitor if self.args.monitor is not None else self.setlist.monitor
+        if display is not None and self.screen is not None:
+            from performance.stage.monitor import Monitor
+
+            stage = self.window.window if self.window is not None else None
+            x, y = stage.position if stage is not None else (0, 0)
+            self.monitor = Monitor.open(display, self.args.display, (x, y, *self.size))
+            if stage is not None and not self.args.headless:
+                try:
+                    stage.focus()  # keys are read from every window, but the stage keeps the focus
+                except Exception:
+                    pass
+
+    def _warn(self, text: str) -> None:
+        """A warning that stays true for the session: on the terminal (or pinned in the operator
+        view), in the log, and in the status errors."""
+        log.warning("%s", text)
+        self.errors.append(text)
+        self._warnings.append(text)
+        if self.operator is not None:
+            self.operator.warn(text)
+        elif self.args.quiet or not sys.stdout.isatty():
+            pass  # the log line above reached the terminal already
 
     def _start_stage(self) -> None:
         self.stage_state = None
@@ -479,6 +596,7 @@ class Runtime:
         self._open_display()
         self._start_services()
         self._start_stage()
+        self._open_monitor()
         self.engine = Engine(self.setlist, session_seed=self.args.seed,
                              stage={"width": self.size[0], "height": self.size[1], "fps": FPS},
                              start_scene=self.start_scene, lookahead_scale=int(math.ceil(self.args.time_scale)))
@@ -496,6 +614,8 @@ class Runtime:
                     break
                 inbox = self._gather(now)
                 self._hours(now, inbox)
+                if self.timetable is not None and self._fire_timetable(now, inbox):
+                    break
                 out = self.engine.step(now, inbox)
                 self._route(out)
                 if self.engine.state == "ended" and not self.setlist.loop:
@@ -503,16 +623,19 @@ class Runtime:
                     break
                 self._draw(now)
                 work = time.perf_counter() - work_t0
-                if self.screen is not None:
-                    import pygame
-
-                    pygame.display.flip()
+                if self.window is not None:
+                    self.window.present(self.frame_changed, time.monotonic())
                 presented = time.monotonic()
+                if self.monitor is not None:  # after the stage's present: the audience's frame is never late for it
+                    work += self._monitor_frame()
                 self.stats.frame(work, presented, speaking=self.sound is not None and self.sound.speaking())
                 for cmd in inbox:  # OSC message → the first presented frame that shows its effect
                     received = getattr(cmd, "received", None)
-                    if received is not None and len(self.stats.osc_latency_ms) < 100_000:
-                        self.stats.osc_latency_ms.append((presented - received) * 1000)
+                    if received is None:
+                        continue
+                    lat = self.stats.osc_latency_ms if cmd.source == "osc" else self.stats.latency_ms.setdefault(cmd.source, [])
+                    if len(lat) < 100_000:
+                        lat.append((presented - received) * 1000)
                 if self.recorder is not None and self.screen is not None:
                     self.recorder.frame(self.screen, now, changed=self.frame_changed)
                 if self.heartbeat is not None:
@@ -526,7 +649,9 @@ class Runtime:
                         break
                     if not display_fault_done and faults.active("display_changed"):
                         display_fault_done = True
-                        self._display_changed()
+                        if self.window is not None:  # fault injection: as if the screens had changed
+                            self.window._desktops = []
+                    self._display_changed()
                 # deadlines advance by the frame period (no drift); after a stall, start afresh
                 next_deadline += frame_s
                 delay = next_deadline - time.monotonic()
@@ -553,6 +678,8 @@ class Runtime:
                 break
         if self.osc is not None:
             inbox.extend(self.osc.drain())
+        if self.controllers is not None:
+            inbox = self.controllers.filter(inbox)
         stalled = self.engine.waiting_for_worker() and time.monotonic() - self.last_worker_output > STALL_S
         if not self.worker.alive() or stalled:
             why = "stalled" if stalled else "died"
@@ -603,19 +730,40 @@ class Runtime:
             self.closed = True
             inbox.append(Command("/lectern/blackout", source="schedule"))
 
+    def _fire_timetable(self, now: float, inbox: list) -> bool:
+        """Due [[at]] firings onto the inbox (the engine writes each as a `command` event);
+        True when a scheduled restart ends this run."""
+        for f in self.timetable.tick(self.clock.wall()):
+            if f.entry.open_only and self.closed:
+                continue
+            if f.entry.address != "restart":
+                inbox.append(f.command())
+                continue
+            ok = self.args.install
+            self.transcript.write({"t": now, "event": "command", "source": "schedule", "address": "restart",
+                                   "args": [], "applied": ok, "detail": "planned restart" if ok else "only under --install"})
+            if ok:
+                log.warning("scheduled restart ([[at]] #%d)", f.entry.n)
+                self.exit_code = PLANNED_RESTART
+                return True
+        return False
+
     def _keys(self, now: float) -> list:
         import pygame
 
         from performance.control.keyboard import command_for_key
 
+        WINDOW_EVENTS = (pygame.WINDOWSIZECHANGED, pygame.WINDOWRESIZED, pygame.WINDOWDISPLAYCHANGED,
+                         pygame.WINDOWEXPOSED, pygame.VIDEOEXPOSE, pygame.WINDOWSHOWN, pygame.WINDOWRESTORED)
         cmds = []
         for ev in pygame.event.get():
+            if self.monitor is not None and self.monitor.handles(ev):
+                continue  # the monitor's own window events are not the stage's
             if ev.type == pygame.QUIT:
                 if not self.args.install:
                     self.quit_requested = True
-            elif ev.type in (getattr(pygame, "WINDOWDISPLAYCHANGED", -1), getattr(pygame, "VIDEOEXPOSE", -1)) \
-                    and ev.type != -1:
-                self._display_changed()
+            elif ev.type in WINDOW_EVENTS:
+                self._window_changed(self.window.handle(ev))
             elif ev.type == pygame.KEYDOWN:
                 mods = ev.mod
                 ctrl = bool(mods & pygame.KMOD_CTRL)
@@ -630,8 +778,8 @@ class Runtime:
                         self.quit_requested = True
                     self.last_ctrl_q = t
                     continue
-                if ev.key == pygame.K_f and self.screen is not None and not self.args.headless:
-                    pygame.display.toggle_fullscreen()
+                if ev.key == pygame.K_f and self.window is not None:
+                    self._window_changed(self.window.toggle_fullscreen())
                     continue
                 cmd = command_for_key(ev.key, self.engine)
                 if cmd is not None:
@@ -661,7 +809,7 @@ class Runtime:
                 self._terminal_event(ev)
             if ev["event"] == "command" and self.operator is not None:
                 self.operator.command(f"{ev['source']} {ev['address']} {ev['args']} → {ev['detail']}")
-            if ev["event"] in ("scene", "poem_start", "command", "error") and self.osc is not None:
+            if ev["event"] in ("scene", "poem_start", "command", "error"):
                 self._publish(ev["t"])
         for f in out.files:
             if isinstance(f, Keep):
@@ -698,7 +846,7 @@ class Runtime:
     def _draw(self, now: float) -> None:
         if self.screen is None or self.renderer is None:
             return
-        view = self.stage_state.frame(now)
+        view = self.last_view = self.stage_state.frame(now)
         self.renderer.draw(self.screen, view)
         # what makes two frames differ: an event, a fade step, the countdown's second, the highlight
         key = (view.version, round(view.brightness, 3),
@@ -712,8 +860,12 @@ class Runtime:
         rss = _rss_mb()
         snap["health"] = (round(time.monotonic() - STARTED, 1), round(self.stats.fps(), 1), self.engine.poem_counter,
                           self.restarts + self.worker.restarts, rss)
-        if self.osc is not None:
-            self.osc.publish_state(snap)
+        if self.timetable is not None:
+            snap["next_at"] = [f"{due:%a %H:%M:%S} {e.do}" for due, e in self.timetable.upcoming(self.clock.wall())]
+        snap["sonify"] = int(getattr(self.engine, "sonify_on", 0))
+        if self.controllers is not None:
+            snap.update(self.controllers.extras())
+        self.publisher.publish(snap)
         if self.operator is not None:
             self.operator.update(snap, self.engine, self.worker, self.stats)
         if self.status is not None:
@@ -725,7 +877,7 @@ class Runtime:
                     nxt = None
             self.status.update({"uptime_s": snap["health"][0], "fps": snap["health"][1], "poems": snap["poems"],
                                 "restarts": snap["health"][3], "rss_mb": rss, "scene": snap["scene"][1],
-                                "open": not self.closed, "next_change": nxt, "setlist": self.setlist.file,
+                                "open": not self.closed, "next_change": nxt, "next_at": snap.get("next_at"), "setlist": self.setlist.file,
                                 "errors": list(self.engine.errors)[-5:] + self.errors[-5:], "pid": os.getpid()})
 
     def _shutdown(self) -> None:
@@ -745,17 +897,28 @@ class Runtime:
 
             self.args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             pygame.image.save(self.screen, str(self.args.screenshot))
+            if self.monitor is not None and not self.monitor.closed:  # beside it: NAME.monitor.png
+                pygame.image.save(self.monitor.window.get_surface(),
+                                  str(self.args.screenshot.with_suffix(".monitor" + self.args.screenshot.suffix)))
         # sound first: the recorder muxes the finished audio mix into the video
         for closer in (getattr(self.sound, "close", None),
                        (lambda: self.recorder.close(now)) if self.recorder is not None else None,
-                       getattr(self.osc, "stop", None), getattr(self.operator, "stop", None)):
+                       getattr(self.advertiser, "stop", None),
+                       getattr(self.osc, "stop", None), getattr(self.controllers, "stop", None),
+                       getattr(self.operator, "stop", None)):
             if closer:
                 try:
                     closer()
                 except Exception:
                     log.exception("shutdown step failed")
+        if self.operator is not None:  # the table is gone: log lines may reach the terminal again
+            from performance.install.logs import replace_console
+
+            replace_console(None, self._console_handlers)
         if self.args.stats_json:
             summary = self.stats.summary(self.size[0], self.size[1], first)
+            if self.monitor is not None:
+                summary["monitor_redraws"] = self.monitor.redraws
             if getattr(self, "engine", None) is not None:  # timed OSC commands refused (bounded queue)
                 summary["timed_commands_dropped"] = sum(self.engine.waiting.dropped.values())
             if self.recorder is not None:
@@ -765,12 +928,23 @@ class Runtime:
             self.args.stats_json.write_text(json.dumps(summary, indent=1))
         self.worker.stop()
         self.transcript.close()
-        if self.screen is not None:
+        if self.window is not None:
             import pygame
 
+            self.window.close()
             pygame.quit()
         if self.terminal:
             sys.stdout.write("\n")
+
+
+def _timetable(setlist):
+    """The setlist's [[at]] timetable in the installation's zone (the machine's without [install])."""
+    if not setlist.timetable:
+        return None
+    from performance.control.timetable import Timetable
+    from performance.install.hours import local_zone
+
+    return Timetable(setlist.timetable, setlist.install.zone() if setlist.install else local_zone())
 
 
 def _rss_mb() -> float:

@@ -66,6 +66,10 @@ class Recorder:
                 log.error("recording off: %s", e)
                 return
             self._thread.start()
+        if surface.get_size() != self.size:  # the stage went fullscreen or back: the video keeps its size
+            import pygame
+
+            surface = pygame.transform.smoothscale(surface, self.size)
         if not self._copies.acquire(blocking=False):
             return  # the thread is behind: this tick will be filled by a repeat and counted
         try:

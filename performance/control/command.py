@@ -1,7 +1,7 @@
 """The one message type for a performer's (or the schedule's) intent.
 
-Keyboard, OSC and the installation schedule all produce `Command`s with the OSC contract's addresses
-("/lectern/go", "/lectern/temperature", ...). Producers validate and clamp; only the engine applies
+Keyboard, OSC, MIDI, the browser remote and the installation schedule all produce `Command`s with
+the OSC contract's addresses ("/lectern/go", "/lectern/temperature", ...). Producers validate and clamp; only the engine applies
 them, on its own thread, and answers through `reply`.
 """
 
@@ -21,7 +21,7 @@ class Command:
 
     address: full address, e.g. "/lectern/temperature".
     args: validated and clamped arguments.
-    source: "key" | "osc" | "schedule".
+    source: "key" | "osc" | "schedule" | "midi" | "remote".
     sender: (ip, port) of an OSC sender, else None.
     due: engine time at which to apply it (an OSC bundle's timetag), None = at once.
     reply: called by the engine with (ok, detail) once applied or refused; None = nobody to tell.

@@ -43,6 +43,8 @@ COMMANDS = [
     Address("sonify", "b", "0|1", "sonification on/off"),
     Address("keep", "", "", "append the current poem to harvest.txt"),
     Address("caption", "b", "0|1 (no argument: toggle)", "caption with model, temperature, seed"),
+    Address("learn", "s", "an address, e.g. /lectern/temperature; off = cancel",
+            "MIDI learn: the next control moved on the MIDI controller is bound to it"),
 ]
 TCP_COMMANDS = frozenset({"go", "panic", "ping", "connect"})  # also accepted over TCP with SLIP framing
 SESSION = [

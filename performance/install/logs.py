@@ -67,3 +67,23 @@ def rotate_transcripts(folder: Path, max_bytes: int) -> list[Path]:
             total -= sizes[f]
             removed.append(f)
     return removed
+
+
+def console_handlers() -> list[logging.Handler]:
+    """Our handlers that write to the terminal (not files)."""
+    return [h for h in logging.getLogger().handlers if getattr(h, _MARK, False)
+            and isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+
+
+def replace_console(handler: logging.Handler | None, previous: list[logging.Handler] | None = None
+                    ) -> list[logging.Handler]:
+    """Send what went to the terminal to `handler` instead (the operator view's own log lines), or
+    put `previous` back. Returns the handlers it took out, for putting back later."""
+    root = logging.getLogger()
+    taken = console_handlers()
+    for h in taken:
+        root.removeHandler(h)
+    for h in ([handler] if handler is not None else []) + list(previous or []):
+        setattr(h, _MARK, True)
+        root.addHandler(h)
+    return taken

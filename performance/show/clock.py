@@ -35,6 +35,11 @@ class MonotonicClock:
     def now(self) -> float:
         return (time.monotonic() - self._t0) * self.time_scale
 
+    @property
+    def start_wall(self) -> datetime:
+        """The engine's wall time at engine second 0."""
+        return self._wall0
+
     def real_seconds(self, engine_seconds: float) -> float:
         """How long engine_seconds last on the wall clock."""
         return engine_seconds / self.time_scale
@@ -67,6 +72,11 @@ class FakeClock:
 
     def wall(self) -> datetime:
         return self._wall0 + timedelta(seconds=self.now())
+
+    @property
+    def start_wall(self) -> datetime:
+        """The engine's wall time at engine second 0."""
+        return self._wall0
 
     def real_seconds(self, engine_seconds: float) -> float:
         return 0.0

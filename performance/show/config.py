@@ -16,7 +16,7 @@ from typing import Any
 from performance.safe_files import UnsafeFile, load_toml, read_text_limited
 from performance.show.programs import SeedProgram, TemperatureProgram
 from performance.show.schema import ConfigError, Table
-from performance.textgen.lengths import UNITS, LengthRule
+from performance.textgen.lengths import DEFAULT_SENTENCE_WORDS, UNITS, LengthRule
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_PROMPT_CHARS = 2000  # the model reads a prompt before its first token: a long one stalls the worker
@@ -33,10 +33,11 @@ class LengthSpec:
     unit: str
     lo: int
     hi: int
+    max_words: int = DEFAULT_SENTENCE_WORDS  # sentences: one ends at this many words if no . ! ? came
 
     def rule(self, poem_key: str) -> LengthRule:
         n = self.lo if self.lo == self.hi else random.Random(f"length/{poem_key}").randint(self.lo, self.hi)
-        return LengthRule(self.unit, n)
+        return LengthRule(self.unit, n, self.max_words if self.unit == "sentences" else 0)
 
     def describe(self) -> str:
         return f"{self.lo} {self.unit}" if self.lo == self.hi else f"{self.lo}–{self.hi} {self.unit}"
@@ -106,6 +107,10 @@ class Setlist:
     panic_fade: float = 2.0
     seed: int | None = None
     install: Any = None
+    timetable: tuple = ()  # [[at]] wall-clock triggers (performance.control.timetable.AtEntry)
+    monitor: int | None = None  # monitor = { display = N }: the poet's confidence monitor on display N
+    midi: str | None = None  # MIDI controller port (partial name), as --midi
+    midi_map: str | None = None  # mapping file (assets/controllers/*.toml), as --midi-map
 
     def scene_index(self, key: int | str) -> int | None:
         """0-based index of scene number `key` (1-based) or of the scene named/filed `key`."""
@@ -136,6 +141,7 @@ def _prompt(t: Table) -> str:
 
 
 def _length(t: Table) -> LengthSpec:
+    max_words = t.int("max_words", DEFAULT_SENTENCE_WORDS, lo=1, hi=1000)
     present = [u for u in UNITS if t.has(u)]
     if len(present) != 1:
         raise ConfigError(
@@ -151,8 +157,10 @@ def _length(t: Table) -> LengthSpec:
         lo, hi = v
     else:
         raise t.error(unit, v, f"a whole number >= 1 (at most {MAX_LENGTH}), or [lo, hi] with 1 <= lo <= hi <= {MAX_LENGTH}")
+    if t.has("max_words") and unit != "sentences":
+        raise t.error("max_words", max_words, "only with sentences (the word cap of one sentence)")
     t.check_unknown()
-    return LengthSpec(unit, lo, hi)
+    return LengthSpec(unit, lo, hi, max_words)
 
 
 def _owned_block(kind: str, t: Table) -> Any:
@@ -285,6 +293,19 @@ def load_setlist(path: str | Path) -> Setlist:
         from performance.install.hours import InstallSettings
 
         install = InstallSettings.from_table(t.sub("install"))
+    timetable: tuple = ()
+    if t.has("at"):
+        from performance.control.timetable import parse_timetable
+
+        names = [n for e in entries for n in (e.scene.name, Path(e.scene.file).stem)]
+        timetable = parse_timetable(t.raw("at"), str(path), names, len(entries))
+    monitor = None
+    if t.has("monitor"):
+        mt = t.sub("monitor")
+        monitor = mt.int("display", None, lo=0, hi=15)
+        if monitor is None:
+            raise ConfigError(f"{path}: table 'monitor' needs display = N (0 = first screen), e.g. monitor = {{ display = 1 }}")
+        mt.check_unknown()
     setlist = Setlist(
         name=t.str("name", path.stem),
         file=str(path),
@@ -295,6 +316,10 @@ def load_setlist(path: str | Path) -> Setlist:
         panic_fade=t.float("panic_fade", 2.0, lo=0.0, hi=600.0),
         seed=t.int("seed", None, lo=0, hi=2**63 - 1),
         install=install,
+        timetable=timetable,
+        monitor=monitor,
+        midi=t.str("midi", None),
+        midi_map=t.str("midi_map", None),
     )
     t.raw("description")
     t.check_unknown()

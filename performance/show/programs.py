@@ -125,6 +125,22 @@ class TemperatureProgram:
         return f"list of {len(self.values)}"
 
 
+def session_seed_draw(session_seed: int, draw: int) -> int:
+    """The draw-th fresh seed of a session: a bijection of `draw` on [0, 2**31) keyed by the session
+    seed. Random draws would collide (a gallery showing a million poems would repeat about 230
+    seeds by the birthday bound); a permutation never repeats within 2**31 poems, and `--seed S`
+    still reproduces the whole sequence."""
+    mask = (1 << 31) - 1
+    key = random.Random(f"session/{session_seed}").randrange(1 << 31)
+    x = (draw + key) & mask
+    for mult in (0x2C1B3C6D, 0x297A2D39, 0x6D2B79F5):  # odd multipliers: invertible modulo 2**31
+        x ^= x >> 16
+        x = (x * mult) & mask
+        x ^= key
+    x ^= x >> 15
+    return x
+
+
 @dataclass(frozen=True, slots=True)
 class SeedProgram:
     """Which seed each poem gets. fixed: `value` every poem. new: a fresh seed every poem (the
@@ -136,7 +152,11 @@ class SeedProgram:
     values: tuple[int, ...] = ()
     continue_stream: bool = False
 
-    def at(self, poem: int, session_seed: int, salt: int | str = 0) -> int:
+    def at(self, poem: int, session_seed: int, salt: int | str = 0, draw: int | None = None) -> int:
+        """The seed of a poem. For "new", `draw` is the session's running count of poems opened
+        (loops, jumps and back included), so no two poems of a session share a seed."""
+        if self.program == "new" and draw is not None:
+            return session_seed_draw(session_seed, draw)
         if self.program == "fixed":
             return self.value
         if self.program == "list":

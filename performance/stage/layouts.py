@@ -9,6 +9,7 @@ line per token, not the page.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from performance.stage.view import ColumnView, StageView
 READER_MEASURE_EM = 30  # a reader's line length in ems (~55 characters): a page, not a banner
 HANGING_INDENT_EM = 1.5  # a verse line that wraps continues indented, so wraps read as wraps
 COLUMN_GUTTER = 0.035  # of the stage's width
+SMALL_TEXT_MIN = 0.022  # captions, titles and countdowns: at least this share of the screen height
+FLICK_MAX_SIZE = 0.09  # a flick poem grows up to this share of the height while it fits
+COLUMN_LINES = 14  # columns are set so that this many lines (with wraps) fill their height
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,9 +251,12 @@ class Layouter:
                 rbox = ((w - measure) // 2, box[1], measure, box[3])
                 text_left = rbox[0]
                 out += self.block(col, look, rbox, base, (0, n, rbox), look.overflow, "upper", look.align)
-            else:  # flick
-                out += self.block(col, look, box, base, (0, n, box), look.overflow, "top", look.align)
-        small = max(MIN_SIZE, int(round(look.caption_size * scale)))
+            else:  # flick: the whole poem at once, as large as fits, centred on the screen
+                grow = max(base, int(h * FLICK_MAX_SIZE))
+                overflow = "shrink" if look.overflow in ("shrink", "grow") else look.overflow
+                out += self.block(col, look, box, grow, (0, n, box), overflow, "center", look.align)
+        # read from the back of a room: never under 2.2% of the screen height (24 px at 1080 lines)
+        small = max(MIN_SIZE, int(round(look.caption_size * scale)), int(math.ceil(h * SMALL_TEXT_MIN)))
         fg, bg = colour(look.color), colour(look.background)
         path = self.fonts.path(look.font_path())
         foot_y = h - my // 2 - self.fonts.line_height(path, small) // 2  # centred in the bottom margin
@@ -280,7 +287,7 @@ class Layouter:
         gap = int(w * COLUMN_GUTTER)
         cw = (bw - gap * (len(cols) - 1)) // len(cols)
         path = self.fonts.path(look.font_path())
-        title_size = max(MIN_SIZE, int(round(look.caption_size * scale)))
+        title_size = max(MIN_SIZE, int(round(look.caption_size * scale)), int(math.ceil(self.size[1] * SMALL_TEXT_MIN)))
         tlh = self.fonts.line_height(path, title_size)
         fg, bg = colour(look.color), colour(look.background)
         out: list[Placed | Rule] = []
@@ -298,5 +305,8 @@ class Layouter:
                 top = y0
             n = col.poems[-1].n if col.poems else 0
             cbox = (x, top, cw, y0 + bh - top)
-            out += self.block(col, look, cbox, base, (i, n, cbox), look.overflow, "top", look.align)
+            # the columns use the full height: the type is sized so that COLUMN_LINES lines fill it
+            # (longer poems still shrink to fit); a short poem does not sit in the top third
+            fill = int(cbox[3] / (COLUMN_LINES * look.line_spacing * 1.17))  # 1.17: a line's height per px of size
+            out += self.block(col, look, cbox, max(base, fill), (i, n, cbox), look.overflow, "top", look.align)
         return out

@@ -10,8 +10,10 @@ import re
 from dataclasses import dataclass
 
 UNITS = ("words", "chars", "lines", "sentences")
+DEFAULT_SENTENCE_WORDS = 40  # a model that never writes . ! ? still yields one sentence-sized poem
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+_SENTENCE_ENDS = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,7 @@ class LengthRule:
 
     unit: str
     n: int
+    max_words: int = 0  # sentences only: n sentences end here at the latest (0: the default cap)
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS:
@@ -68,11 +71,14 @@ class LengthCounter:
                 return False
             lines = [ln for ln in self.text.split("\n")[:-1] if ln.strip()]
             return len(lines) >= n
-        # sentences
-        if not _SENTENCE_END.search(token_text.rstrip()) or not token_text.strip():
-            return False
-        ends = len(re.findall(r"[.!?]+[\"'”’)\]]*(?=\s|$)", self.text))
-        return ends >= n
+        # sentences: n ends of . ! ? (with closing quotes), or the word cap at a word's end
+        cap = (self.rule.max_words or DEFAULT_SENTENCE_WORDS) * n
+        if _SENTENCE_END.search(token_text.rstrip()) and token_text.strip():
+            if len(_SENTENCE_ENDS.findall(self.text)) >= n:
+                return True
+        if len(_WORD.findall(self.text)) >= cap:
+            return self.word_tokens or not (self.text[-1:].isalpha() or self.text[-1:] in "'’")
+        return False
 
 
 def trim_poem(text: str) -> str:
