@@ -71,6 +71,14 @@ class _LineFile:
             self._held_bytes -= len(self._held.popleft())
             self.lost += 1
 
+    def open(self) -> None:
+        """Create the file now (an empty transcript still exists); a failure is held like a write's."""
+        if self._fd is None:
+            try:
+                self._fd = self._open()
+            except OSError as e:
+                self._fail(e, None)
+
     def pending(self) -> int:
         """Lines held, not yet written."""
         return len(self._held)
@@ -243,6 +251,8 @@ class TranscriptWriter:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             log.error("transcript folder %s cannot be made (%s); the show goes on", self.folder, e)
+        self._jsonl.open()
+        self._txt.open()
         while True:
             try:
                 kind, payload = self._q.get(timeout=1.0)

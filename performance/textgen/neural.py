@@ -204,6 +204,18 @@ class NeuralGenerator:
 MAX_MODEL_BYTES = 4 << 30  # weights of one model, whatever the machine has
 
 
+def estimate_parameters(hp: dict, vocab: int) -> int:
+    """About how many parameters build_net(hp, vocab) will allocate (within a few per cent), from the
+    card alone: cheap, where building on torch's meta device costs seconds the first time."""
+    h, layers = int(hp.get("hidden", 1)), int(hp.get("layers", 1))
+    if str(hp["kind"]).endswith("transformer"):
+        return vocab * h + int(hp.get("context", 1)) * h + layers * (12 * h * h + 13 * h) + 2 * h + h * vocab
+    e = int(hp.get("embed", 1))
+    gates = 4 if str(hp["kind"]).endswith("lstm") else 3
+    rnn = sum(gates * h * ((e if i == 0 else h) + h + 2) for i in range(layers))
+    return vocab * e + rnn + h * vocab + vocab
+
+
 def memory_budget() -> int:
     """Bytes a model's weights may take: half the memory free now, at most MAX_MODEL_BYTES."""
     try:
@@ -231,8 +243,7 @@ def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGener
             v = hp.get(k, 1)
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 16:
                 raise ValueError(f"hyperparameter {k!r} = {v!r} must be a whole number 1..65536")
-        with torch.device("meta"):  # sizes only: nothing is allocated until the memory is known to be there
-            need = sum(p.numel() * 4 for p in build_net(hp, len(vocab)).parameters())
+        need = 4 * estimate_parameters(hp, len(vocab))  # before anything is allocated
         have = memory_budget()
         if need > have:
             raise ValueError(f"the network needs {need / 2**20:.0f} MB; at most {have / 2**20:.0f} MB may be used "
