@@ -163,7 +163,7 @@ def _curve(points, box, look, Rule) -> list:
     out = [Rule(x0, y0 + h, w, 1, mix(fg, colour(look.background), 0.7))]
     for k, (a, b) in enumerate(points):
         x = x0 + int((a - min(xs)) / span_x * (w - 3))
-        y = y0 + int((b - lo) / span_y * (h - 3))
+        y = y0 + int((hi - b) / span_y * (h - 3))  # high loss at the top: learning falls to the right
         out.append(Rule(x, y, 3, 3, mix(fg, colour(look.background), 0.6 * (1 - (k + 1) / len(points)))))
     return out
 
