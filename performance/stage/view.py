@@ -184,7 +184,9 @@ class StageState:
             return
         if self.xray is not None and int(ev.get("column", 0)) == 0:
             self.xray.poem(ev)
-        col.model = str(ev.get("model", col.model))
+        model = str(ev.get("model", col.model))
+        if not (model.endswith("@follow") and " · step " in col.model):  # keep the last checkpoint's
+            col.model = model  # label until the worker names the new one (poem_info)
         if ev.get("checkpoint"):  # a followed model or a vintage: name the checkpoint that writes
             col.model = col.title = str(ev["checkpoint"])
         col.seed = ev.get("seed", 0)

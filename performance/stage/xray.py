@@ -143,7 +143,7 @@ def place_xray(lay, view, box: tuple[int, int, int, int], base: int, scale: floa
         cw = int(bw * 0.18)
         out += _curve(xv.curve, (right - cw, max(1, int(y0 * 0.2)), cw, max(4, int(y0 * 0.55))), look, Rule)
         right -= cw + small
-    if xv.unit is not None and st.neuron is not None:
+    if xv.unit is not None:
         label = f"unit {xv.unit}"
         out.append(Placed(label, path, small, fgd, right - lay.fonts.width(path, small, label), max(0, y0 - slh - 4)))
     if xv.label and not view.caption:  # the caption names the checkpoint already
@@ -163,7 +163,7 @@ def _curve(points, box, look, Rule) -> list:
     out = [Rule(x0, y0 + h, w, 1, mix(fg, colour(look.background), 0.7))]
     for k, (a, b) in enumerate(points):
         x = x0 + int((a - min(xs)) / span_x * (w - 3))
-        y = y0 + int((b - lo) / span_y * (h - 3))
+        y = y0 + int((hi - b) / span_y * (h - 3))  # high loss at the top: learning falls to the right
         out.append(Rule(x, y, 3, 3, mix(fg, colour(look.background), 0.6 * (1 - (k + 1) / len(points)))))
     return out
 

@@ -75,14 +75,11 @@ class _Watch:
     unit_index: int | None
     stats: _UnitStats
 
-    def _setup(self, spec: XraySpec, width: int, calibrating: bool) -> None:
+    def _setup(self, spec: XraySpec, width: int) -> None:
         self.spec = spec
         self.stats = _UnitStats(width)
-        if calibrating:
-            self.unit_index = 0
-        else:
-            self.unit_index = _choose_unit(self.gen, spec, width)
-            self.gen._xray_last = self
+        self.unit_index = _choose_unit(self.gen, spec, width)
+        self.gen._xray_last = self  # the generator's owner (the worker) is the only writer
 
     def set_unit(self, unit: int | None) -> None:
         """Watch another unit from the next token on (the /lectern/neuron command)."""
@@ -97,10 +94,10 @@ class _Watch:
 class XrayRNNStream(RNNStream, _Watch):
     """An RNN stream that also reports top-k and the last layer's hidden unit."""
 
-    def __init__(self, gen: NeuralGenerator, seed: int, prompt: str, spec: XraySpec, calibrating: bool = False) -> None:
+    def __init__(self, gen: NeuralGenerator, seed: int, prompt: str, spec: XraySpec) -> None:
         super().__init__(gen, seed, prompt)
         self._h = -2 if gen.fused.cell == "lstm" else -1
-        self._setup(spec, gen.fused.hidden, calibrating)
+        self._setup(spec, gen.fused.hidden)
 
     def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
         logits = self.gen.fused.step(np.array([self.last]), self.state)[0]
@@ -135,10 +132,10 @@ def transformer_forward(net, x: torch.Tensor, caches: list, offset: int, layer: 
 class XrayTransformerStream(TransformerStream, _Watch):
     """A transformer stream that also reports top-k and one residual-stream channel."""
 
-    def __init__(self, gen: NeuralGenerator, seed: int, prompt: str, spec: XraySpec, calibrating: bool = False) -> None:
+    def __init__(self, gen: NeuralGenerator, seed: int, prompt: str, spec: XraySpec) -> None:
         self.spec = spec
         super().__init__(gen, seed, prompt)
-        self._setup(spec, gen.net.tok.weight.shape[1], calibrating)
+        self._setup(spec, gen.net.tok.weight.shape[1])
 
     @torch.inference_mode()
     def _prime(self, ids: list[int]) -> None:
@@ -175,9 +172,10 @@ class XrayTransformerStream(TransformerStream, _Watch):
         return Token(self.text.piece(i), p, temperature, top, unit)
 
 
-def open_neural(gen, seed: int, prompt: str, spec: XraySpec, calibrating: bool = False):
+def open_neural(gen: NeuralGenerator, seed: int, prompt: str, spec: XraySpec):
+    """An x-ray stream on a neural generator (recurrent or transformer)."""
     if gen.fused is not None:
-        return XrayRNNStream(gen, seed, prompt, spec, calibrating)
-    return XrayTransformerStream(gen, seed, prompt, spec, calibrating)
+        return XrayRNNStream(gen, seed, prompt, spec)
+    return XrayTransformerStream(gen, seed, prompt, spec)
 
 
