@@ -511,7 +511,8 @@ class Engine:
         sc = self.scene
         rid = next(self._ids)
         rule = sc.length.rule(f"{self.session_seed}/{self.scene_idx}/{col.index}/{index}")
-        self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont))
+        self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont,
+                                    originality=sc.originality))
         poem = _Poem(rid=rid, index=index, model=model, seed=seed, prompt=prompt)
         self._rid_poem[rid] = poem
         if len(self._rid_poem) > 256:  # forget old ids: only poems still held by a column matter

@@ -48,6 +48,7 @@ class Open:
     prompt: str
     length: LengthRule
     continue_from: int | None = None
+    originality: float | None = 0.7  # the scene's originality key, for kinds with a guard (markov)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,8 @@ class WorkerCore:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             stream = gen.start(msg.seed, msg.prompt)
+        if hasattr(stream, "set_originality"):
+            stream.set_originality(msg.originality)
         for w in caught[:1]:
             log.warning("model %s: %s", used, w.message)
         self._reqs[msg.id] = _Req(msg.id, gen, stream, LengthCounter(msg.length, word_tokens_of(gen)))

@@ -78,6 +78,7 @@ class Scene:
     lookahead: int = 8
     ahead: int = 0
     blocklist: Blocklist = Blocklist()
+    originality: float | None = 0.7  # word chains: reject a line sharing > this share of a corpus line
     look: Any = None
     voice: Any = None
     sonify: Any = None
@@ -199,6 +200,15 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         words |= {ln.strip().lower() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and not ln.startswith("#")}
     blocklist = Blocklist(frozenset(words), bl_t.str("mode", "mask", ("mask", "regenerate")))
     bl_t.check_unknown()
+    orig = t.raw("originality", True)
+    if orig is True:
+        originality: float | None = 0.7
+    elif orig is False:
+        originality = None
+    elif isinstance(orig, int | float) and 0 < orig <= 1:
+        originality = float(orig)
+    else:
+        raise t.error("originality", orig, "true (the default: a share of 0.7), false, or a share of a corpus line 0 < x <= 1")
     scene = Scene(
         name=name,
         file=str(file),
@@ -215,6 +225,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         lookahead=t.int("lookahead", 8, lo=1, hi=4096),
         ahead=t.int("ahead", 0, lo=0, hi=16),
         blocklist=blocklist,
+        originality=originality,
         look=_owned_block("look", t.sub("look")),
         voice=_owned_block("voice", t.sub("voice")),
         sonify=_owned_block("sonify", t.sub("sonify")),

@@ -122,6 +122,13 @@ def bench_all(models: list[str], seconds: float = 3.0, streams: list[int] | None
                 cases.append(mod.bench_case(gen, seconds))
             except (ImportError, AttributeError) as e:
                 print(f"bench: no bench for {gen.kind} ({e})", file=sys.stderr)
+            if quality and gen.kind == "markov":
+                from performance.textgen.quality import measure
+
+                # the originality guard on (the scene default) and off, side by side
+                for orig in (0.7, None):
+                    cases.append({"model": gen.name, "kind": gen.kind, "originality": orig,
+                                  **measure(gen, originality=orig)})
             continue
         cases.extend(bench_neural(gen, streams, seconds))
         if quality:
