@@ -98,6 +98,10 @@ def run_check(args: argparse.Namespace) -> int:
 
                 gen = load_model(path)
                 what = f"model ({gen.kind})"
+                from performance.textgen.neural import card_warnings
+
+                for w in card_warnings(getattr(gen, "card", {}) or {}):
+                    print(f"warn  {path}: {w}")
             else:
                 data = path.read_bytes()
                 if b"[[scene]]" in data:
