@@ -17,6 +17,8 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="model folder to write")
     p.add_argument("--resume", action="store_true", help="continue from DIR's training state")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="neural kinds: start from this model's weights and vocabulary (same kind and sizes)")
     g = p.add_argument_group("network (neural kinds)")
     g.add_argument("--layers", type=int, default=2, help="layers (default 2)")
     g.add_argument("--hidden", type=int, default=256, help="hidden size / model width (default 256)")
@@ -89,7 +91,8 @@ def run_train(args: argparse.Namespace) -> int:
                           patience=args.patience, seed=args.seed, max_minutes=args.max_minutes, device=args.device,
                           max_vocab=args.max_vocab, eval_batches=args.eval_batches, wdrop=args.wdrop,
                           dropoute=args.dropoute, dropouti=args.dropouti, dropouth=args.dropouth, alpha=args.alpha,
-                          beta=args.beta, nt_asgd=args.nt_asgd, weight_decay=args.weight_decay)
+                          beta=args.beta, nt_asgd=args.nt_asgd, weight_decay=args.weight_decay,
+                          init_from=args.init_from)
         try:
             card = train(corpus, args.out, cfg, resume=args.resume)
         except KeyboardInterrupt:

@@ -65,6 +65,7 @@ class TrainConfig:
     beta: float | None = None
     nt_asgd: int | None = None  # non-monotone interval in evaluations; 0 = never average
     weight_decay: float | None = None  # None: 0.1 on a transformer's matrices, 0 for recurrent kinds
+    init_from: str | None = None  # a model folder or name: start from its weights and vocabulary
 
 
 # awd-lstm-lm's settings for character-level (PTB/enwik8 char) and word-level (PTB) models, as
@@ -186,6 +187,17 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
             setattr(cfg, k, saved_cfg.get(k, getattr(cfg, k)))
     else:
         vocab = None
+    init_card = None
+    if cfg.init_from and not resume:
+        from performance.textgen.registry import read_card, resolve_model_dir
+
+        init_dir = resolve_model_dir(cfg.init_from)
+        init_card = read_card(init_dir)
+        if init_card["kind"] != cfg.kind:
+            raise ModelFileError(f"{init_dir / 'model.json'}: kind {init_card['kind']!r}, but --kind is {cfg.kind!r}")
+        vocab = init_card["vocab"]
+        for k in ("layers", "hidden", "embed", "heads", "context", "tie"):
+            setattr(cfg, k, init_card["hyperparameters"].get(k, getattr(cfg, k)))
     is_char = cfg.kind.startswith("char")
     if vocab is None:
         tok = CharTokenizer.build(corpus.text) if is_char else WordTokenizer.build(corpus.text, cfg.max_vocab)
@@ -205,6 +217,10 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
                   file=sys.stderr)
         hp["context"] = cfg.context = cfg.seq_len if not resume else cfg.context
     net = build_net(hp, len(tok.vocab)).to(device)
+    if init_card is not None:
+        from performance.textgen.checkpoint import load_weights
+
+        load_weights(net, init_dir / "model.safetensors", device)
     opt = _optimizer(net, cfg)
     step, best, history, elapsed0 = 0, float("inf"), {"train": [], "val": []}, 0.0
     if resume:
@@ -237,6 +253,12 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
         net.train()
         return total / max(1, n)
 
+    if init_card is not None and not history["val"]:
+        # the starting point is the bar to beat on this corpus's split: kept unless bettered
+        best = evaluate()
+        history["val"].append((0, best))
+        save_weights(net, out_dir / "model.safetensors")
+        print(f"validation loss of {cfg.init_from} on this split: {best:.4f}", file=sys.stderr)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
     warm = warmup_share(cfg.steps)
     trigger = NTTrigger(cfg.nt_asgd or 0)
@@ -265,6 +287,10 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
                                  "when_full": "re-reads the last context/2 tokens into the KV cache and goes on "
                                               "(a sliding window re-run per token would cost the whole context)"}
                                 if not is_recurrent(cfg.kind) else None),
+            "initialised_from": ({"model": str(cfg.init_from), "corpus": init_card.get("corpus"),
+                                  "val_loss": init_card.get("val_loss"), "steps": init_card.get("steps"),
+                                  "training_seconds": init_card.get("training_seconds")}
+                                 if init_card is not None else None),
             "averaging": {"nt_asgd": cfg.nt_asgd, "started_at_step": averaged_from} if awd is not None else None,
             "training_seconds": round(elapsed(), 1), "device": device,
             "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine(),
