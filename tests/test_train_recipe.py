@@ -70,11 +70,11 @@ def test_time_budget_ends_with_a_final_evaluation_at_the_schedule_minimum(tmp_pa
                       eval_every=25, max_minutes=0.2, lr=3e-3)
     card = train(read_corpus(CORPUS), tmp_path / "g", cfg)
     assert card["stopped_because"].startswith("time budget")
-    assert card["training_seconds"] <= 0.2 * 60 + 3
+    assert card["last_eval_step"] == card["steps"]  # the final evaluation is of where it ended
     assert card["validation"]["whole_split"] and card["validation"]["windows"] > 100
     sched = card["schedule"]
     assert sched["follows"] == "time budget"
-    assert sched["last_lr"] <= 1.1 * sched["min_lr"]
+    assert sched["last_lr"] == pytest.approx(sched["min_lr"])
     assert card["val_loss"] is not None and (tmp_path / "g" / "model.safetensors").exists()
 
 

@@ -265,6 +265,7 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
     averager: WeightAverage | None = None
     averaged_from: int | None = None
     t_start = time.monotonic()
+    step0 = step
     progress_line = _Progress(cfg.steps)
     since_best, running, tokens_done, stop_reason = 0, None, 0, "steps"
     lr_now, eval_s = cfg.lr, 0.0
@@ -279,6 +280,7 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
             "corpus": corpus.card(), "steps": step, "epochs": round(step * cfg.batch * cfg.seq_len / max(1, len(train_ids)), 3),
             "train_loss": round(history["train"][-1][1], 4) if history["train"] else None,
             "val_loss": round(best, 4) if best < float("inf") else None, "loss_unit": "nats/token",
+            "last_eval_step": history["val"][-1][0] if history["val"] else None,
             "validation": {"tokens": int(len(val_ids)), "windows": int(len(val_starts)), "window": cfg.seq_len,
                            "whole_split": cfg.eval_batches <= 0},
             "schedule": {"warmup_share": round(warm, 4), "peak_lr": cfg.lr, "last_lr": round(lr_now, 8),
@@ -330,8 +332,11 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
     try:
         net.train()
         while step < cfg.steps:
-            # the schedule's clock leaves room for the final evaluation, so it ends at the minimum
-            lr_now = lr_at(cfg.lr, progress(step, cfg.steps, elapsed(), budget_s and budget_s - eval_s), warm)
+            # the schedule's clock leaves room for one more step and the final evaluation; when it
+            # reaches the end, this step runs at the minimum rate and is the last
+            step_s = (time.monotonic() - t_start) / max(1, step - step0)
+            p = progress(step, cfg.steps, elapsed(), budget_s and max(1e-9, budget_s - eval_s - step_s))
+            lr_now = lr_at(cfg.lr, p, warm)
             for g in opt.param_groups:
                 g["lr"] = lr_now
             starts = torch.randint(0, len(train_ids) - cfg.seq_len - 1, (cfg.batch,), generator=gen)
@@ -359,8 +364,7 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
             if since_best >= cfg.patience:
                 stop_reason = f"early stop: no better validation loss in {cfg.patience} evaluations"
                 break
-            # stop when the rest of the budget would not hold another step and the final evaluation
-            if budget_s and elapsed() + eval_s + (time.monotonic() - t_start) / max(1, step) > budget_s:
+            if budget_s and p >= 1.0:
                 stop_reason = f"time budget of {cfg.max_minutes:g} min"
                 break
     except KeyboardInterrupt:
