@@ -7,7 +7,7 @@ VPY     := $(VENV)/bin/python
 APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core \
             xdotool imagemagick openbox x11-utils tmux jackd2 chromium chromium-driver
 
-.PHONY: setup apt venv venv-test run test lint bench soak clean-venv corpus-check served-setup serve-smollm2
+.PHONY: setup apt venv venv-test run test lint bench soak clean-venv corpus corpus-check served-setup serve-smollm2
 
 setup: apt venv
 
@@ -67,6 +67,12 @@ soak: setup
 clean-venv:
 	rm -rf $(VENV)
 
-# Verify the shipped corpus against the hashes recorded in its SOURCES.md.
+# The cleaned corpus the models learn from, rebuilt from the original files (rules in cleaning.py).
+corpus: setup
+	$(VPY) -m performance.textgen.cleaning assets/corpora/poetry_en_original assets/corpora/poetry_en
+
+# Verify the original corpus against its SOURCES.md hashes, the cleaned one against its own, and
+# that cleaning the originals again reproduces the shipped cleaned files byte for byte.
 corpus-check:
-	@cd assets/corpora/poetry_en && grep -E '^\| en\.' SOURCES.md | awk -F'|' '{gsub(/ /,"",$$2); gsub(/ /,"",$$3); print $$3"  "$$2}' | sha256sum -c
+	@for d in poetry_en_original poetry_en; do (cd assets/corpora/$$d && grep -E '^\| en\.' SOURCES.md | awk -F'|' '{gsub(/ /,"",$$2); gsub(/ /,"",$$3); print $$3"  "$$2}' | sha256sum -c) || exit 1; done
+	@rm -rf /tmp/lectern-corpus-check && $(VPY) -m performance.textgen.cleaning assets/corpora/poetry_en_original /tmp/lectern-corpus-check >/dev/null && diff -r -x SOURCES.md /tmp/lectern-corpus-check assets/corpora/poetry_en && echo "cleaned corpus reproduces"

@@ -55,6 +55,7 @@ class Open:
     xray: object | None = None  # textgen.xray.XraySpec when the scene shows the x-ray, else None
     fallback: str = FALLBACK_MODEL  # written with when the model fails (a served model's server down)
     continuation: int = 0  # served models: tokens per request (0 = the card's)
+    originality: float | None = 0.7  # the scene's originality key, for kinds with a guard (markov)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +321,8 @@ class WorkerCore:
                 if msg.id not in self._reqs:
                     return
         stream = req.stream
+        if hasattr(stream, "set_originality"):
+            stream.set_originality(msg.originality)
         for w in caught[:1]:
             log.warning("model %s: %s", used, w.message)
         if msg.continuation and hasattr(stream, "continuation"):

@@ -154,6 +154,10 @@ def run_check(args: argparse.Namespace) -> int:
                         what += f"; {gen.probe()}"
                     except ServedError as e:
                         raise ModelFileError(f"{path}: probe failed: {e}") from None
+                from performance.textgen.neural import card_warnings
+
+                for w in card_warnings(getattr(gen, "card", {}) or {}):
+                    print(f"warn  {path}: {w}")
             else:
                 data = read_text_limited(path)
                 if "[[scene]]" in data:

@@ -167,7 +167,7 @@ def test_shipped_folder_is_small_and_describes_itself():
 
 def test_bench_case_has_the_contract_keys(tiny_dir):
     case = bench_case(load_model(tiny_dir / "m3"), 0.05)
-    assert set(case) == {"model", "kind", "streams", "engine_tok_s", "baseline_tok_s", "ratio"}
+    assert set(case) == {"model", "kind", "streams", "engine_tok_s", "baseline_tok_s", "ratio", "guarded_tok_s"}
     assert case["kind"] == "markov" and case["streams"] == 1 and case["model"] == "m3"
     assert case["engine_tok_s"] > 0 and case["baseline_tok_s"] > 0
     assert case["ratio"] == pytest.approx(case["engine_tok_s"] / case["baseline_tok_s"], rel=0.01)

@@ -84,6 +84,7 @@ class Scene:
     fallback: str = "default"  # the model that writes while a served model's server is down
     continuation: int = 0  # served models: tokens per request (0 = lookahead)
     blocklist: Blocklist = Blocklist()
+    originality: float | None = 0.7  # word chains: reject a line sharing > this share of a corpus line
     look: Any = None
     voice: Any = None
     sonify: Any = None
@@ -286,6 +287,15 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         words |= {ln.strip().lower() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")}
     blocklist = Blocklist(frozenset(words), bl_t.str("mode", "mask", ("mask", "regenerate")))
     bl_t.check_unknown()
+    orig = t.raw("originality", True)
+    if orig is True:
+        originality: float | None = 0.7
+    elif orig is False:
+        originality = None
+    elif isinstance(orig, int | float) and 0 < orig <= 1:
+        originality = float(orig)
+    else:
+        raise t.error("originality", orig, "true (the default: a share of 0.7), false, or a share of a corpus line 0 < x <= 1")
     scene = Scene(
         name=name,
         file=str(file),
@@ -304,6 +314,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         fallback=t.str("fallback", "default"),
         continuation=t.int("continuation", 0, lo=0, hi=4096),
         blocklist=blocklist,
+        originality=originality,
         look=_owned_block("look", t.sub("look")),
         voice=_owned_block("voice", t.sub("voice")),
         sonify=_owned_block("sonify", t.sub("sonify")),

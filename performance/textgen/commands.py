@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-KINDS = ("char-lstm", "char-gru", "word-lstm", "word-gru", "char-transformer", "word-transformer", "markov", "spreeder")
+KINDS = ("char-lstm", "char-gru", "word-lstm", "word-gru", "char-qrnn", "word-qrnn", "char-transformer", "word-transformer", "markov", "spreeder")
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:
@@ -17,27 +17,48 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="model folder to write")
     p.add_argument("--resume", action="store_true", help="continue from DIR's training state")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="neural kinds: start from this model's weights and vocabulary (same kind and sizes)")
     g = p.add_argument_group("network (neural kinds)")
     g.add_argument("--layers", type=int, default=2, help="layers (default 2)")
     g.add_argument("--hidden", type=int, default=256, help="hidden size / model width (default 256)")
     g.add_argument("--embed", type=int, default=64, help="embedding size, recurrent kinds (default 64)")
     g.add_argument("--heads", type=int, default=4, help="attention heads, transformer kinds (default 4)")
-    g.add_argument("--context", type=int, default=256, help="context length, transformer kinds (default 256)")
-    g.add_argument("--dropout", type=float, default=0.1, help="dropout (default 0.1)")
+    g.add_argument("--context", type=int, default=256,
+                   help="context length, transformer kinds: set to --seq-len, the window it trains on")
+    g.add_argument("--dropout", type=float, default=None,
+                   help="dropout (transformers, default 0.1); recurrent kinds: locked dropout on the output "
+                        "(default 0.1 char, 0.4 word)")
     g.add_argument("--tie", action="store_true", help="tie input and output embeddings")
     g.add_argument("--max-vocab", type=int, default=30000, help="word kinds: vocabulary size cap (default 30000)")
+    g = p.add_argument_group("AWD-LSTM regularisation (recurrent kinds: lstm, gru, qrnn; 0 turns one off)")
+    g.add_argument("--wdrop", type=float, help="DropConnect on hidden-to-hidden weights (default 0.5)")
+    g.add_argument("--dropoute", type=float, help="embedding dropout, whole rows (default 0 char, 0.1 word)")
+    g.add_argument("--dropouti", type=float, help="locked dropout on the embedding output (default 0.1 char, 0.4 word)")
+    g.add_argument("--dropouth", type=float, help="locked dropout between layers (default 0.25)")
+    g.add_argument("--alpha", type=float, help="activation regularisation, AR (default 2)")
+    g.add_argument("--beta", type=float, help="temporal activation regularisation, TAR (default 1)")
+    g.add_argument("--nt-asgd", type=int, metavar="N",
+                   help="average the weights once validation is worse than the best before the last N "
+                        "evaluations (NT-ASGD; default 5, 0 = never)")
     g = p.add_argument_group("optimisation (neural kinds)")
     g.add_argument("--seq-len", type=int, default=128, help="training sequence length (default 128)")
     g.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     g.add_argument("--steps", type=int, default=3000, help="training steps (default 3000)")
     g.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3; cosine schedule)")
     g.add_argument("--eval-every", type=int, default=100, help="validate every N steps (default 100)")
+    g.add_argument("--eval-batches", type=int, default=0,
+                   help="validate on N random batches (default 0: the whole validation split)")
+    g.add_argument("--weight-decay", type=float,
+                   help="AdamW weight decay on matrices only (default 0.1 transformers, 0 recurrent)")
     g.add_argument("--save-every", type=int, default=500, help="save training state every N steps (default 500)")
     g.add_argument("--keep-every", type=int, default=0, metavar="N",
                    help="also keep every Nth step (and step 0) as DIR/step-NNNNNN/, a model of its own: "
                         "vintages DIR@N, live training on stage (default 0: none)")
     g.add_argument("--patience", type=int, default=8, help="early stop after N validations without improvement")
-    g.add_argument("--max-minutes", type=float, help="stop after this many minutes (keeps the best so far)")
+    g.add_argument("--max-minutes", type=float,
+                   help="time budget: warm-up and cosine decay end with it, then a final evaluation; "
+                        "the best weights are kept")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
     g = p.add_argument_group("markov")
     g.add_argument("--order", type=int, default=2, choices=(1, 2, 3), help="n-gram order (default 2)")
@@ -64,11 +85,17 @@ def run_train(args: argparse.Namespace) -> int:
             return 0
         from performance.textgen.train import TrainConfig, train
 
+        recurrent = not args.kind.endswith("transformer")
+        dropout = args.dropout if args.dropout is not None else (
+            (0.1 if args.kind.startswith("char") else 0.4) if recurrent else 0.1)
         cfg = TrainConfig(kind=args.kind, layers=args.layers, hidden=args.hidden, embed=args.embed, heads=args.heads,
                           context=args.context, seq_len=args.seq_len, batch=args.batch, steps=args.steps, lr=args.lr,
-                          dropout=args.dropout, tie=args.tie, eval_every=args.eval_every, save_every=args.save_every,
+                          dropout=dropout, tie=args.tie, eval_every=args.eval_every, save_every=args.save_every,
                           patience=args.patience, seed=args.seed, max_minutes=args.max_minutes, device=args.device,
-                          max_vocab=args.max_vocab, keep_every=max(0, args.keep_every))
+                          max_vocab=args.max_vocab, eval_batches=args.eval_batches, wdrop=args.wdrop,
+                          dropoute=args.dropoute, dropouti=args.dropouti, dropouth=args.dropouth, alpha=args.alpha,
+                          beta=args.beta, nt_asgd=args.nt_asgd, weight_decay=args.weight_decay,
+                          init_from=args.init_from, keep_every=max(0, args.keep_every))
         try:
             card = train(corpus, args.out, cfg, resume=args.resume)
         except KeyboardInterrupt:

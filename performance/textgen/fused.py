@@ -111,3 +111,79 @@ class FusedRNN:
         if self.proj_w is not None:
             x = x @ self.proj_w + self.proj_b
         return x @ self.head_w + self.head_b
+
+
+@dataclass
+class FusedQRNN:
+    """The QRNN's CPU step. A width-2 convolution splits into a part for x_t and a part for
+    x_{t-1}; the x_{t-1} part is computed once, when x_{t-1} arrives, and carried in the state as
+    partial gates. Layer 0 reads both parts from (vocab × 3H) lookup tables, so its step is two
+    row lookups; each later layer is one matrix product of x by [W_cur; W_prev].
+    State per layer: (partial gates from x_{t-1} (B, 3H), c (B, H))."""
+
+    hidden: int
+    table_cur: np.ndarray  # (V, 3H): embedding @ W_cur.T + bias
+    table_prev: np.ndarray  # (V, 3H): embedding @ W_prev.T
+    w: list[np.ndarray]  # per later layer (in, 6H): [W_cur.T | W_prev.T]
+    b: list[np.ndarray]  # per later layer (3H,)
+    head_w: np.ndarray
+    head_b: np.ndarray
+    proj_w: np.ndarray | None
+    proj_b: np.ndarray | None
+    cell: str = "qrnn"
+
+    @classmethod
+    def from_module(cls, net) -> FusedQRNN:
+        with torch.no_grad():
+            f = lambda t: t.detach().float().cpu().numpy().astype(np.float32)  # noqa: E731
+            emb = f(net.embed.weight)
+            first = net.layers[0]
+            w0, b0 = f(first.linear.weight), f(first.linear.bias)
+            n = first.inp
+            table_cur = emb @ w0[:, n:].T + b0
+            table_prev = emb @ w0[:, :n].T
+            ws, bs = [], []
+            for layer in list(net.layers)[1:]:
+                w, b = f(layer.linear.weight), f(layer.linear.bias)
+                k = layer.inp
+                ws.append(np.ascontiguousarray(np.concatenate([w[:, k:].T, w[:, :k].T], axis=1)))
+                bs.append(b)
+            proj_w = f(net.proj.weight).T.copy() if net.proj is not None else None
+            proj_b = f(net.proj.bias) if net.proj is not None else None
+            return cls(first.hidden, np.ascontiguousarray(table_cur), np.ascontiguousarray(table_prev), ws, bs,
+                       np.ascontiguousarray(f(net.head.weight).T), f(net.head.bias), proj_w, proj_b)
+
+    @property
+    def layers(self) -> int:
+        return 1 + len(self.w)
+
+    def zero_state(self, batch: int) -> list[np.ndarray]:
+        H = self.hidden
+        out = []
+        for _ in range(self.layers):
+            out += [np.zeros((batch, 3 * H), np.float32), np.zeros((batch, H), np.float32)]
+        return out
+
+    @staticmethod
+    def stack_states(states: list[list[np.ndarray]]) -> list[np.ndarray]:
+        return [np.concatenate(parts, axis=0) for parts in zip(*states, strict=True)]
+
+    def step(self, ids: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
+        """Advance every row of `state` (updated in place) by one token; return logits (B, V)."""
+        H = self.hidden
+        x = None
+        for layer in range(self.layers):
+            gp, c = state[2 * layer], state[2 * layer + 1]
+            if layer == 0:
+                g = self.table_cur[ids] + gp
+                gp[:] = self.table_prev[ids]
+            else:
+                both = x @ self.w[layer - 1]
+                g = both[:, :3 * H] + self.b[layer - 1] + gp
+                gp[:] = both[:, 3 * H:]
+            z, f_, o = np.tanh(g[:, :H]), _sigmoid(g[:, H:2 * H]), _sigmoid(g[:, 2 * H:])
+            c[:] = f_ * c + (1 - f_) * z
+            x = o * c
+        if self.proj_w is not None:
+            x = x @ self.proj_w + self.proj_b
+        return x @ self.head_w + self.head_b

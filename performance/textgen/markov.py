@@ -27,10 +27,13 @@ from performance import __version__
 from performance.textgen.base import ModelFileError, SequentialBatch, Token
 from performance.textgen.classic_text import verse_text
 from performance.textgen.corpus import Corpus
+from performance.textgen.originality import DEFAULT_RATIO, OriginalityGuard, corpus_words
 from performance.textgen.registry import write_card
 from performance.textgen.tokenizers import WordTokenizer
 
 ORDERS = (1, 2, 3)
+_GUARD_TRIES = 20  # lines drawn before a copying one is let through (at temperature 0 all are alike)
+_LINE_MAX = 40  # tokens in one line before the guard stops looking for its end
 # Rows with more successors than this get their tempered distribution cached: recomputing a
 # thousand powers per token (a unigram back-off, the context "\n") would dominate the step.
 _BIG_ROW = 48
@@ -58,6 +61,8 @@ def train_markov(corpus: Corpus, out_dir: Path, order: int, seed: int) -> None:
     tok = WordTokenizer(sorted(set(WordTokenizer.split(text))))
     ids = tok.encode(text)
     arrays: dict[str, np.ndarray] = {"unigram": np.bincount(ids, minlength=len(tok.vocab)).astype(np.int32)}
+    is_word = [any(ch.isalpha() for ch in w) for w in tok.vocab]
+    arrays["orig_words"] = corpus_words(ids, is_word, tok.index.get("\n"))
     for o in range(1, order + 1):
         table = _count(ids, o)
         rows = sorted((ctx, nxt, c) for ctx, counter in table.items() for nxt, c in counter.items())
@@ -66,7 +71,8 @@ def train_markov(corpus: Corpus, out_dir: Path, order: int, seed: int) -> None:
         arrays[f"count{o}"] = np.array([r[2] for r in rows], dtype=np.int32)
     save_file(arrays, str(out_dir / "model.safetensors"))
     card = {"kind": "markov", "name": out_dir.name, "engine_version": __version__, "format": 1, "order": order,
-            "hyperparameters": {"order": order}, "vocab": tok.vocab, "vocab_size": len(tok.vocab),
+            "hyperparameters": {"order": order}, "originality_guard": {"ratio": DEFAULT_RATIO, "total": 15},
+            "vocab": tok.vocab, "vocab_size": len(tok.vocab),
             "contexts": {str(o): int(len(np.unique(arrays[f"ctx{o}"], axis=0))) for o in range(1, order + 1)},
             "corpus": corpus.card(), "tokens": len(ids), "training_seconds": round(time.monotonic() - t0, 2),
             "device": "cpu", "date": datetime.now(UTC).isoformat(timespec="seconds"), "seed": seed}
@@ -80,7 +86,11 @@ def train_markov(corpus: Corpus, out_dir: Path, order: int, seed: int) -> None:
 
 
 class MarkovStream:
-    """One seeded walk along the chain. The prompt's known words are echoed first (p = 1)."""
+    """One seeded walk along the chain. The prompt's known words are echoed first (p = 1).
+
+    With the originality guard on (the default when the model holds its corpus words), the walk
+    writes a whole line ahead, at the temperature asked for its first token, and draws it again
+    (up to 20 times) while it copies a corpus line; tokens are then handed out one by one."""
 
     def __init__(self, gen: MarkovGenerator, seed: int, prompt: str) -> None:
         self.gen = gen
@@ -91,22 +101,55 @@ class MarkovStream:
         # stanza's first word (and the no-third-newline rule keeps it from opening on a blank line)
         self.history: list[int] = ([gen.newline] * 2 if gen.newline is not None else []) + prompt_ids
         self.echo = list(prompt_ids)
+        self.originality: float | None = DEFAULT_RATIO if gen.guard is not None else None
+        self._line: list[tuple[int, float, float]] = []
+        self.rejected = 0  # lines drawn again because they copied the corpus
+
+    def set_originality(self, ratio: float | None) -> None:
+        """The guard's share (markovify's max_overlap_ratio), or None to let lines copy freely."""
+        self.originality = ratio if self.gen.guard is not None else None
 
     def _emit(self, i: int, p: float, temperature: float) -> Token:
         text = self.gen.tok.piece(i, self.tail)
         self.tail = (self.tail + text)[-8:]
         return Token(text, p, temperature)
 
-    def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
-        """The next token under `temperature` (0 = likeliest), optionally cut to top-k / top-p."""
-        if self.echo:
-            return self._emit(self.echo.pop(0), 1.0, temperature)
+    def _draw(self, temperature: float, top_k: int, top_p: float) -> tuple[int, float]:
         i, p = self.gen.step(self.history, temperature, top_k, top_p, self.rng)
         history = self.history
         history.append(i)
         if len(history) > 8:
             del history[:-4]
-        return self._emit(i, p, temperature)
+        return i, p
+
+    def _write_line(self, temperature: float, top_k: int, top_p: float) -> None:
+        gen = self.gen
+        start = list(self.history)
+        for _ in range(_GUARD_TRIES):
+            self.history = list(start)
+            line = []
+            while len(line) < _LINE_MAX:
+                i, p = self._draw(temperature, top_k, top_p)
+                line.append((i, p, temperature))
+                if i == gen.newline:
+                    break
+            words = [i for i, _, _ in line if gen.is_word[i]]
+            if not gen.guard.copies(words, self.originality):
+                break
+            self.rejected += 1
+        self._line = line[::-1]
+
+    def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
+        """The next token under `temperature` (0 = likeliest), optionally cut to top-k / top-p."""
+        if self.echo:
+            return self._emit(self.echo.pop(0), 1.0, temperature)
+        if self.originality is None:
+            i, p = self._draw(temperature, top_k, top_p)
+            return self._emit(i, p, temperature)
+        if not self._line:
+            self._write_line(temperature, top_k, top_p)
+        i, p, t = self._line.pop()
+        return self._emit(i, p, t)
 
 
 class MarkovGenerator:
@@ -116,7 +159,7 @@ class MarkovGenerator:
 
     def __init__(self, name: str, card: dict, tok: WordTokenizer, rows: dict[int, dict[int, int]],
                  starts: dict[int, list[int]], nxt: dict[int, list[int]], cnt: dict[int, list[int]],
-                 unigram: np.ndarray) -> None:
+                 unigram: np.ndarray, guard: OriginalityGuard | None = None) -> None:
         self.name = name
         self.kind = "markov"
         self.card = card
@@ -131,6 +174,8 @@ class MarkovGenerator:
         self._uni_ids: list[int] = nz.tolist()
         self._uni_counts: list[int] = unigram[nz].tolist()
         self.newline = tok.index.get("\n")
+        self.guard = guard
+        self.is_word = [any(ch.isalpha() for ch in w) for w in tok.vocab]
         self._cache: dict[tuple, tuple[list[int], list[float], float]] = {}
 
     def _locate(self, history: list[int]) -> tuple[int, int, int]:
@@ -288,9 +333,15 @@ def load_markov(model_dir: Path, card: dict) -> MarkovGenerator:
             raise ValueError(f"unigram counts must be integers, got {unigram.dtype}")
         if unigram.shape != (V,) or int(unigram.sum()) < 1:
             raise ValueError("unigram counts do not match the vocabulary")
+        guard = None
+        if "orig_words" in arrays:  # chains built before the guard carry no corpus words: no guard
+            w = arrays["orig_words"]
+            if w.ndim != 1 or (len(w) and (int(w.max()) >= V or int(w.min()) < -1)):
+                raise ValueError("orig_words point outside the vocabulary")
+            guard = OriginalityGuard(w)
     except Exception as e:
         raise ModelFileError(f"{path}: unreadable or does not match model.json ({e})") from None
-    return MarkovGenerator(model_dir.name, card, WordTokenizer(vocab), rows, starts, nxts, cnts, unigram)
+    return MarkovGenerator(model_dir.name, card, WordTokenizer(vocab), rows, starts, nxts, cnts, unigram, guard)
 
 
 def bench_case(gen: MarkovGenerator, seconds: float) -> dict:
@@ -336,7 +387,12 @@ def bench_case(gen: MarkovGenerator, seconds: float) -> dict:
         return n / (time.perf_counter() - t0)
 
     s = gen.start(1)
+    s.set_originality(None)  # the same work as the baseline: the guard's cost is reported apart
     eng = timed(lambda: s.next(temperature))
     base = timed(naive_step)
-    return {"model": gen.name, "kind": "markov", "streams": 1, "engine_tok_s": round(eng, 1),
+    case = {"model": gen.name, "kind": "markov", "streams": 1, "engine_tok_s": round(eng, 1),
             "baseline_tok_s": round(base, 1), "ratio": round(eng / base, 2)}
+    if gen.guard is not None:
+        g = gen.start(1)
+        case["guarded_tok_s"] = round(timed(lambda: g.next(temperature)), 1)  # originality guard on
+    return case

@@ -1,7 +1,10 @@
-"""The neural architectures: a recurrent LM (LSTM or GRU) and a small decoder-only transformer.
+"""The neural architectures: a recurrent LM (LSTM or GRU), a QRNN LM and a small decoder-only
+transformer.
 
-Both are plain nn.Modules used for training and as the reference path; fast sampling on CPU uses
-the fused step in fused.py, and the transformer's decode uses its KV cache.
+All are plain nn.Modules used for training and as the reference path; fast sampling on CPU uses
+the fused steps in fused.py, and the transformer's decode uses its KV cache. The recurrent kinds
+train with AWD-LSTM's regularisers (awd.py) when their card asks; in eval mode they are the plain
+networks, so checkpoints and the fused samplers do not change.
 """
 
 from __future__ import annotations
@@ -10,14 +13,19 @@ import math
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn import functional as F
+
+from performance.textgen.awd import AWDConfig, ar_tar, embedding_dropout, locked_dropout, weight_drop
+
+_RNN_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 class RNNLM(nn.Module):
     """Embedding → LSTM/GRU stack → linear head (optionally tied to the embedding)."""
 
     def __init__(self, cell: str, vocab: int, embed: int, hidden: int, layers: int, dropout: float = 0.0,
-                 tie: bool = False) -> None:
+                 tie: bool = False, awd: AWDConfig | None = None) -> None:
         super().__init__()
         self.cell = cell
         self.embed = nn.Embedding(vocab, embed)
@@ -28,13 +36,122 @@ class RNNLM(nn.Module):
         self.head = nn.Linear(embed if tie else hidden, vocab)
         if tie:
             self.head.weight = self.embed.weight
+            # a tied matrix is also the output layer: N(0, 1) rows would give logits of size
+            # sqrt(embed) and a first loss far above ln(vocab) (AWD-LSTM starts it at ±0.1)
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        self.awd = awd if awd is not None and awd.active else None
+        self.reg_loss = torch.zeros(())  # AR/TAR of the last training forward pass
+        # one-layer twins, unregistered (a plain list): the AWD path runs layer by layer through
+        # them with this network's own parameters, so the state dict stays nn.LSTM's
+        self._layer_twins = [rnn_cls(embed if i == 0 else hidden, hidden, 1, batch_first=True) for i in range(layers)] \
+            if self.awd else []
 
     def forward(self, x: torch.Tensor, state=None):
+        if self.awd is not None and self.training:
+            return self._forward_awd(x, state)
         h, state = self.rnn(self.drop(self.embed(x)), state)
         h = self.drop(h)
         if self.proj is not None:
             h = self.proj(h)
         return self.head(h), state
+
+    def _forward_awd(self, x: torch.Tensor, state=None):
+        a = self.awd
+        h = F.embedding(x, embedding_dropout(self.embed.weight, a.dropoute, True))
+        h = locked_dropout(h, a.dropouti, True)
+        layers = self.rnn.num_layers
+        outs: list = []
+        raw = h
+        for i in range(layers):
+            params = {f"{n}_l0": getattr(self.rnn, f"{n}_l{i}") for n in _RNN_PARAMS}
+            params["weight_hh_l0"] = weight_drop(params["weight_hh_l0"], a.wdrop, True)
+            if state is None:
+                st = None
+            elif self.cell == "lstm":
+                st = (state[0][i:i + 1], state[1][i:i + 1])
+            else:
+                st = state[i:i + 1]
+            raw, st = functional_call(self._layer_twins[i], params, (h, st))
+            outs.append(st)
+            h = locked_dropout(raw, a.dropouth, True) if i < layers - 1 else raw
+        out = locked_dropout(raw, a.dropout, True)
+        self.reg_loss = ar_tar(out, raw, a.alpha, a.beta)
+        if self.cell == "lstm":
+            new_state = (torch.cat([s[0] for s in outs]), torch.cat([s[1] for s in outs]))
+        else:
+            new_state = torch.cat(outs)
+        if self.proj is not None:
+            out = self.proj(out)
+        return self.head(out), new_state
+
+
+class QRNNLayer(nn.Module):
+    """A quasi-recurrent layer (Bradbury et al. 2016, as in awd-lstm-lm): a causal convolution of
+    width 2 gives the candidate z, forget f and output o gates for every step at once; fo-pooling
+    c_t = f_t c_{t-1} + (1 - f_t) z_t, h_t = o_t c_t is the only sequential part.
+    State: (x_{t-1}, c_t)."""
+
+    def __init__(self, inp: int, hidden: int) -> None:
+        super().__init__()
+        self.inp, self.hidden = inp, hidden
+        self.linear = nn.Linear(2 * inp, 3 * hidden)  # [x_{t-1}, x_t] -> z, f, o
+
+    def forward(self, x: torch.Tensor, state=None, wdrop: float = 0.0):
+        b, t, _ = x.shape
+        if state is None:
+            prev = x.new_zeros(b, 1, self.inp)
+            c = x.new_zeros(b, self.hidden)
+        else:
+            prev, c = state[0][:, None, :], state[1]
+        shifted = torch.cat([prev, x[:, :-1]], dim=1)
+        w = weight_drop(self.linear.weight, wdrop, self.training)
+        g = F.linear(torch.cat([shifted, x], dim=2), w, self.linear.bias)
+        z, f, o = g.chunk(3, dim=2)
+        z, f, o = torch.tanh(z), torch.sigmoid(f), torch.sigmoid(o)
+        zf = (1 - f) * z
+        cs = []
+        for k in range(t):
+            c = f[:, k] * c + zf[:, k]
+            cs.append(c)
+        h = o * torch.stack(cs, dim=1)
+        return h, (x[:, -1], c)
+
+
+class QRNNLM(nn.Module):
+    """Embedding → QRNN stack → linear head, with the same AWD regularisers as RNNLM (weight drop
+    on the convolution's weights)."""
+
+    def __init__(self, vocab: int, embed: int, hidden: int, layers: int, dropout: float = 0.0,
+                 tie: bool = False, awd: AWDConfig | None = None) -> None:
+        super().__init__()
+        self.cell = "qrnn"
+        self.embed = nn.Embedding(vocab, embed)
+        self.layers = nn.ModuleList(QRNNLayer(embed if i == 0 else hidden, hidden) for i in range(layers))
+        self.dropout = dropout
+        self.proj = nn.Linear(hidden, embed) if tie and hidden != embed else None
+        self.head = nn.Linear(embed if tie else hidden, vocab)
+        if tie:
+            self.head.weight = self.embed.weight
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        self.awd = awd if awd is not None and awd.active else AWDConfig(dropout=dropout, dropouth=dropout)
+        self.reg_loss = torch.zeros(())
+
+    def forward(self, x: torch.Tensor, state=None):
+        a, tr = self.awd, self.training
+        h = F.embedding(x, embedding_dropout(self.embed.weight, a.dropoute, tr))
+        h = locked_dropout(h, a.dropouti, tr)
+        new_state = []
+        raw = h
+        for i, layer in enumerate(self.layers):
+            raw, st = layer(h, state[i] if state is not None else None, a.wdrop if tr else 0.0)
+            new_state.append(st)
+            h = locked_dropout(raw, a.dropouth, tr) if i < len(self.layers) - 1 else raw
+        out = locked_dropout(raw, a.dropout, tr)
+        if tr:
+            self.reg_loss = ar_tar(out, raw, a.alpha, a.beta)
+        if self.proj is not None:
+            out = self.proj(out)
+        return self.head(out), new_state
 
 
 class _Block(nn.Module):
@@ -79,6 +196,16 @@ class TransformerLM(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab, bias=False)
         self.drop = nn.Dropout(dropout)
+        # nanoGPT's initialisation: every matrix and embedding N(0, 0.02), biases 0, the residual
+        # projections scaled by 1/sqrt(2 * layers). Tied, the head then starts near ln(vocab) too
+        # (PyTorch's default N(0, 1) embedding made a tied head's first loss about 155).
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, 0.0, 0.02)
         if tie:
             self.head.weight = self.tok.weight
         for name, p in self.named_parameters():
@@ -100,5 +227,9 @@ def build_net(hp: dict, vocab: int) -> nn.Module:
     if kind.endswith("transformer"):
         return TransformerLM(vocab, hp["hidden"], hp["heads"], hp["layers"], hp["context"], hp.get("dropout", 0.0),
                              hp.get("tie", True))
+    awd = AWDConfig(**hp["awd"]) if hp.get("awd") else None
+    if kind.endswith("qrnn"):
+        return QRNNLM(vocab, hp["embed"], hp["hidden"], hp["layers"], hp.get("dropout", 0.0), hp.get("tie", False), awd)
     cell = "lstm" if kind.endswith("lstm") else "gru"
-    return RNNLM(cell, vocab, hp["embed"], hp["hidden"], hp["layers"], hp.get("dropout", 0.0), hp.get("tie", False))
+    return RNNLM(cell, vocab, hp["embed"], hp["hidden"], hp["layers"], hp.get("dropout", 0.0), hp.get("tie", False),
+                 awd)

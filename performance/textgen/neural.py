@@ -19,7 +19,7 @@ import torch
 
 from performance.textgen.base import ModelFileError, Token
 from performance.textgen.checkpoint import load_weights
-from performance.textgen.nets import RNNLM, TransformerLM, build_net
+from performance.textgen.nets import QRNNLM, RNNLM, TransformerLM, build_net
 from performance.textgen.tokenizers import CharTokenizer, WordTokenizer, make_tokenizer
 
 
@@ -188,6 +188,10 @@ class NeuralGenerator:
             from performance.textgen.fused import FusedRNN
 
             self.fused = FusedRNN.from_module(net)
+        elif isinstance(net, QRNNLM):
+            from performance.textgen.fused import FusedQRNN
+
+            self.fused = FusedQRNN.from_module(net)
 
     def start(self, seed: int, prompt: str = ""):
         if self.fused is not None:
@@ -227,6 +231,23 @@ def memory_budget() -> int:
     return min(MAX_MODEL_BYTES, free // 2)
 
 
+def trained_context(hp: dict) -> int:
+    """The positions a transformer trained: its context, or less when it trained on shorter
+    windows (models made before training used the whole context)."""
+    return min(int(hp["context"]), int(hp.get("seq_len") or hp["context"]))
+
+
+def card_warnings(card: dict) -> list[str]:
+    """What `check` should say about a neural card that loads but is not as it should be."""
+    hp = card.get("hyperparameters") or {}
+    out = []
+    if str(card.get("kind", "")).endswith("transformer") and "context" in hp and trained_context(hp) < hp["context"]:
+        out.append(f"context {hp['context']} but trained on windows of {hp['seq_len']}: positions "
+                   f"{hp['seq_len']}-{hp['context'] - 1} never trained; the sampler keeps to {hp['seq_len']} "
+                   "(retrain with --seq-len equal to the context)")
+    return out
+
+
 def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGenerator:
     """Rebuild the network from its card and load its safetensors weights (never a pickle)."""
     card_path = model_dir / "model.json"
@@ -252,6 +273,9 @@ def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGener
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
         raise ModelFileError(f"{card_path}: incomplete or inconsistent card ({e})") from None
     load_weights(net, model_dir / "model.safetensors", device="cpu")
+    if isinstance(net, TransformerLM):
+        # positions past the training window never learned anything: sample within the window
+        net.context = trained_context(hp)
     net.to(device)
     return NeuralGenerator(model_dir.name, kind, card, net, make_tokenizer(kind, vocab), device=device)
 

@@ -11,7 +11,7 @@ from performance.textgen.base import Generator, ModelFileError
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
-NEURAL_KINDS = ("char-lstm", "char-gru", "word-lstm", "word-gru", "char-transformer", "word-transformer")
+NEURAL_KINDS = ("char-lstm", "char-gru", "word-lstm", "word-gru", "char-qrnn", "word-qrnn", "char-transformer", "word-transformer")
 CLASSIC_KINDS = ("markov", "spreeder")
 SERVED_KINDS = ("served",)  # no weights: an endpoint of an existing serving engine
 KINDS = NEURAL_KINDS + CLASSIC_KINDS + SERVED_KINDS

@@ -1,13 +1,18 @@
 """Training for the neural kinds: validation split, early stopping, checkpoints, --resume, Ctrl-C.
 
-The first 90% of the corpus trains, the last 10% validates. The best validation loss is what
-model.safetensors holds; train_state.* holds the last step for --resume.
+The first 90% of the corpus trains, the last 10% validates (all of it, in windows of --seq-len,
+unless --eval-batches asks for a random sample). The best validation loss is what
+model.safetensors holds; train_state.* holds the last step for --resume. The schedule (schedule.py)
+follows --steps or the --max-minutes budget, whichever ends first, and a run always ends with a
+final evaluation. Recurrent kinds train with AWD-LSTM's regularisers and NT-ASGD's weight
+averaging (awd.py); transformers with nanoGPT's recipe (init in nets.py, AdamW with weight decay
+on matrices only). A transformer's context is the --seq-len it trained on: positions it never
+saw are never used when sampling.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import platform
 import sys
 import time
@@ -19,10 +24,12 @@ import torch
 from torch.nn import functional as F
 
 from performance import __version__
+from performance.textgen.awd import AWDConfig, NTTrigger, WeightAverage
 from performance.textgen.base import ModelFileError
 from performance.textgen.checkpoint import load_train_state, save_train_state, save_weights, write_card
 from performance.textgen.corpus import Corpus
 from performance.textgen.nets import build_net
+from performance.textgen.schedule import lr_at, progress, warmup_share
 from performance.textgen.tokenizers import CharTokenizer, WordTokenizer
 
 
@@ -41,7 +48,7 @@ class TrainConfig:
     dropout: float = 0.1
     tie: bool = False
     eval_every: int = 100
-    eval_batches: int = 16
+    eval_batches: int = 0  # 0: the whole validation split
     save_every: int = 500
     patience: int = 8
     clip: float = 1.0
@@ -50,20 +57,48 @@ class TrainConfig:
     device: str = "auto"
     max_vocab: int = 30000
     keep_every: int = 0  # keep step-NNNNNN/ (its own card) every N steps, step 0 included (vintages.py)
+    # AWD-LSTM (recurrent kinds); None takes the kind's default (AWD_DEFAULTS)
+    wdrop: float | None = None
+    dropoute: float | None = None
+    dropouti: float | None = None
+    dropouth: float | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    nt_asgd: int | None = None  # non-monotone interval in evaluations; 0 = never average
+    weight_decay: float | None = None  # None: 0.1 on a transformer's matrices, 0 for recurrent kinds
+    init_from: str | None = None  # a model folder or name: start from its weights and vocabulary
+
+
+# awd-lstm-lm's settings for character-level (PTB/enwik8 char) and word-level (PTB) models, as
+# the defaults for small corpora; --dropout is the output dropout
+AWD_DEFAULTS = {
+    "char": {"wdrop": 0.5, "dropoute": 0.0, "dropouti": 0.1, "dropouth": 0.25, "alpha": 2.0, "beta": 1.0,
+             "nt_asgd": 5},
+    "word": {"wdrop": 0.5, "dropoute": 0.1, "dropouti": 0.4, "dropouth": 0.25, "alpha": 2.0, "beta": 1.0,
+             "nt_asgd": 5},
+}
+
+
+def is_recurrent(kind: str) -> bool:
+    return not kind.endswith("transformer")
+
+
+def resolve_awd(cfg: TrainConfig) -> AWDConfig | None:
+    """Fill the kind's AWD defaults into `cfg` (recurrent kinds) and return the regularisation."""
+    if not is_recurrent(cfg.kind):
+        return None
+    d = AWD_DEFAULTS["char" if cfg.kind.startswith("char") else "word"]
+    for k, v in d.items():
+        if getattr(cfg, k) is None:
+            setattr(cfg, k, v)
+    return AWDConfig(wdrop=cfg.wdrop, dropoute=cfg.dropoute, dropouti=cfg.dropouti, dropouth=cfg.dropouth,
+                     dropout=cfg.dropout, alpha=cfg.alpha, beta=cfg.beta)
 
 
 def pick_device(name: str) -> str:
     if name != "auto":
         return name
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _lr_at(cfg: TrainConfig, step: int) -> float:
-    warm = max(1, min(200, cfg.steps // 20))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    frac = (step - warm) / max(1, cfg.steps - warm)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
 class _Progress:
@@ -125,6 +160,18 @@ def _plot(history: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, betas (0.9, 0.99) as nanoGPT uses for small data. Weight decay (0.1 by default on a
+    transformer) only on matrices: never on norms, biases or embeddings (nor a head tied to one)."""
+    wd = cfg.weight_decay if cfg.weight_decay is not None else (0.0 if is_recurrent(cfg.kind) else 0.1)
+    emb = {id(m.weight) for m in net.modules() if isinstance(m, torch.nn.Embedding)}
+    params = list({id(p): p for p in net.parameters()}.values())
+    decay = [p for p in params if p.dim() >= 2 and id(p) not in emb]
+    rest = [p for p in params if not (p.dim() >= 2 and id(p) not in emb)]
+    groups = [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+
+
 def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False) -> dict:
     """Train `cfg.kind` on `corpus` into `out_dir`; returns the card."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +188,17 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
             setattr(cfg, k, saved_cfg.get(k, getattr(cfg, k)))
     else:
         vocab = None
+    init_card = None
+    if cfg.init_from and not resume:
+        from performance.textgen.registry import read_card, resolve_model_dir
+
+        init_dir = resolve_model_dir(cfg.init_from)
+        init_card = read_card(init_dir)
+        if init_card["kind"] != cfg.kind:
+            raise ModelFileError(f"{init_dir / 'model.json'}: kind {init_card['kind']!r}, but --kind is {cfg.kind!r}")
+        vocab = init_card["vocab"]
+        for k in ("layers", "hidden", "embed", "heads", "context", "tie"):
+            setattr(cfg, k, init_card["hyperparameters"].get(k, getattr(cfg, k)))
     is_char = cfg.kind.startswith("char")
     if vocab is None:
         tok = CharTokenizer.build(corpus.text) if is_char else WordTokenizer.build(corpus.text, cfg.max_vocab)
@@ -149,12 +207,22 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
     ids = torch.tensor(tok.encode(corpus.text), dtype=torch.long)
     split = int(len(ids) * 0.9)
     train_ids, val_ids = ids[:split], ids[split:]
+    awd = resolve_awd(cfg)
     hp = {k: v for k, v in asdict(cfg).items() if k not in ("device", "max_minutes")}
-    if cfg.kind.endswith("transformer"):
-        hp["context"] = cfg.context = max(cfg.context, cfg.seq_len)
+    if awd is not None:
+        hp["awd"] = asdict(awd)
+    if not is_recurrent(cfg.kind):
+        # every position the sampler uses is one that trained: the context is the training window
+        if cfg.context != cfg.seq_len and not resume:
+            print(f"note: --context {cfg.context} set to --seq-len {cfg.seq_len}, the window the model trains on",
+                  file=sys.stderr)
+        hp["context"] = cfg.context = cfg.seq_len if not resume else cfg.context
     net = build_net(hp, len(tok.vocab)).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.01 if cfg.kind.endswith("transformer") else 0.0,
-                            betas=(0.9, 0.99))
+    if init_card is not None:
+        from performance.textgen.checkpoint import load_weights
+
+        load_weights(net, init_dir / "model.safetensors", device)
+    opt = _optimizer(net, cfg)
     step, best, history, elapsed0 = 0, float("inf"), {"train": [], "val": []}, 0.0
     if resume:
         meta = load_train_state(out_dir, net, opt, device)
@@ -163,7 +231,10 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
     val_gen = torch.Generator().manual_seed(12345)
     n_val = max(1, len(val_ids) - cfg.seq_len - 1)
-    val_starts = torch.randint(0, n_val, (cfg.eval_batches * cfg.batch,), generator=val_gen)
+    if cfg.eval_batches > 0:
+        val_starts = torch.randint(0, n_val, (cfg.eval_batches * cfg.batch,), generator=val_gen)
+    else:  # the whole split, in consecutive windows (the shipped corpus: 508 windows of 128)
+        val_starts = torch.arange(0, n_val, cfg.seq_len)
 
     def batch_from(data: torch.Tensor, starts: torch.Tensor):
         idx = starts[:, None] + torch.arange(cfg.seq_len + 1)[None, :]
@@ -173,17 +244,35 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
     @torch.no_grad()
     def evaluate() -> float:
         net.eval()
-        total = 0.0
-        for i in range(cfg.eval_batches):
-            x, y = batch_from(val_ids, val_starts[i * cfg.batch:(i + 1) * cfg.batch])
+        total, n = 0.0, 0
+        eb = max(cfg.batch, 64)
+        for i in range(0, len(val_starts), eb):
+            x, y = batch_from(val_ids, val_starts[i:i + eb])
             logits, _ = net(x)
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)).item()
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+            n += y.numel()
         net.train()
-        return total / cfg.eval_batches
+        return total / max(1, n)
 
+    if init_card is not None and not history["val"]:
+        # the starting point is the bar to beat on this corpus's split: kept unless bettered
+        best = evaluate()
+        history["val"].append((0, best))
+        save_weights(net, out_dir / "model.safetensors")
+        print(f"validation loss of {cfg.init_from} on this split: {best:.4f}", file=sys.stderr)
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+    warm = warmup_share(cfg.steps)
+    trigger = NTTrigger(cfg.nt_asgd or 0)
+    averager: WeightAverage | None = None
+    averaged_from: int | None = None
     t_start = time.monotonic()
-    progress = _Progress(cfg.steps)
+    step0 = step
+    progress_line = _Progress(cfg.steps)
     since_best, running, tokens_done, stop_reason = 0, None, 0, "steps"
+    lr_now, eval_s = cfg.lr, 0.0
+
+    def elapsed() -> float:
+        return elapsed0 + time.monotonic() - t_start
 
     def card(final: bool) -> dict:
         return {
@@ -192,7 +281,21 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
             "corpus": corpus.card(), "steps": step, "epochs": round(step * cfg.batch * cfg.seq_len / max(1, len(train_ids)), 3),
             "train_loss": round(history["train"][-1][1], 4) if history["train"] else None,
             "val_loss": round(best, 4) if best < float("inf") else None, "loss_unit": "nats/token",
-            "training_seconds": round(elapsed0 + time.monotonic() - t_start, 1), "device": device,
+            "last_eval_step": history["val"][-1][0] if history["val"] else None,
+            "validation": {"tokens": int(len(val_ids)), "windows": int(len(val_starts)), "window": cfg.seq_len,
+                           "whole_split": cfg.eval_batches <= 0},
+            "schedule": {"warmup_share": round(warm, 4), "peak_lr": cfg.lr, "last_lr": round(lr_now, 8),
+                         "min_lr": round(cfg.lr * 0.1, 8), "follows": "time budget" if budget_s else "steps"},
+            "sampler_context": ({"context": hp["context"], "trained_window": cfg.seq_len,
+                                 "when_full": "re-reads the last context/2 tokens into the KV cache and goes on "
+                                              "(a sliding window re-run per token would cost the whole context)"}
+                                if not is_recurrent(cfg.kind) else None),
+            "initialised_from": ({"model": str(cfg.init_from), "corpus": init_card.get("corpus"),
+                                  "val_loss": init_card.get("val_loss"), "steps": init_card.get("steps"),
+                                  "training_seconds": init_card.get("training_seconds")}
+                                 if init_card is not None else None),
+            "averaging": {"nt_asgd": cfg.nt_asgd, "started_at_step": averaged_from} if awd is not None else None,
+            "training_seconds": round(elapsed(), 1), "device": device,
             "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"), "finished": final,
@@ -202,8 +305,30 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
 
     def checkpoint(final: bool) -> None:
         save_train_state(out_dir, net, opt, {"step": step, "best_val": best, "history": history,
-                                             "elapsed": elapsed0 + time.monotonic() - t_start})
+                                             "elapsed": elapsed()})
         write_card(out_dir, card(final))
+
+    def validate() -> float:
+        """Evaluate (the averaged weights once averaging has begun); keep the best on disk."""
+        nonlocal best, since_best, averager, averaged_from, eval_s
+        t0 = time.monotonic()
+        if averager is not None:
+            averager.swap()
+        val = evaluate()
+        history["val"].append((step, val))
+        if val < best - 1e-4:
+            best, since_best = val, 0
+            save_weights(net, out_dir / "model.safetensors")
+        else:
+            since_best += 1
+        if averager is not None:
+            averager.swap()
+        elif trigger.update(val):
+            averager = WeightAverage([p for p in net.parameters()])
+            averaged_from, since_best = step, 0
+            print(f"\nstep {step}: validation stalled, averaging weights from here (NT-ASGD)", file=sys.stderr)
+        eval_s = time.monotonic() - t0
+        return val
 
     def keep() -> None:
         """--keep-every: this step as a model folder of its own, with the latest validation loss."""
@@ -221,41 +346,41 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
     try:
         net.train()
         while step < cfg.steps:
+            # the schedule's clock leaves room for one more step and the final evaluation; when it
+            # reaches the end, this step runs at the minimum rate and is the last
+            step_s = (time.monotonic() - t_start) / max(1, step - step0)
+            p = progress(step, cfg.steps, elapsed(), budget_s and max(1e-9, budget_s - eval_s - step_s))
+            lr_now = lr_at(cfg.lr, p, warm)
             for g in opt.param_groups:
-                g["lr"] = _lr_at(cfg, step)
+                g["lr"] = lr_now
             starts = torch.randint(0, len(train_ids) - cfg.seq_len - 1, (cfg.batch,), generator=gen)
             x, y = batch_from(train_ids, starts)
             logits, _ = net(x)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            total = loss + net.reg_loss if awd is not None else loss
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
             opt.step()
+            if averager is not None:
+                averager.update()
             step += 1
             tokens_done += x.numel()
             lv = loss.item()
             running = lv if running is None else 0.95 * running + 0.05 * lv
-            if step % 10 == 0:
+            if step % 10 == 0 or step == 1:
                 history["train"].append((step, running))
-            val = None
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                val = evaluate()
-                history["val"].append((step, val))
-                if val < best - 1e-4:
-                    best, since_best = val, 0
-                    save_weights(net, out_dir / "model.safetensors")
-                else:
-                    since_best += 1
+            val = validate() if step % cfg.eval_every == 0 else None
             if cfg.keep_every and step % cfg.keep_every == 0:
                 keep()
             rate = tokens_done / max(1e-9, time.monotonic() - t_start)
-            progress.show(step, running, val, rate, force=val is not None)
+            progress_line.show(step, running, val, rate, force=val is not None)
             if step % cfg.save_every == 0:
                 checkpoint(False)
             if since_best >= cfg.patience:
                 stop_reason = f"early stop: no better validation loss in {cfg.patience} evaluations"
                 break
-            if cfg.max_minutes and time.monotonic() - t_start > cfg.max_minutes * 60:
+            if budget_s and p >= 1.0:
                 stop_reason = f"time budget of {cfg.max_minutes:g} min"
                 break
     except KeyboardInterrupt:
@@ -265,6 +390,8 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
             save_weights(net, out_dir / "model.safetensors")
         checkpoint(False)
         raise
+    if not history["val"] or history["val"][-1][0] != step:
+        validate()  # every run ends with an evaluation of where it ended
     sys.stderr.write("\n")
     if not (out_dir / "model.safetensors").exists():
         save_weights(net, out_dir / "model.safetensors")
