@@ -122,6 +122,9 @@ class WorkerCore:
         self._models: dict[str, object] = {}
         self._reqs: dict[int, _Req] = {}
         self._order: deque[int] = deque()
+        from performance.textgen.threads import use_sampler_threads
+
+        use_sampler_threads()  # one thread by default: a loaded machine must not collapse the sampler
         if loader is None:
             from performance.textgen import load_model
 
