@@ -82,7 +82,16 @@ def test_vectorized_sampling_draws_what_the_row_sampler_draws():
     assert [i for i, _ in rows] == logits.argmax(axis=1).tolist()
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_int8_rows_are_exactly_the_same_alone_or_batched():
+    rng = np.random.default_rng(0)
+    d = Dense(rng.standard_normal((640, 512)).astype(np.float32), rng.standard_normal(512).astype(np.float32), "int8")
+    x = rng.standard_normal((5, 640)).astype(np.float32) * np.array([[0.01], [1], [30], [0], [2]], np.float32)
+    together = d(x)
+    for b in range(5):
+        assert np.array_equal(d(x[b:b + 1])[0], together[b])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_same_text_alone_or_batched(precision):
     gen = random_gen("lstm", precision, hidden=320)
 

@@ -173,6 +173,32 @@ def bench_flick(gen, repeats: int = 3, ahead: int = 4, words: int = 222) -> dict
             "tok_s": round(statistics.median(toks), 1), "repeats": repeats}
 
 
+def bench_stage_flick(seconds: float = 20.0) -> dict:
+    """The stage beside batched streams: `run.py play setlists/poem-flick.toml --headless` for
+    `seconds`, its frame rate and p99 frame work time, and the poems it finished (from its
+    transcript), so a sampler that starves the frame loop shows here."""
+    import json
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "stats.json"
+        cmd = [sys.executable, "run.py", "play", "setlists/poem-flick.toml", "--headless", "--quiet",
+               "--duration", str(seconds), "--stats-json", str(stats), "--transcript-dir", tmp]
+        r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=seconds + 120)
+        if r.returncode != 0 or not stats.exists():
+            return {"model": "default", "case": "stage-flick", "error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+        st = json.loads(stats.read_text())
+        poems = 0
+        for f in Path(tmp).glob("*.jsonl"):
+            poems += sum('"event": "poem_end"' in line or '"event":"poem_end"' in line for line in f.open())
+    return {"model": "default", "kind": "char-lstm", "case": "stage-flick", "seconds": seconds,
+            "fps": st.get("fps"), "frame_ms_p99": st.get("frame_ms_p99"), "dropped": st.get("dropped"),
+            "poems": poems, "poems_per_s": round(poems / seconds, 2)}
+
+
 def synthetic(name: str, precision: str | None = None):
     """A random-weight model of a named size (bench only): e.g. word-gru-2x1500, 30k words."""
     from performance.textgen.nets import RNNLM
@@ -188,7 +214,8 @@ def synthetic(name: str, precision: str | None = None):
 
 
 def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None = None,
-              quality: bool = False, repeats: int = 5, precision: str | None = None, flick: bool = True) -> dict:
+              quality: bool = False, repeats: int = 5, precision: str | None = None, flick: bool = True,
+              stage: float = 0.0) -> dict:
     from performance.textgen import load_model
     from performance.textgen.base import ModelFileError
     from performance.textgen.threads import use_sampler_threads
@@ -222,4 +249,6 @@ def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None
             cases.append({"model": gen.name, "kind": gen.kind, **measure(gen)})
             if getattr(gen, "fused", None) is not None:
                 cases.append({"model": gen.name, "kind": gen.kind, **precision_cost(gen)})
+    if stage > 0:
+        cases.append(bench_stage_flick(stage))
     return {"device": device, "threads": threads, "cases": cases}

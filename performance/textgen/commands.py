@@ -157,6 +157,8 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
                    help="measurements of engine and baseline, alternated; medians reported (default 5)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"),
                    help="weights of the CPU fused step (default: the card's cpu_precision, else fp32)")
+    p.add_argument("--stage", type=float, default=0.0, metavar="S",
+                   help="also play the poem flick headless for S seconds: fps and frame_ms_p99 beside poems/s")
     p.add_argument("--no-flick", action="store_true", help="skip the poem-flick case (4 × 222-word poems)")
     p.add_argument("--streams", default="1,16", help="stream counts for neural kinds (default 1,16)")
     p.add_argument("--quality", action="store_true", help="also measure real-word and copied-6-gram rates")
@@ -170,7 +172,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     result = bench_all(args.models or ["default", "markov", "spreeder"], seconds=args.seconds,
                        streams=[int(s) for s in args.streams.split(",")], quality=args.quality,
-                       repeats=max(1, args.repeats), precision=args.precision, flick=not args.no_flick)
+                       repeats=max(1, args.repeats), precision=args.precision, flick=not args.no_flick,
+                       stage=args.stage)
     if args.json:
         print(json.dumps(result))
     else:
@@ -188,6 +191,9 @@ def run_bench(args: argparse.Namespace) -> int:
                     print(f"  {'':<29} {c['weight_bytes_per_token'] / 1e6:.2f} MB/token, copy {c['copy_gb_s']:.1f} GB/s:"
                           f" {c['floor_fraction']:.0%} of the memory floor ({c['floor_tok_s']:.0f} tok/s);"
                           f" {c['compute_fraction']:.0%} of {c['gemm_gflops']:.0f} GFLOP/s")
+            elif c.get("case") == "stage-flick":
+                print(f"  stage, poem flick headless {c.get('seconds')} s: fps {c.get('fps')}, frame_ms_p99"
+                      f" {c.get('frame_ms_p99')}, {c.get('poems')} poems {c.get('error', '')}")
             elif c.get("case") == "flick":
                 print(f"  {c['model']:<12} {c['kind']:<16} flick {c['streams']} × {c['words_per_poem']} words:"
                       f" {c['poems_per_s']:.2f} poems/s [{c['poems_per_s_spread'][0]:.2f}-{c['poems_per_s_spread'][1]:.2f}]"

@@ -10,8 +10,10 @@ matrix products, the rest sampling), so the weights may be stored in fewer bytes
 - "fp16": fbgemm's packed fp16 weights with fp32 activations (F16C on any AVX2 CPU): half the
   bytes, rows independent of their batch-mates up to rounding, like fp32;
 - "int8": fbgemm's dynamic int8 (per-channel weights, activations quantized per call): a quarter
-  of the bytes, but the activation scale is shared by a batch, so a stream batched with others
-  may write different text than alone. Opt-in only.
+  of the bytes. fbgemm quantizes the whole batch with one scale, which would make a stream's text
+  depend on its batch-mates; so each row is first divided by its own max-abs and a fixed row
+  [-1, 1, 0, ...] is appended: the quantization range is then always [-1, 1], the int32 sums are
+  exact, and a row's result is the same alone or batched, bit for bit.
 bf16 is not offered: on CPUs without AVX512-BF16 (this one: AMD Zen 2) torch emulates it and it is
 slower than fp32.
 """
@@ -53,6 +55,8 @@ class Dense:
             return
         w = torch.from_numpy(np.ascontiguousarray(w_kn.T, np.float32))  # (N, K) as nn.Linear
         b = torch.zeros(self.n) if bias is None else torch.from_numpy(self.bias)
+        if precision == "int8":
+            b = None  # added after the per-row rescale
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if precision == "fp16":
@@ -71,7 +75,15 @@ class Dense:
         xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
         if self.precision == "fp16":
             return torch.ops.quantized.linear_dynamic_fp16(xt, self.packed).numpy()
-        return torch.ops.quantized.linear_dynamic(xt, self.packed, True).numpy()
+        rows = x.shape[0]
+        s = np.abs(x).max(axis=1, keepdims=True)
+        s[s == 0] = 1.0
+        xs = np.zeros((rows + 1, self.k), np.float32)
+        np.divide(x, s, out=xs[:rows])
+        xs[rows, :2] = (-1.0, 1.0)
+        y = torch.ops.quantized.linear_dynamic(torch.from_numpy(xs), self.packed, True).numpy()[:rows]
+        y *= s
+        return y if self.bias is None else y + self.bias
 
     @property
     def flops_per_row(self) -> int:
