@@ -35,7 +35,11 @@ MIN_PACKED = 1 << 18
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+    y = np.multiply(x, 0.5)
+    np.tanh(y, out=y)
+    y += 1.0
+    y *= 0.5
+    return y
 
 
 class Dense:
@@ -113,7 +117,10 @@ class FusedRNN:
             w_ih0, w_hh0 = f(rnn.weight_ih_l0), f(rnn.weight_hh_l0)
             b_ih0, b_hh0 = f(rnn.bias_ih_l0), f(rnn.bias_hh_l0)
             cell = net.cell
-            if cell == "lstm":
+            H = rnn.hidden_size
+            if cell == "lstm":  # gates reordered i, f, o, g: one sigmoid over 3H columns, one tanh
+                order = np.concatenate([np.arange(0, 2 * H), np.arange(3 * H, 4 * H), np.arange(2 * H, 3 * H)])
+                w_ih0, w_hh0, b_ih0, b_hh0 = w_ih0[order], w_hh0[order], b_ih0[order], b_hh0[order]
                 table = emb @ w_ih0.T + b_ih0 + b_hh0
                 h0 = Dense(w_hh0.T, None, precision)
             else:  # GRU keeps b_hh apart: r multiplies (W_hn h + b_hn)
@@ -124,6 +131,7 @@ class FusedRNN:
                 wi, wh = f(getattr(rnn, f"weight_ih_l{layer}")), f(getattr(rnn, f"weight_hh_l{layer}"))
                 bi, bh = f(getattr(rnn, f"bias_ih_l{layer}")), f(getattr(rnn, f"bias_hh_l{layer}"))
                 if cell == "lstm":
+                    wi, wh, bi, bh = wi[order], wh[order], bi[order], bh[order]
                     xh.append(Dense(np.concatenate([wi, wh], axis=1).T, bi + bh, precision))
                 else:
                     xh.append(Dense(wh.T, bh, precision))
@@ -166,9 +174,10 @@ class FusedRNN:
                     g = self.table[ids] + self.h0(h)
                 else:
                     g = self.xh[layer - 1](np.concatenate([x, h], axis=1))
-                i, f_, gg, o = _sigmoid(g[:, :H]), _sigmoid(g[:, H:2 * H]), np.tanh(g[:, 2 * H:3 * H]), _sigmoid(g[:, 3 * H:])
-                c[:] = f_ * c + i * gg
-                h[:] = o * np.tanh(c)
+                sg = _sigmoid(g[:, :3 * H])
+                c *= sg[:, H:2 * H]
+                c += sg[:, :H] * np.tanh(g[:, 3 * H:])
+                np.multiply(sg[:, 2 * H:], np.tanh(c), out=h)
                 x = h
         else:
             x = None
@@ -180,8 +189,8 @@ class FusedRNN:
                 else:
                     gi = self.gru_ih[layer - 1](x)
                     gh = self.xh[layer - 1](h)
-                r = _sigmoid(gi[:, :H] + gh[:, :H])
-                z = _sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+                rz = _sigmoid(gi[:, :2 * H] + gh[:, :2 * H])
+                r, z = rz[:, :H], rz[:, H:]
                 n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
                 h[:] = (1 - z) * n + z * h
                 x = h
