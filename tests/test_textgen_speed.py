@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from performance.textgen.base import ModelFileError
 from performance.textgen.bench import bench_flick
 from performance.textgen.fused import Dense
+from performance.textgen.lengths import _WORD, LengthCounter, LengthRule
 from performance.textgen.nets import RNNLM
 from performance.textgen.neural import NeuralGenerator, sample_row, sample_rows
 from performance.textgen.quality import fused_loss
@@ -167,3 +170,12 @@ def test_flick_case_writes_every_poem_through_the_worker():
     case = bench_flick(random_gen("gru", "fp16"), repeats=2, ahead=4, words=30)
     assert case["case"] == "flick" and case["streams"] == 4 and case["words_per_poem"] == 30
     assert case["poems_per_s"] > 0 and case["tok_s"] > 4 * 30 * case["poems_per_s"] / 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="ab’' \n.-1é", min_size=1, max_size=4), min_size=1, max_size=60))
+def test_incremental_word_count_is_the_whole_texts_count(pieces):
+    counter = LengthCounter(LengthRule("words", 10_000), word_tokens=False)
+    for piece in pieces:
+        counter.feed(piece)
+        assert counter.words() == len(_WORD.findall(counter.text))
