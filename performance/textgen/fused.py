@@ -53,6 +53,7 @@ class Dense:
             precision = "fp32"
         self.precision = precision
         self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
+        self._rows: dict[int, np.ndarray] = {}
         if precision == "fp32":
             self.w = np.ascontiguousarray(w_kn, np.float32)
             self.nbytes = self.w.nbytes
@@ -82,9 +83,11 @@ class Dense:
         rows = x.shape[0]
         s = np.abs(x).max(axis=1, keepdims=True)
         s[s == 0] = 1.0
-        xs = np.zeros((rows + 1, self.k), np.float32)
+        xs = self._rows.get(rows)
+        if xs is None:  # one buffer per batch size, its last row fixed at [-1, 1, 0, ...]
+            xs = self._rows[rows] = np.zeros((rows + 1, self.k), np.float32)
+            xs[rows, :2] = (-1.0, 1.0)
         np.divide(x, s, out=xs[:rows])
-        xs[rows, :2] = (-1.0, 1.0)
         y = torch.ops.quantized.linear_dynamic(torch.from_numpy(xs), self.packed, True).numpy()[:rows]
         y *= s
         return y if self.bias is None else y + self.bias
