@@ -179,7 +179,7 @@ def run_bench(args: argparse.Namespace) -> int:
     else:
         print(f"device {result['device']}, {result['threads']} threads")
         for c in result["cases"]:
-            if "poems_per_s" in c and c.get("case") != "flick":
+            if "lines_per_poem" in c:
                 print(f"  {c['model']:<12} {c['kind']:<16} {c['poems_per_s']:>10.1f} poems/s "
                       f"({c['lines_per_poem']} lines, rate {c['rate']})")
             elif "engine_tok_s" in c:
