@@ -177,6 +177,9 @@ class WorkerCore:
         self._reqs: dict[int, _Req] = {}
         self._order: deque[int] = deque()
         self._served_up: dict[str, bool] = {}  # what the engine was last told about each served model
+        from performance.textgen.threads import use_sampler_threads
+
+        use_sampler_threads()  # one thread by default: a loaded machine must not collapse the sampler
         if loader is None:
             from performance.textgen import load_model
 

@@ -4,22 +4,33 @@ Baselines (contract "Bench JSON"): for recurrent kinds the per-step loop of pyto
 word_language_model/generate.py (module forward, exp of logits/T, multinomial, .item() per token),
 at 16 streams the same loop on a batch of 16; for transformer kinds nanoGPT's loop (the whole
 context re-run for every token, no KV cache). Same model, threads and torch.inference_mode.
+
+Engine and baseline are measured in alternation, `repeats` times each, so a burst of load from
+another process hits both; a case reports the medians, their spread (min, max) and the median of
+the paired ratios. Each case also says how close it runs to the machine's limits, measured in the
+same run: the weight bytes read per token against a large-array copy's bandwidth (batch 1 is
+memory-bound), and the FLOPs per token against a single-thread matrix product's rate (16 streams
+are compute-bound).
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 
 import torch
 
+from performance.textgen.floors import copy_gb_s, gemm_gflops
+
 TEMPERATURE = 0.8
 BASELINE_CONTEXTS = 3  # transformer runs: tokens written = this many context lengths
+SYNTHETIC = {"word-gru-2x1500": dict(cell="gru", vocab=30000, embed=400, hidden=1500, layers=2)}
 
 
 def _timed(step, seconds: float, per_call: int) -> float:
     """Tokens per second of `step` (which makes `per_call` tokens), after a short warm-up."""
-    for _ in range(5):
+    for _ in range(3):
         step()
     n, t0 = 0, time.perf_counter()
     while True:
@@ -30,13 +41,13 @@ def _timed(step, seconds: float, per_call: int) -> float:
             return n / dt
 
 
-@torch.inference_mode()
-def _baseline_rnn(net, streams: int, seconds: float) -> float:
+def _baseline_rnn_step(net, streams: int):
     """pytorch/examples word_language_model/generate.py, per token."""
     ntokens = net.head.out_features
     inp = torch.randint(ntokens, (streams, 1), dtype=torch.long)
     state = [None]
 
+    @torch.inference_mode()
     def step():
         output, state[0] = net(inp, state[0])
         word_weights = output.squeeze(1).div(TEMPERATURE).exp().cpu()
@@ -47,16 +58,16 @@ def _baseline_rnn(net, streams: int, seconds: float) -> float:
         else:
             word_idx.tolist()
 
-    return _timed(step, seconds, streams)
+    return step
 
 
-def _engine(gen, streams: int, seconds: float) -> float:
+def _engine_step(gen, streams: int):
     if streams == 1:
         s = gen.start(1)
-        return _timed(lambda: s.next(TEMPERATURE), seconds, 1)
+        return lambda: s.next(TEMPERATURE)
     b = gen.start_batch(list(range(streams)))
     temps = [TEMPERATURE] * streams
-    return _timed(lambda: b.next(temps), seconds, streams)
+    return lambda: b.next(temps)
 
 
 def _same_length(gen, streams: int) -> tuple[float, float]:
@@ -91,7 +102,29 @@ def _same_length(gen, streams: int) -> tuple[float, float]:
     return eng, base
 
 
-def bench_neural(gen, streams_list: list[int], seconds: float) -> list[dict]:
+def _spread(xs: list[float], digits: int = 1) -> list[float]:
+    return [round(min(xs), digits), round(max(xs), digits)]
+
+
+def _limits(gen, streams: int, eng: float, base: float, copy: float, gflops: float) -> dict:
+    """Weight bytes and FLOPs per token, and the fraction of the machine's floors reached."""
+    fused = gen.fused
+    if fused is None:
+        return {}
+    row = fused.table.shape[1] * 4
+    eng_bytes = fused.weight_bytes / streams + row
+    base_bytes = sum(p.numel() * p.element_size() for n, p in gen.net.named_parameters()
+                     if not n.startswith("embed")) / streams + gen.net.embed.weight.shape[1] * 4
+    return {"weight_bytes_per_token": int(eng_bytes), "baseline_weight_bytes_per_token": int(base_bytes),
+            "copy_gb_s": round(copy, 2), "floor_tok_s": round(copy * 1e9 / eng_bytes, 1),
+            "floor_fraction": round(eng * eng_bytes / (copy * 1e9), 3),
+            "baseline_floor_fraction": round(base * base_bytes / (copy * 1e9), 3),
+            "flops_per_token": fused.flops_per_token, "gemm_gflops": round(gflops, 2),
+            "compute_fraction": round(eng * fused.flops_per_token / (gflops * 1e9), 3)}
+
+
+def bench_neural(gen, streams_list: list[int], seconds: float, repeats: int = 5,
+                 floors: tuple[float, float] = (0.0, 0.0)) -> list[dict]:
     cases = []
     net = gen.net
     for streams in streams_list:
@@ -101,25 +134,107 @@ def bench_neural(gen, streams_list: list[int], seconds: float) -> list[dict]:
             extra = {"method": f"both loops write {BASELINE_CONTEXTS} x context = {BASELINE_CONTEXTS * net.context} "
                                "tokens from an empty context; the baseline re-runs the last context tokens per "
                                "token (nanoGPT sample.py)"}
-        else:
-            eng = _engine(gen, streams, seconds)
-            base = _baseline_rnn(net, streams, seconds)
-        cases.append({"model": gen.name, "kind": gen.kind, "streams": streams, "engine_tok_s": round(eng, 1),
-                      "baseline_tok_s": round(base, 1), "ratio": round(eng / base, 2), **extra})
+            cases.append({"model": gen.name, "kind": gen.kind, "streams": streams, "engine_tok_s": round(eng, 1),
+                          "baseline_tok_s": round(base, 1), "ratio": round(eng / base, 2), **extra})
+            continue
+        e_step, b_step = _engine_step(gen, streams), _baseline_rnn_step(net, streams)
+        engs, bases = [], []
+        for _ in range(repeats):
+            engs.append(_timed(e_step, seconds, streams))
+            bases.append(_timed(b_step, seconds, streams))
+        ratios = [e / b for e, b in zip(engs, bases, strict=True)]
+        eng, base = statistics.median(engs), statistics.median(bases)
+        case = {"model": gen.name, "kind": gen.kind, "streams": streams, "engine_tok_s": round(eng, 1),
+                "baseline_tok_s": round(base, 1), "ratio": round(statistics.median(ratios), 2),
+                "precision": getattr(gen.fused, "precision", "fp32"), "repeats": repeats, "engine_tok_s_spread": _spread(engs),
+                "baseline_tok_s_spread": _spread(bases), "ratio_spread": [round(min(ratios), 2), round(max(ratios), 2)]}
+        if floors[0]:
+            case.update(_limits(gen, streams, eng, base, *floors))
+        cases.append(case)
     return cases
 
 
-def bench_all(models: list[str], seconds: float = 3.0, streams: list[int] | None = None,
-              quality: bool = False) -> dict:
+def bench_flick(gen, repeats: int = 3, ahead: int = 4, words: int = 222) -> dict:
+    """The poem flick's need: `ahead` poems of `words` words written together by the generator
+    worker (batched streams, as the engine opens them), poems per second, median of `repeats`."""
+    from performance.generator import Done, Grant, Open, WorkerCore
+    from performance.textgen.lengths import LengthRule
+
+    rule = LengthRule("words", words)
+    cap = rule.max_tokens(gen.word_tokens)
+    rates, toks = [], []
+    for r in range(repeats):
+        out: list = []
+        core = WorkerCore(out.append, loader=lambda _name: gen)
+        t0 = time.perf_counter()
+        for i in range(ahead):
+            core.handle(Open(i, gen.name, 1000 * r + i, "", rule))
+            core.handle(Grant(i, (TEMPERATURE,) * cap))
+        core.pump()
+        dt = time.perf_counter() - t0
+        done = sum(isinstance(m, Done) for m in out)
+        rates.append(done / dt)
+        toks.append((len(out) - done) / dt)
+    return {"model": gen.name, "kind": gen.kind, "case": "flick", "streams": ahead, "words_per_poem": words,
+            "poems_per_s": round(statistics.median(rates), 2), "poems_per_s_spread": _spread(rates, 3),
+            "tok_s": round(statistics.median(toks), 1), "repeats": repeats}
+
+
+def bench_stage_flick(seconds: float = 20.0) -> dict:
+    """The stage beside batched streams: `run.py play setlists/poem-flick.toml --headless` for
+    `seconds`, its frame rate and p99 frame work time, and the poems it finished (from its
+    transcript), so a sampler that starves the frame loop shows here."""
+    import json
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "stats.json"
+        cmd = [sys.executable, "run.py", "play", "setlists/poem-flick.toml", "--headless", "--quiet",
+               "--duration", str(seconds), "--stats-json", str(stats), "--transcript-dir", tmp]
+        r = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=seconds + 120)
+        if r.returncode != 0 or not stats.exists():
+            return {"model": "default", "case": "stage-flick", "error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+        st = json.loads(stats.read_text())
+        poems = 0
+        for f in Path(tmp).glob("*.jsonl"):
+            poems += sum('"event": "poem_end"' in line or '"event":"poem_end"' in line for line in f.open())
+    return {"model": "default", "kind": "char-lstm", "case": "stage-flick", "seconds": seconds,
+            "fps": st.get("fps"), "frame_ms_p99": st.get("frame_ms_p99"), "dropped": st.get("dropped"),
+            "poems": poems, "poems_per_s": round(poems / seconds, 2)}
+
+
+def synthetic(name: str, precision: str | None = None):
+    """A random-weight model of a named size (bench only): e.g. word-gru-2x1500, 30k words."""
+    from performance.textgen.nets import RNNLM
+    from performance.textgen.neural import NeuralGenerator
+    from performance.textgen.tokenizers import make_tokenizer
+
+    spec = SYNTHETIC[name]
+    torch.manual_seed(0)
+    net = RNNLM(spec["cell"], spec["vocab"], spec["embed"], spec["hidden"], spec["layers"])
+    vocab = ["\n"] + [f"w{i}" for i in range(spec["vocab"] - 1)]
+    kind = f"word-{spec['cell']}"
+    return NeuralGenerator(name, kind, {"kind": kind}, net, make_tokenizer(kind, vocab), precision=precision)
+
+
+def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None = None,
+              quality: bool = False, repeats: int = 5, precision: str | None = None, flick: bool = True,
+              stage: float = 0.0) -> dict:
     from performance.textgen import load_model
     from performance.textgen.base import ModelFileError, ServedError
+    from performance.textgen.threads import use_sampler_threads
 
+    threads = use_sampler_threads()
     streams = streams or [1, 16]
     cases: list[dict] = []
     device = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    floors = (copy_gb_s(), gemm_gflops())
     for name in models:
         try:
-            gen = load_model(name)
+            gen = synthetic(name, precision) if name in SYNTHETIC else load_model(name)
         except ModelFileError as e:
             print(f"bench: skipping {name}: {e}", file=sys.stderr)
             continue
@@ -139,9 +254,17 @@ def bench_all(models: list[str], seconds: float = 3.0, streams: list[int] | None
                     cases.append({"model": gen.name, "kind": gen.kind, "originality": orig,
                                   **measure(gen, originality=orig)})
             continue
-        cases.extend(bench_neural(gen, streams, seconds))
+        if precision and getattr(gen, "fused", None) is not None and name not in SYNTHETIC:
+            gen.set_precision(precision)
+        cases.extend(bench_neural(gen, streams, seconds, repeats, floors))
+        if flick and getattr(gen, "fused", None) is not None and name not in SYNTHETIC:
+            cases.append(bench_flick(gen))
         if quality:
-            from performance.textgen.quality import measure
+            from performance.textgen.quality import measure, precision_cost
 
             cases.append({"model": gen.name, "kind": gen.kind, **measure(gen)})
-    return {"device": device, "threads": torch.get_num_threads(), "cases": cases}
+            if getattr(gen, "fused", None) is not None:
+                cases.append({"model": gen.name, "kind": gen.kind, **precision_cost(gen)})
+    if stage > 0:
+        cases.append(bench_stage_flick(stage))
+    return {"device": device, "threads": threads, "cases": cases}

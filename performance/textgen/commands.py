@@ -133,6 +133,9 @@ def run_sample(args: argparse.Namespace) -> int:
     from performance.textgen import load_model
     from performance.textgen.base import ModelFileError
     from performance.textgen.lengths import LengthCounter, LengthRule, trim_poem
+    from performance.textgen.threads import use_sampler_threads
+
+    use_sampler_threads()
 
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
         print("error: --temperature must be >= 0, --top-p in (0, 1], --top-k >= 0", file=sys.stderr)
@@ -176,9 +179,17 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure generation speed against the reference loops",
                        description="Measure tokens/s of this engine's sampler against the baseline loops "
                                    "(contract: Bench JSON), and Spreeder's poems/s.")
-    p.add_argument("models", nargs="*", metavar="MODEL", help="default: default markov spreeder")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="default: default markov spreeder; word-gru-2x1500 = random weights, 30k words")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement (default 3)")
+    p.add_argument("--seconds", type=float, default=1.0, help="seconds per measurement (default 1)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="measurements of engine and baseline, alternated; medians reported (default 5)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                   help="weights of the CPU fused step (default: the card's cpu_precision, else fp32)")
+    p.add_argument("--stage", type=float, default=0.0, metavar="S",
+                   help="also play the poem flick headless for S seconds: fps and frame_ms_p99 beside poems/s")
+    p.add_argument("--no-flick", action="store_true", help="skip the poem-flick case (4 × 222-word poems)")
     p.add_argument("--streams", default="1,16", help="stream counts for neural kinds (default 1,16)")
     p.add_argument("--quality", action="store_true", help="also measure real-word and copied-6-gram rates")
     p.set_defaults(func=run_bench)
@@ -190,21 +201,36 @@ def run_bench(args: argparse.Namespace) -> int:
     from performance.textgen.bench import bench_all
 
     result = bench_all(args.models or ["default", "markov", "spreeder"], seconds=args.seconds,
-                       streams=[int(s) for s in args.streams.split(",")], quality=args.quality)
+                       streams=[int(s) for s in args.streams.split(",")], quality=args.quality,
+                       repeats=max(1, args.repeats), precision=args.precision, flick=not args.no_flick,
+                       stage=args.stage)
     if args.json:
         print(json.dumps(result))
     else:
         print(f"device {result['device']}, {result['threads']} threads")
         for c in result["cases"]:
-            if "poems_per_s" in c:
+            if "lines_per_poem" in c:
                 print(f"  {c['model']:<12} {c['kind']:<16} {c['poems_per_s']:>10.1f} poems/s "
                       f"({c['lines_per_poem']} lines, rate {c['rate']})")
             elif "engine_tok_s" in c:
                 print(f"  {c['model']:<12} {c['kind']:<16} streams {c['streams']:>2}  engine {c['engine_tok_s']:>10.0f} tok/s"
                       f"  baseline {c['baseline_tok_s']:>9.0f} tok/s  ratio {c['ratio']:.1f}×"
+                      + (f" [{c['ratio_spread'][0]:.1f}-{c['ratio_spread'][1]:.1f}] {c['precision']}"
+                         if "ratio_spread" in c else "")
                       + (f"  overhead {(1 - c['ratio']) * 100:.1f}%  first token {c['first_token_s']:.3f} s "
                          f"(raw {c['baseline_first_token_s']:.3f} s)"
                          if "first_token_s" in c else ""))
+                if "floor_fraction" in c:
+                    print(f"  {'':<29} {c['weight_bytes_per_token'] / 1e6:.2f} MB/token, copy {c['copy_gb_s']:.1f} GB/s:"
+                          f" {c['floor_fraction']:.0%} of the memory floor ({c['floor_tok_s']:.0f} tok/s);"
+                          f" {c['compute_fraction']:.0%} of {c['gemm_gflops']:.0f} GFLOP/s")
+            elif c.get("case") == "stage-flick":
+                print(f"  stage, poem flick headless {c.get('seconds')} s: fps {c.get('fps')}, frame_ms_p99"
+                      f" {c.get('frame_ms_p99')}, {c.get('poems')} poems {c.get('error', '')}")
+            elif c.get("case") == "flick":
+                print(f"  {c['model']:<12} {c['kind']:<16} flick {c['streams']} × {c['words_per_poem']} words:"
+                      f" {c['poems_per_s']:.2f} poems/s [{c['poems_per_s_spread'][0]:.2f}-{c['poems_per_s_spread'][1]:.2f}]"
+                      f" ({c['tok_s']:.0f} tok/s)")
             else:
                 print(f"  {c}")
     return 0

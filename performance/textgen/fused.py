@@ -1,74 +1,162 @@
-"""The fused CPU step for recurrent models: pre-packed numpy weights, one matrix product per layer.
+"""The fused CPU step for recurrent models: pre-packed weights, one matrix product per layer.
 
 Calling nn.LSTM once per token pays PyTorch's dispatch and allocation for every tiny operation;
 here the first layer's input projection is folded into a (vocab × gates) lookup table (embedding
 times W_ih plus both biases), and every later layer multiplies [x, h] by one packed matrix.
+
+At batch 1 the step is bound by reading the weights (profile: ~85 % of a token's time is the
+matrix products, the rest sampling), so the weights may be stored in fewer bytes:
+- "fp32": numpy/OpenBLAS, the reference;
+- "fp16": fbgemm's packed fp16 weights with fp32 activations (F16C on any AVX2 CPU): half the
+  bytes, rows independent of their batch-mates up to rounding, like fp32;
+- "int8": fbgemm's dynamic int8 (per-channel weights, activations quantized per call): a quarter
+  of the bytes. fbgemm quantizes the whole batch with one scale, which would make a stream's text
+  depend on its batch-mates; so each row is first divided by its own max-abs and a fixed row
+  [-1, 1, 0, ...] is appended: the quantization range is then always [-1, 1], the int32 sums are
+  exact, and a row's result is the same alone or batched, bit for bit.
+bf16 is not offered: on CPUs without AVX512-BF16 (this one: AMD Zen 2) torch emulates it and it is
+slower than fp32.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from performance.textgen.nets import RNNLM
 
+PRECISIONS = ("fp32", "fp16", "int8")
+# fbgemm's packed calls cost ~0.5 ms whatever the size (measured, 1 thread): a matrix smaller than
+# this (1 MB in fp32) stays fp32, where it is cheap and the byte saving does not matter.
+MIN_PACKED = 1 << 18
+
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+    y = np.multiply(x, 0.5)
+    np.tanh(y, out=y)
+    y += 1.0
+    y *= 0.5
+    return y
+
+
+class Dense:
+    """x @ W + b for float32 rows x (B, K), with W held in the chosen precision."""
+
+    def __init__(self, w_kn: np.ndarray, bias: np.ndarray | None, precision: str = "fp32") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+        self.k, self.n = w_kn.shape
+        if self.k * self.n < MIN_PACKED:
+            precision = "fp32"
+        self.precision = precision
+        self.bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
+        self._rows: dict[int, np.ndarray] = {}
+        if precision == "fp32":
+            self.w = np.ascontiguousarray(w_kn, np.float32)
+            self.nbytes = self.w.nbytes
+            return
+        w = torch.from_numpy(np.ascontiguousarray(w_kn.T, np.float32))  # (N, K) as nn.Linear
+        b = torch.zeros(self.n) if bias is None else torch.from_numpy(self.bias)
+        if precision == "int8":
+            b = None  # added after the per-row rescale
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if precision == "fp16":
+                self.packed = torch.ops.quantized.linear_prepack_fp16(w, b)
+                self.nbytes = w.numel() * 2
+            else:
+                scale = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).double()
+                qw = torch.quantize_per_channel(w, scale, torch.zeros(self.n, dtype=torch.long), 0, torch.qint8)
+                self.packed = torch.ops.quantized.linear_prepack(qw, b)
+                self.nbytes = w.numel() + 8 * self.n
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.precision == "fp32":
+            y = x @ self.w
+            return y if self.bias is None else y + self.bias
+        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        if self.precision == "fp16":
+            return torch.ops.quantized.linear_dynamic_fp16(xt, self.packed).numpy()
+        rows = x.shape[0]
+        s = np.abs(x).max(axis=1, keepdims=True)
+        s[s == 0] = 1.0
+        xs = self._rows.get(rows)
+        if xs is None:  # one buffer per batch size, its last row fixed at [-1, 1, 0, ...]
+            xs = self._rows[rows] = np.zeros((rows + 1, self.k), np.float32)
+            xs[rows, :2] = (-1.0, 1.0)
+        np.divide(x, s, out=xs[:rows])
+        y = torch.ops.quantized.linear_dynamic(torch.from_numpy(xs), self.packed, True).numpy()[:rows]
+        y *= s
+        return y if self.bias is None else y + self.bias
+
+    @property
+    def flops_per_row(self) -> int:
+        return 2 * self.k * self.n
 
 
 @dataclass
 class FusedRNN:
     cell: str
     hidden: int
-    table: np.ndarray  # (V, G): embedding @ W_ih0.T + biases
-    w_h0: np.ndarray  # (H, G): W_hh0.T
-    w_xh: list[np.ndarray]  # per later layer (2H, G): [W_ih; W_hh].T
-    b: list[np.ndarray]  # per later layer (G,)
-    gru_hh_b: list[np.ndarray]  # GRU: b_hh per layer (needed inside the reset gate)
-    gru_w_ih: list[np.ndarray]  # GRU: W_ih.T for layers > 0 (the n gate needs x and h parts apart)
-    head_w: np.ndarray  # (H or E, V)
-    head_b: np.ndarray
-    proj_w: np.ndarray | None
-    proj_b: np.ndarray | None
+    table: np.ndarray  # (V, G): embedding @ W_ih0.T + biases (a lookup: one row read per token)
+    h0: Dense  # layer 0: h @ W_hh0.T (+ b_hh0 for GRU)
+    xh: list[Dense]  # LSTM layers > 0: [x, h] @ [W_ih; W_hh].T + both biases; GRU: h @ W_hh.T + b_hh
+    gru_ih: list[Dense]  # GRU layers > 0: x @ W_ih.T + b_ih (the n gate needs x and h parts apart)
+    head: Dense
+    proj: Dense | None
+    precision: str = "fp32"
+    _dense: list[Dense] = field(default_factory=list, repr=False)
 
     @classmethod
-    def from_module(cls, net: RNNLM) -> FusedRNN:
+    def from_module(cls, net: RNNLM, precision: str = "fp32") -> FusedRNN:
         with torch.no_grad():
             f = lambda t: t.detach().float().cpu().numpy().astype(np.float32)  # noqa: E731
             rnn = net.rnn
             emb = f(net.embed.weight)
             layers = rnn.num_layers
-            H = rnn.hidden_size
             w_ih0, w_hh0 = f(rnn.weight_ih_l0), f(rnn.weight_hh_l0)
             b_ih0, b_hh0 = f(rnn.bias_ih_l0), f(rnn.bias_hh_l0)
             cell = net.cell
-            if cell == "lstm":
+            H = rnn.hidden_size
+            if cell == "lstm":  # gates reordered i, f, o, g: one sigmoid over 3H columns, one tanh
+                order = np.concatenate([np.arange(0, 2 * H), np.arange(3 * H, 4 * H), np.arange(2 * H, 3 * H)])
+                w_ih0, w_hh0, b_ih0, b_hh0 = w_ih0[order], w_hh0[order], b_ih0[order], b_hh0[order]
                 table = emb @ w_ih0.T + b_ih0 + b_hh0
+                h0 = Dense(w_hh0.T, None, precision)
             else:  # GRU keeps b_hh apart: r multiplies (W_hn h + b_hn)
                 table = emb @ w_ih0.T + b_ih0
-            w_xh, bs, hh_b, w_ih_list = [], [], [b_hh0], []
+                h0 = Dense(w_hh0.T, b_hh0, precision)
+            xh, gru_ih = [], []
             for layer in range(1, layers):
                 wi, wh = f(getattr(rnn, f"weight_ih_l{layer}")), f(getattr(rnn, f"weight_hh_l{layer}"))
                 bi, bh = f(getattr(rnn, f"bias_ih_l{layer}")), f(getattr(rnn, f"bias_hh_l{layer}"))
                 if cell == "lstm":
-                    w_xh.append(np.ascontiguousarray(np.concatenate([wi, wh], axis=1).T))
-                    bs.append(bi + bh)
+                    wi, wh, bi, bh = wi[order], wh[order], bi[order], bh[order]
+                    xh.append(Dense(np.concatenate([wi, wh], axis=1).T, bi + bh, precision))
                 else:
-                    w_xh.append(np.ascontiguousarray(wh.T))
-                    w_ih_list.append(np.ascontiguousarray(wi.T))
-                    bs.append(bi)
-                    hh_b.append(bh)
-            proj_w = f(net.proj.weight).T.copy() if net.proj is not None else None
-            proj_b = f(net.proj.bias) if net.proj is not None else None
-            return cls(cell, H, np.ascontiguousarray(table), np.ascontiguousarray(w_hh0.T), w_xh, bs, hh_b,
-                       w_ih_list, np.ascontiguousarray(f(net.head.weight).T), f(net.head.bias), proj_w, proj_b)
+                    xh.append(Dense(wh.T, bh, precision))
+                    gru_ih.append(Dense(wi.T, bi, precision))
+            proj = Dense(f(net.proj.weight).T, f(net.proj.bias), precision) if net.proj is not None else None
+            head = Dense(f(net.head.weight).T, f(net.head.bias), precision)
+            fused = cls(cell, rnn.hidden_size, np.ascontiguousarray(table), h0, xh, gru_ih, head, proj, precision)
+            fused._dense = [h0, *xh, *gru_ih, *([proj] if proj else []), head]
+            return fused
 
     @property
     def layers(self) -> int:
-        return 1 + len(self.w_xh)
+        return 1 + len(self.xh)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights one step reads whatever the batch (plus one table row per stream)."""
+        return sum(d.nbytes for d in self._dense)
+
+    @property
+    def flops_per_token(self) -> int:
+        return sum(d.flops_per_row for d in self._dense)
 
     def zero_state(self, batch: int) -> list[np.ndarray]:
         n = 2 if self.cell == "lstm" else 1
@@ -86,12 +174,13 @@ class FusedRNN:
             for layer in range(self.layers):
                 h, c = state[2 * layer], state[2 * layer + 1]
                 if layer == 0:
-                    g = self.table[ids] + h @ self.w_h0
+                    g = self.table[ids] + self.h0(h)
                 else:
-                    g = np.concatenate([x, h], axis=1) @ self.w_xh[layer - 1] + self.b[layer - 1]
-                i, f_, gg, o = _sigmoid(g[:, :H]), _sigmoid(g[:, H:2 * H]), np.tanh(g[:, 2 * H:3 * H]), _sigmoid(g[:, 3 * H:])
-                c[:] = f_ * c + i * gg
-                h[:] = o * np.tanh(c)
+                    g = self.xh[layer - 1](np.concatenate([x, h], axis=1))
+                sg = _sigmoid(g[:, :3 * H])
+                c *= sg[:, H:2 * H]
+                c += sg[:, :H] * np.tanh(g[:, 3 * H:])
+                np.multiply(sg[:, 2 * H:], np.tanh(c), out=h)
                 x = h
         else:
             x = None
@@ -99,18 +188,20 @@ class FusedRNN:
                 h = state[layer]
                 if layer == 0:
                     gi = self.table[ids]
-                    gh = h @ self.w_h0 + self.gru_hh_b[0]
+                    gh = self.h0(h)
                 else:
-                    gi = x @ self.gru_w_ih[layer - 1] + self.b[layer - 1]
-                    gh = h @ self.w_xh[layer - 1] + self.gru_hh_b[layer]
-                r = _sigmoid(gi[:, :H] + gh[:, :H])
-                z = _sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+                    gi = self.gru_ih[layer - 1](x)
+                    gh = self.xh[layer - 1](h)
+                rz = _sigmoid(gi[:, :2 * H] + gh[:, :2 * H])
+                r, z = rz[:, :H], rz[:, H:]
                 n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
                 h[:] = (1 - z) * n + z * h
                 x = h
-        if self.proj_w is not None:
-            x = x @ self.proj_w + self.proj_b
-        return x @ self.head_w + self.head_b
+        if self.proj is not None:
+            x = self.proj(x)
+        return self.head(x)
+
+
 
 
 @dataclass
@@ -131,6 +222,7 @@ class FusedQRNN:
     proj_w: np.ndarray | None
     proj_b: np.ndarray | None
     cell: str = "qrnn"
+    precision: str = "fp32"  # reduced precision is the LSTM/GRU step's (its matrices are the big ones)
 
     @classmethod
     def from_module(cls, net) -> FusedQRNN:

@@ -52,3 +52,56 @@ def measure(gen, corpus_path: str | None = None, seeds: int = 10, words_per_seed
     return {"words": total_words, "real_words": round(real / total_words, 4),
             "copied_6grams": round(copied / max(1, total_grams), 4),
             "copied_lines": round(copied_lines / max(1, total_lines), 4), "lines": total_lines, "temperature": temperature, "seeds": seeds}
+
+
+# Reduced precision is used only where it costs at most this much against fp32 (issue 16).
+MAX_LOSS_COST = 0.02  # nats per char of validation text
+MAX_REAL_WORDS_COST = 0.01  # share of real words (one point)
+
+
+def fused_loss(fused, ids: list[int], chars: int, rows: int = 16) -> float:
+    """Teacher-forced loss of the fused step on `ids` (a text of `chars` chars), in nats per char;
+    the text is cut into `rows` segments stepped as one batch."""
+    import numpy as np
+
+    n = (len(ids) - 1) // rows
+    if n < 1:
+        raise ValueError(f"validation text too short: {len(ids)} tokens for {rows} rows")
+    seq = np.asarray(ids[: rows * n + 1])
+    starts = np.arange(rows) * n
+    state = fused.zero_state(rows)
+    total = 0.0
+    for t in range(n):
+        logits = fused.step(seq[starts + t], state).astype(np.float64)
+        m = logits.max(axis=1, keepdims=True)
+        logz = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
+        total += float((logz - logits[np.arange(rows), seq[starts + t + 1]]).sum())
+    return total / (rows * n * chars / len(ids))  # tokens scored × chars per token
+
+
+def precision_cost(gen, corpus_path: str | None = None, val_chars: int = 6000) -> dict:
+    """For each reduced precision of the fused step: validation loss and real-word rate against
+    fp32 on the same text, and whether it is within the allowed cost. Leaves `gen` as it was."""
+    from performance.textgen.corpus import DEFAULT_CORPUS
+
+    text = read_corpus(corpus_path or DEFAULT_CORPUS).text[-val_chars:]
+    ids = gen.tok.encode(text)
+    was = gen.fused.precision
+    out: dict = {"case": "precision", "val_chars": len(text)}
+    try:
+        ref = None
+        for p in ("fp32", "fp16", "int8"):
+            gen.set_precision(p)
+            q = measure(gen)
+            loss = fused_loss(gen.fused, ids, len(text))
+            row = {"val_loss": round(loss, 4), "real_words": q["real_words"]}
+            if ref is None:
+                ref = row
+            else:
+                row["loss_cost"] = round(loss - ref["val_loss"], 4)
+                row["real_words_cost"] = round(ref["real_words"] - q["real_words"], 4)
+                row["pays"] = row["loss_cost"] <= MAX_LOSS_COST and row["real_words_cost"] <= MAX_REAL_WORDS_COST
+            out[p] = row
+    finally:
+        gen.set_precision(was)
+    return out
