@@ -9,6 +9,7 @@ line per token, not the page.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -263,7 +264,13 @@ class Layouter:
             else:  # flick: the whole poem at once, as large as fits, centred on the screen
                 grow = max(base, int(h * FLICK_MAX_SIZE))
                 overflow = "shrink" if look.overflow in ("shrink", "grow") else look.overflow
-                out += self.block(col, look, box, grow, (0, n, box), overflow, "center", look.align)
+                lines = self.block(col, look, box, grow, (0, n, box), overflow, "center", look.align)
+                if lines and look.align == "left":  # a left-aligned block, centred as a whole
+                    right = max(p.x + self.fonts.width(p.font, p.size, p.text) for p in lines)
+                    dx = max(0, (box[0] + box[2] - right) // 2)
+                    lines = [dataclasses.replace(p, x=p.x + dx) for p in lines]
+                    text_left = mx + dx
+                out += lines
         # read from the back of a room: never under 2.2% of the screen height (24 px at 1080 lines)
         small = max(MIN_SIZE, int(round(look.caption_size * scale)), int(math.ceil(h * SMALL_TEXT_MIN)))
         fg, bg = colour(look.color), colour(look.background)
