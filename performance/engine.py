@@ -719,8 +719,9 @@ class Engine:
             if poem is not current and current is not None and not current.done:
                 want = sc.lookahead
         else:  # bounded look-ahead: at most `lookahead` tokens written beyond what the stage shows
-            # a word held back until it is complete counts as shown: a long word must not starve
-            want, shown = sc.lookahead * self.lookahead_scale, poem.revealed + len(poem.word_hold)
+            # a word held back until it is complete still counts against the look-ahead (a temperature
+            # change shows within `lookahead` tokens), but a word longer than that gets one more token
+            want, shown = max(sc.lookahead * self.lookahead_scale, len(poem.word_hold) + 1), poem.revealed
         pending = poem.granted - shown
         if pending >= want:
             return

@@ -310,3 +310,13 @@ def test_the_flick_flicks_whatever_the_model_speed(tmp_path, budget):
         assert all(w >= 222 for w in words) and not any(e.get("cut_short") for e in ends)
     else:
         assert all(e.get("cut_short") for e in ends) and all(0 < w < 222 for w in words)
+
+
+def test_a_word_longer_than_the_look_ahead_still_completes(tmp_path):
+    """Held letters count against the look-ahead, so a char model's word longer than it must still
+    be granted the letters that complete it (no stall)."""
+    (tmp_path / "s.toml").write_text(WORDS_SCENE.format(model="default").replace("lookahead = 4", "lookahead = 2"))
+    events = simulate(load_setlist(tmp_path / "s.toml"), 15, dt=1 / 30)
+    ends = of(events, "poem_end")
+    assert ends and not ends[0]["partial"]
+    assert max(len(w) for w in re.findall(r"[\w'’-]+", ends[0]["text"])) > 2

@@ -527,6 +527,7 @@ change_at = "line"
 temperature = { program = "constant", value = 0.5 }
 pacing = { reveal = "words", rate = 25, hold = 0.2 }
 lookahead = 8
+originality = false  # the guard writes a whole line before it can judge it: a change lands a line later
 [[scene]]
 name = "two"
 model = "markov"
