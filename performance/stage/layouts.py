@@ -68,6 +68,7 @@ class Layouter:
         self._wraps = LRU(8192)
         self._growing: dict[tuple, tuple[str, tuple[int, ...]]] = {}  # the last wrapped paragraph per font/width
         self._fitted = LRU(256)  # (column, poem n, box) → the size that fitted last time
+        self._box_fit = LRU(64)  # (column, box, base) → the size the last poem there fitted at
 
     # ---- wrapping -----------------------------------------------------------------------------
     def wrap(self, path: str, size: int, text: str, width: int, indent: int) -> tuple[str, ...]:
@@ -209,12 +210,19 @@ class Layouter:
     def _fit(self, paras, path: str, base: int, bw: int, bh: int, spacing: float, hang: bool, key: tuple) -> int:
         """The largest size <= base at which the text fits. Deterministic (a re-render of the session
         finds the same size); the last answer is tried first because within a poem it rarely moves."""
-        hint = self._fitted.get(key)
-        if hint is not None and hint <= base and self._fits(paras, path, hint, bw, bh, spacing, hang) and (
-                hint == base or not self._fits(paras, path, hint + 1, bw, bh, spacing, hang)):
-            return hint
+        # a new poem in the same box (a flick) usually fits near the last poem's size: start there,
+        # so a 222-word poem costs two or three wraps instead of a whole binary search on its frame
+        box_key = (key[0], key[2], base)
+        hint = self._fitted.get(key) or self._box_fit.get(box_key)
         lo, hi = MIN_SIZE, base
-        if self._fits(paras, path, hi, bw, bh, spacing, hang):
+        if hint is not None and MIN_SIZE <= hint <= base:
+            if self._fits(paras, path, hint, bw, bh, spacing, hang):
+                if hint == base or not self._fits(paras, path, hint + 1, bw, bh, spacing, hang):
+                    return self._remember(key, box_key, hint)
+                lo = hint + 1 if self._fits(paras, path, hint + 1, bw, bh, spacing, hang) else hint
+            else:
+                hi = hint - 1
+        if lo < hi and self._fits(paras, path, hi, bw, bh, spacing, hang):
             lo = hi
         while lo < hi:
             mid = (lo + hi + 1) // 2
@@ -222,9 +230,13 @@ class Layouter:
                 lo = mid
             else:
                 hi = mid - 1
-        self._fitted.get_or(key, lambda: lo)
-        self._fitted[key] = lo
-        return lo
+        return self._remember(key, box_key, max(lo, MIN_SIZE))
+
+    def _remember(self, key: tuple, box_key: tuple, size: int) -> int:
+        for cache, k in ((self._fitted, key), (self._box_fit, box_key)):
+            cache.get_or(k, lambda: size)  # inserts with eviction (the caches stay bounded)
+            cache[k] = size
+        return size
 
     # ---- the five layouts ---------------------------------------------------------------------
     def place(self, view: StageView) -> list[Placed | Rule]:
