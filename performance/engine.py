@@ -677,7 +677,7 @@ class Engine:
         """How long a poem shown whole may keep the stage waiting after its turn has come."""
         return min(MAX_POEM_PATIENCE_S, max(MIN_POEM_PATIENCE_S, self.scene.pacing.hold / self.speed))
 
-    def _cut_short(self, now: float, col: _Column, poem: _Poem, least: int = 1) -> bool:
+    def _cut_short(self, col: _Column, poem: _Poem, least: int = 1) -> bool:
         """End a poem at its last whole word because its turn has come; False when not even one
         word is written yet (the previous poem stays on screen meanwhile)."""
         text, keep = "", 0
@@ -796,7 +796,7 @@ class Engine:
                         # past its patience a poem is cut once it has a few lines' worth of words;
                         # past the longest patience, whatever it has (the flick slows, then thins)
                         least = 1 if waited >= MAX_POEM_PATIENCE_S else CUT_MIN_WORDS
-                        if waited < patience or not self._cut_short(now, col, poem, least):
+                        if waited < patience or not self._cut_short(col, poem, least):
                             self._grant(now, col)
                             return
                     start_t = max(col.start_at, poem.received[-1][1] if poem.received else now)

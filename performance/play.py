@@ -600,10 +600,8 @@ class Runtime:
         log.warning("%s", text)
         self.errors.append(text)
         self._warnings.append(text)
-        if self.operator is not None:
+        if self.operator is not None:  # without the view, the log line above reached the terminal
             self.operator.warn(text)
-        elif self.args.quiet or not sys.stdout.isatty():
-            pass  # the log line above reached the terminal already
 
     def _start_stage(self) -> None:
         self.stage_state = None

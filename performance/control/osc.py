@@ -35,11 +35,11 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from performance.control.command import PREFIX, Command
+from performance.control.inbox import put_latest
 from performance.control.osc_table import COMMANDS, TCP_COMMANDS
 
 log = logging.getLogger("lectern.osc")
 MAX_DATAGRAM = 65507  # the largest UDP payload; anything bigger is not a packet we could have sent
-MAX_PENDING = 256  # commands waiting for the engine; past this a sender is told "busy"
 MAX_BUNDLE_DEPTH = 8
 MAX_BUNDLE_ELEMENTS = 256  # messages in one bundle (a cue list, not a flood); whatever --osc-rate says
 MAX_SENDERS = 1024
@@ -681,30 +681,14 @@ class OscServer:
     def _enqueue(self, cmd: Command, key: tuple[str, str] | None) -> bool:
         """Put a command on the inbox. A fader value (key = (name, ip)) replaces, in its place in
         the queue, the same sender's earlier value that the engine has not taken yet."""
-        q = self.inbox
-        if key is not None:
-            old = self._slots.get(key)
-            replaced = False
-            if old is not None:
-                with q.mutex:  # queue.Queue's own lock: get() cannot run while we swap
-                    items = q.queue
-                    for i in range(len(items) - 1, -1, -1):
-                        if items[i] is old:
-                            items[i] = cmd
-                            replaced = True
-                            break
-            if replaced:
-                self._slots[key] = cmd
-                self.counts["coalesced"] += 1
-                if old.reply:
-                    old.reply(True, "superseded by a newer value")
-                return True
-        elif q.qsize() >= MAX_PENDING:
+        old = self._slots.get(key) if key is not None else None
+        got = put_latest(self.inbox, cmd, old)
+        if got == "full":
             return False
-        try:
-            q.put_nowait(cmd)
-        except queue.Full:
-            return False
+        if got == "replaced":
+            self.counts["coalesced"] += 1
+            if old.reply:
+                old.reply(True, "superseded by a newer value")
         if key is not None:
             if len(self._slots) > 4 * MAX_SENDERS:  # stale entries only cost a missed coalescing
                 self._slots.clear()
