@@ -94,6 +94,13 @@ class FakeController:
         return out
 
     def close(self) -> None:
+        """Unplug: the JACK clients go away. The input's callback runs on JACK's process thread, so
+        it is taken away before the port is deleted (deleting under a running callback crashed the
+        test process once in a full run)."""
+        try:
+            self.inp.cancel_callback()
+        except Exception:
+            pass
         for p in (self.out, self.inp):
             try:
                 p.close_port()
