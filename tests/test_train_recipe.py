@@ -19,7 +19,7 @@ from performance.textgen.awd import AWDConfig, NTTrigger, ar_tar, embedding_drop
 from performance.textgen.corpus import read_corpus
 from performance.textgen.fused import FusedQRNN
 from performance.textgen.nets import QRNNLM, RNNLM, TransformerLM
-from performance.textgen.schedule import lr_at
+from performance.textgen.schedule import lr_at, warmup_share
 from performance.textgen.tokenizers import CharTokenizer
 from performance.textgen.train import TrainConfig, train
 
@@ -44,7 +44,7 @@ def test_first_loss_is_ln_vocab_tied_or_not(tie):
 
 def test_transformer_samples_only_positions_it_trained(tmp_path):
     cfg = TrainConfig(kind="char-transformer", layers=1, hidden=32, heads=2, context=64, seq_len=16, batch=4,
-                      steps=3, eval_every=10, eval_batches=1)
+                      steps=3, eval_every=10, eval_batches=1, positions="learned")
     card = train(read_corpus(CORPUS), tmp_path / "t", cfg)
     assert card["hyperparameters"]["context"] == 16
     gen = load_model(tmp_path / "t")
@@ -75,13 +75,47 @@ def test_time_budget_ends_with_a_final_evaluation_at_the_schedule_minimum(tmp_pa
     sched = card["schedule"]
     assert sched["follows"] == "time budget"
     assert sched["last_lr"] == pytest.approx(sched["min_lr"])
+    # warm-up is measured against the steps the budget buys, not --steps (100000: two steps' worth)
+    assert sched["warmup_share"] >= min(0.05, 200 / card["steps"]) - 1e-4
     assert card["val_loss"] is not None and (tmp_path / "g" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("positions", ["rope", "learned"])
+def test_kv_cache_decode_equals_the_full_forward(positions):
+    torch.manual_seed(0)
+    net = TransformerLM(30, 32, 4, 2, 24, positions=positions).eval()
+    x = torch.randint(0, 30, (1, 20))
+    with torch.no_grad():
+        full, _ = net(x)
+        caches = [[] for _ in net.blocks]
+        first, _ = net(x[:, :12], caches, 0)
+        steps = [net(x[:, i:i + 1], caches, i)[0] for i in range(12, 20)]
+    inc = torch.cat([first] + steps, dim=1)
+    assert torch.allclose(inc, full, atol=1e-5)
+
+
+def test_rope_is_the_default_and_old_cards_keep_their_position_table(tmp_path):
+    from performance.textgen.nets import build_net
+
+    assert TrainConfig(kind="char-transformer").positions == "rope"
+    hp = {"kind": "char-transformer", "hidden": 32, "heads": 2, "layers": 1, "context": 16}
+    assert build_net(hp, 10).pos is not None  # a card written before rotary positions
+    rope = build_net({**hp, "positions": "rope"}, 10)
+    assert rope.pos is None and not any("pos" in k for k in rope.state_dict())
 
 
 def test_schedule_warms_up_then_decays_to_a_tenth():
     assert lr_at(1.0, 0.0, 0.05) < 0.05
     assert lr_at(1.0, 0.05, 0.05) == pytest.approx(1.0)
     assert lr_at(1.0, 1.0, 0.05) == pytest.approx(0.1)
+
+
+def test_budgeted_warm_up_follows_the_steps_the_budget_buys():
+    assert warmup_share(100000) == pytest.approx(0.002)  # a step-count run: 200 steps of 100000
+    assert warmup_share(100000, 720.0) == pytest.approx(0.05)  # budget, no step time yet
+    assert warmup_share(100000, 720.0, 0.8) == pytest.approx(0.05)  # 900 steps: 5% of them
+    assert warmup_share(100000, 3600.0, 0.1) == pytest.approx(200 / 36000)  # long run: 200 steps
+    assert warmup_share(500, 3600.0, 0.1) == pytest.approx(0.05)  # --steps ends it first
 
 
 def test_weight_drop_changes_only_the_training_pass():

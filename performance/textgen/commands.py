@@ -30,6 +30,8 @@ def register_train(sub: argparse._SubParsersAction) -> None:
                    help="dropout (transformers, default 0.1); recurrent kinds: locked dropout on the output "
                         "(default 0.1 char, 0.4 word)")
     g.add_argument("--tie", action="store_true", help="tie input and output embeddings")
+    g.add_argument("--positions", choices=("rope", "learned"), default="rope",
+                   help="transformer kinds: rotary positions (default) or a learned position table")
     g.add_argument("--max-vocab", type=int, default=30000, help="word kinds: vocabulary size cap (default 30000)")
     g = p.add_argument_group("AWD-LSTM regularisation (recurrent kinds: lstm, gru, qrnn; 0 turns one off)")
     g.add_argument("--wdrop", type=float, help="DropConnect on hidden-to-hidden weights (default 0.5)")
@@ -90,7 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
             (0.1 if args.kind.startswith("char") else 0.4) if recurrent else 0.1)
         cfg = TrainConfig(kind=args.kind, layers=args.layers, hidden=args.hidden, embed=args.embed, heads=args.heads,
                           context=args.context, seq_len=args.seq_len, batch=args.batch, steps=args.steps, lr=args.lr,
-                          dropout=dropout, tie=args.tie, eval_every=args.eval_every, save_every=args.save_every,
+                          dropout=dropout, tie=args.tie, positions=args.positions, eval_every=args.eval_every,
+                          save_every=args.save_every,
                           patience=args.patience, seed=args.seed, max_minutes=args.max_minutes, device=args.device,
                           max_vocab=args.max_vocab, eval_batches=args.eval_batches, wdrop=args.wdrop,
                           dropoute=args.dropoute, dropouti=args.dropouti, dropouth=args.dropouth, alpha=args.alpha,

@@ -23,8 +23,17 @@ def progress(step: int, steps: int, elapsed_s: float, budget_s: float | None) ->
     return min(1.0, p)
 
 
-def warmup_share(steps: int) -> float:
-    """The share of progress spent warming up: 5%, or 200 steps when --steps is large."""
+def warmup_share(steps: int, budget_s: float | None = None, step_s: float | None = None) -> float:
+    """The share of progress spent warming up: 5%, or 200 steps' worth when the run is long.
+
+    With a time budget the run's length is the steps the budget buys at the measured step time
+    (`step_s`), not --steps: a budgeted run with a large --steps once warmed up for two steps at
+    full rate, and a transformer started that way stalled on the bigram plateau. Until a step
+    time is measured, a budgeted run warms up over 5% of it."""
+    if budget_s:
+        if not step_s:
+            return WARMUP_SHARE
+        steps = min(steps, int(budget_s / max(1e-6, step_s)))
     return min(WARMUP_SHARE, 200 / max(1, steps))
 
 

@@ -32,6 +32,8 @@ from performance.textgen.nets import build_net
 from performance.textgen.schedule import lr_at, progress, warmup_share
 from performance.textgen.tokenizers import CharTokenizer, WordTokenizer
 
+WARMUP_PROBE_STEPS = 5  # steps timed before a budgeted run fixes its warm-up length
+
 
 @dataclass
 class TrainConfig:
@@ -47,6 +49,7 @@ class TrainConfig:
     lr: float = 3e-3
     dropout: float = 0.1
     tie: bool = False
+    positions: str = "rope"  # transformer kinds: "rope" or "learned" (cards without the key: learned)
     eval_every: int = 100
     eval_batches: int = 0  # 0: the whole validation split
     save_every: int = 500
@@ -186,6 +189,7 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
         saved_cfg = old["hyperparameters"]
         for k in ("layers", "hidden", "embed", "heads", "context", "tie", "kind"):
             setattr(cfg, k, saved_cfg.get(k, getattr(cfg, k)))
+        cfg.positions = saved_cfg.get("positions", "learned")
     else:
         vocab = None
     init_card = None
@@ -199,6 +203,7 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
         vocab = init_card["vocab"]
         for k in ("layers", "hidden", "embed", "heads", "context", "tie"):
             setattr(cfg, k, init_card["hyperparameters"].get(k, getattr(cfg, k)))
+        cfg.positions = init_card["hyperparameters"].get("positions", "learned")
     is_char = cfg.kind.startswith("char")
     if vocab is None:
         tok = CharTokenizer.build(corpus.text) if is_char else WordTokenizer.build(corpus.text, cfg.max_vocab)
@@ -261,7 +266,7 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
         save_weights(net, out_dir / "model.safetensors")
         print(f"validation loss of {cfg.init_from} on this split: {best:.4f}", file=sys.stderr)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
-    warm = warmup_share(cfg.steps)
+    warm = warmup_share(cfg.steps, budget_s)
     trigger = NTTrigger(cfg.nt_asgd or 0)
     averager: WeightAverage | None = None
     averaged_from: int | None = None
@@ -349,6 +354,8 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
             # the schedule's clock leaves room for one more step and the final evaluation; when it
             # reaches the end, this step runs at the minimum rate and is the last
             step_s = (time.monotonic() - t_start) / max(1, step - step0)
+            if budget_s and step - step0 == WARMUP_PROBE_STEPS:  # the budget's length in steps, measured
+                warm = warmup_share(cfg.steps, budget_s, step_s)
             p = progress(step, cfg.steps, elapsed(), budget_s and max(1e-9, budget_s - eval_s - step_s))
             lr_now = lr_at(cfg.lr, p, warm)
             for g in opt.param_groups:

@@ -117,13 +117,11 @@ class XrayRNNStream(RNNStream, _Watch):
 
 def transformer_forward(net, x: torch.Tensor, caches: list, offset: int, layer: int):
     """TransformerLM.forward that also returns the residual stream after block `layer`."""
-    t = x.shape[1]
-    pos = torch.arange(offset, offset + t, device=x.device)
-    h = net.tok(x) + net.pos(pos)
+    h, rot = net.embed(x, offset)
     layer = layer % len(net.blocks)
     kept = h
     for i, blk in enumerate(net.blocks):
-        h = blk(h, caches[i])
+        h = blk(h, caches[i], rot)
         if i == layer:
             kept = h
     return net.head(net.ln(h)), kept
