@@ -222,7 +222,7 @@ def synthetic(name: str, precision: str | None = None):
 
 def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None = None,
               quality: bool = False, repeats: int = 5, precision: str | None = None, flick: bool = True,
-              stage: float = 0.0) -> dict:
+              stage: float = 0.0, quality_temperature: float = 0.7) -> dict:
     from performance.textgen import load_model
     from performance.textgen.base import ModelFileError, ServedError
     from performance.textgen.threads import use_sampler_threads
@@ -262,7 +262,7 @@ def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None
         if quality:
             from performance.textgen.quality import measure, precision_cost
 
-            cases.append({"model": gen.name, "kind": gen.kind, **measure(gen)})
+            cases.append({"model": gen.name, "kind": gen.kind, **measure(gen, temperature=quality_temperature)})
             if getattr(gen, "fused", None) is not None:
                 cases.append({"model": gen.name, "kind": gen.kind, **precision_cost(gen)})
     if stage > 0:

@@ -195,6 +195,8 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-flick", action="store_true", help="skip the poem-flick case (4 × 222-word poems)")
     p.add_argument("--streams", default="1,16", help="stream counts for neural kinds (default 1,16)")
     p.add_argument("--quality", action="store_true", help="also measure real-word and copied-6-gram rates")
+    p.add_argument("--quality-temperature", type=float, default=0.7, metavar="T",
+                   help="temperature of the --quality samples (default 0.7)")
     p.set_defaults(func=run_bench)
 
 
@@ -206,7 +208,7 @@ def run_bench(args: argparse.Namespace) -> int:
     result = bench_all(args.models or ["default", "markov", "spreeder"], seconds=args.seconds,
                        streams=[int(s) for s in args.streams.split(",")], quality=args.quality,
                        repeats=max(1, args.repeats), precision=args.precision, flick=not args.no_flick,
-                       stage=args.stage)
+                       stage=args.stage, quality_temperature=args.quality_temperature)
     if args.json:
         print(json.dumps(result))
     else:

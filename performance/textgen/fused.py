@@ -11,9 +11,12 @@ matrix products, the rest sampling), so the weights may be stored in fewer bytes
   bytes, rows independent of their batch-mates up to rounding, like fp32;
 - "int8": fbgemm's dynamic int8 (per-channel weights, activations quantized per call): a quarter
   of the bytes. fbgemm quantizes the whole batch with one scale, which would make a stream's text
-  depend on its batch-mates; so each row is first divided by its own max-abs and a fixed row
-  [-1, 1, 0, ...] is appended: the quantization range is then always [-1, 1], the int32 sums are
-  exact, and a row's result is the same alone or batched, bit for bit.
+  depend on its batch-mates; so each row is first divided by its own max-abs and two fixed
+  columns [-1, 1] (with zero weights) are appended to every row: the quantization range is then
+  always [-1, 1], the int32 sums are exact, and a row's result is the same alone or batched, bit
+  for bit. (A fixed extra *row* did the same at the cost of a whole row of products: at batch 1
+  that doubled the int8 work, which fbgemm does at ~27 GMAC/s on this core, so the 2×1500
+  word-GRU's 30k-word head was compute-bound, not bandwidth-bound.)
 bf16 is not offered: on CPUs without AVX512-BF16 (this one: AMD Zen 2) torch emulates it and it is
 slower than fp32.
 """
@@ -42,13 +45,46 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return y
 
 
-class Dense:
-    """x @ W + b for float32 rows x (B, K), with W held in the chosen precision."""
+# The gate nonlinearities were most of a batched step's time: numpy's float32 tanh costs ~3 ns
+# an element here (AVX2; no SIMD tanh), 16 streams × 2 layers × 5H elements a token. torch's
+# sigmoid is SIMD (~1 ns), and tanh(a) = 2·sigmoid(2a) − 1, with the 2 folded into the weights of
+# the tanh gates when they are packed, so a layer needs two sigmoid calls and no tanh.
+# torch's loops run a scalar tail when a row's length is not a multiple of its vector width; a
+# stream's values would then depend on its batch-mates, so that path is taken only when every
+# row length is a multiple of 16 (hidden % 16 == 0), else numpy's tanh computes the same algebra.
+SIMD_ROW = 16
 
-    def __init__(self, w_kn: np.ndarray, bias: np.ndarray | None, precision: str = "fp32") -> None:
+
+def _sigmoid_inplace(a: np.ndarray, simd: bool) -> None:
+    if simd:
+        torch.from_numpy(a).sigmoid_()
+        return
+    np.multiply(a, 0.5, out=a)
+    np.tanh(a, out=a)
+    a += 1.0
+    a *= 0.5
+
+
+def _tanh_from_sigmoid(a: np.ndarray) -> None:
+    """a holds sigmoid(2x); make it tanh(x) in place."""
+    a *= 2.0
+    a -= 1.0
+
+
+class Dense:
+    """x @ W + b for float32 rows x (B, K), with W held in the chosen precision.
+
+    `bounded`: every input lies in [-1, 1] (a recurrent layer's hidden state: o·tanh(c), or a GRU's
+    mix of tanh values), so int8 needs no per-row rescale: the range columns alone fix fbgemm's
+    range at [-1, 1]. A hidden state's largest unit is near ±1 in practice, so the resolution is
+    about the rescaled one, and three passes over the batch a call are saved."""
+
+    def __init__(self, w_kn: np.ndarray, bias: np.ndarray | None, precision: str = "fp32",
+                 bounded: bool = False) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
         self.k, self.n = w_kn.shape
+        self.bounded = bounded
         if self.k * self.n < MIN_PACKED:
             precision = "fp32"
         self.precision = precision
@@ -62,6 +98,7 @@ class Dense:
         b = torch.zeros(self.n) if bias is None else torch.from_numpy(self.bias)
         if precision == "int8":
             b = None  # added after the per-row rescale
+            w = torch.cat([w, torch.zeros(self.n, 2)], dim=1)  # the two range columns weigh nothing
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if precision == "fp16":
@@ -81,16 +118,24 @@ class Dense:
         if self.precision == "fp16":
             return torch.ops.quantized.linear_dynamic_fp16(xt, self.packed).numpy()
         rows = x.shape[0]
-        s = np.abs(x).max(axis=1, keepdims=True)
-        s[s == 0] = 1.0
         xs = self._rows.get(rows)
-        if xs is None:  # one buffer per batch size, its last row fixed at [-1, 1, 0, ...]
-            xs = self._rows[rows] = np.zeros((rows + 1, self.k), np.float32)
-            xs[rows, :2] = (-1.0, 1.0)
-        np.divide(x, s, out=xs[:rows])
-        y = torch.ops.quantized.linear_dynamic(torch.from_numpy(xs), self.packed, True).numpy()[:rows]
-        y *= s
-        return y if self.bias is None else y + self.bias
+        if xs is None:  # one buffer per batch size, every row ending in the range columns [-1, 1]
+            xs = self._rows[rows] = np.zeros((rows, self.k + 2), np.float32)
+            xs[:, self.k:] = (-1.0, 1.0)
+        body = xs[:, :self.k]
+        if self.bounded:
+            body[...] = x
+            y = torch.ops.quantized.linear_dynamic(torch.from_numpy(xs), self.packed, True).numpy()
+        else:
+            np.abs(x, out=body)
+            s = body.max(axis=1, keepdims=True)
+            np.maximum(s, 1e-30, out=s)  # an all-zero row stays zero
+            np.divide(x, s, out=body)
+            y = torch.ops.quantized.linear_dynamic(torch.from_numpy(xs), self.packed, True).numpy()
+            y *= s
+        if self.bias is not None:
+            y += self.bias
+        return y
 
     @property
     def flops_per_row(self) -> int:
@@ -121,26 +166,37 @@ class FusedRNN:
             b_ih0, b_hh0 = f(rnn.bias_ih_l0), f(rnn.bias_hh_l0)
             cell = net.cell
             H = rnn.hidden_size
-            if cell == "lstm":  # gates reordered i, f, o, g: one sigmoid over 3H columns, one tanh
+            # the rows of the tanh gate (LSTM g, GRU n) doubled: tanh(a) = 2 sigmoid(2a) - 1 (exact in
+            # float, and per-channel int8 scales absorb it exactly)
+            twice = np.ones((4 if cell == "lstm" else 3) * H, np.float32)
+            twice[-H:] = 2.0
+            if cell == "lstm":  # gates reordered i, f, o, g: one sigmoid over all 4H columns
                 order = np.concatenate([np.arange(0, 2 * H), np.arange(3 * H, 4 * H), np.arange(2 * H, 3 * H)])
-                w_ih0, w_hh0, b_ih0, b_hh0 = w_ih0[order], w_hh0[order], b_ih0[order], b_hh0[order]
+                w_ih0, w_hh0 = w_ih0[order] * twice[:, None], w_hh0[order] * twice[:, None]
+                b_ih0, b_hh0 = b_ih0[order] * twice, b_hh0[order] * twice
                 table = emb @ w_ih0.T + b_ih0 + b_hh0
-                h0 = Dense(w_hh0.T, None, precision)
+                h0 = Dense(w_hh0.T, None, precision, bounded=True)
             else:  # GRU keeps b_hh apart: r multiplies (W_hn h + b_hn)
+                w_ih0, w_hh0, b_ih0, b_hh0 = (w_ih0 * twice[:, None], w_hh0 * twice[:, None], b_ih0 * twice,
+                                              b_hh0 * twice)
                 table = emb @ w_ih0.T + b_ih0
-                h0 = Dense(w_hh0.T, b_hh0, precision)
+                h0 = Dense(w_hh0.T, b_hh0, precision, bounded=True)
             xh, gru_ih = [], []
             for layer in range(1, layers):
                 wi, wh = f(getattr(rnn, f"weight_ih_l{layer}")), f(getattr(rnn, f"weight_hh_l{layer}"))
                 bi, bh = f(getattr(rnn, f"bias_ih_l{layer}")), f(getattr(rnn, f"bias_hh_l{layer}"))
                 if cell == "lstm":
                     wi, wh, bi, bh = wi[order], wh[order], bi[order], bh[order]
-                    xh.append(Dense(np.concatenate([wi, wh], axis=1).T, bi + bh, precision))
+                wi, wh, bi, bh = wi * twice[:, None], wh * twice[:, None], bi * twice, bh * twice
+                if cell == "lstm":
+                    xh.append(Dense(np.concatenate([wi, wh], axis=1).T, bi + bh, precision, bounded=True))
                 else:
-                    xh.append(Dense(wh.T, bh, precision))
-                    gru_ih.append(Dense(wi.T, bi, precision))
-            proj = Dense(f(net.proj.weight).T, f(net.proj.bias), precision) if net.proj is not None else None
-            head = Dense(f(net.head.weight).T, f(net.head.bias), precision)
+                    xh.append(Dense(wh.T, bh, precision, bounded=True))
+                    gru_ih.append(Dense(wi.T, bi, precision, bounded=True))
+            # the last hidden state is bounded; a tied model's projection of it is not
+            proj = (Dense(f(net.proj.weight).T, f(net.proj.bias), precision, bounded=True)
+                    if net.proj is not None else None)
+            head = Dense(f(net.head.weight).T, f(net.head.bias), precision, bounded=net.proj is None)
             fused = cls(cell, rnn.hidden_size, np.ascontiguousarray(table), h0, xh, gru_ih, head, proj, precision)
             fused._dense = [h0, *xh, *gru_ih, *([proj] if proj else []), head]
             return fused
@@ -169,18 +225,26 @@ class FusedRNN:
     def step(self, ids: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
         """Advance every row of `state` (updated in place) by one token; return logits (B, V)."""
         H = self.hidden
+        simd = H % SIMD_ROW == 0
         if self.cell == "lstm":
             x = None
             for layer in range(self.layers):
                 h, c = state[2 * layer], state[2 * layer + 1]
                 if layer == 0:
-                    g = self.table[ids] + self.h0(h)
+                    g = self.table[ids]
+                    g += self.h0(h)
                 else:
                     g = self.xh[layer - 1](np.concatenate([x, h], axis=1))
-                sg = _sigmoid(g[:, :3 * H])
-                c *= sg[:, H:2 * H]
-                c += sg[:, :H] * np.tanh(g[:, 3 * H:])
-                np.multiply(sg[:, 2 * H:], np.tanh(c), out=h)
+                _sigmoid_inplace(g, simd)  # i, f, o and sigmoid(2 g)
+                t = g[:, 3 * H:]
+                _tanh_from_sigmoid(t)
+                t *= g[:, :H]
+                c *= g[:, H:2 * H]
+                c += t
+                np.multiply(c, 2.0, out=h)  # h = o * tanh(c)
+                _sigmoid_inplace(h, simd)
+                _tanh_from_sigmoid(h)
+                h *= g[:, 2 * H:3 * H]
                 x = h
         else:
             x = None
@@ -192,10 +256,17 @@ class FusedRNN:
                 else:
                     gi = self.gru_ih[layer - 1](x)
                     gh = self.xh[layer - 1](h)
-                rz = _sigmoid(gi[:, :2 * H] + gh[:, :2 * H])
+                rz = gi[:, :2 * H]
+                rz += gh[:, :2 * H]
+                _sigmoid_inplace(rz, simd)
                 r, z = rz[:, :H], rz[:, H:]
-                n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
-                h[:] = (1 - z) * n + z * h
+                n = np.multiply(r, gh[:, 2 * H:])  # r (W_hn h + b_hn), doubled with the n rows
+                n += gi[:, 2 * H:]
+                _sigmoid_inplace(n, simd)
+                _tanh_from_sigmoid(n)
+                h -= n  # h' = (1 - z) n + z h = n + z (h - n)
+                h *= z
+                h += n
                 x = h
         if self.proj is not None:
             x = self.proj(x)
