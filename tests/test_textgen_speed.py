@@ -181,3 +181,29 @@ def test_incremental_word_count_is_the_whole_texts_count(pieces):
     for piece in pieces:
         counter.feed(piece)
         assert counter.words() == len(_WORD.findall(counter.text))
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_no_token_is_drawn_more_than_max_run_times_running(temperature):
+    from performance.textgen.neural import MAX_RUN, step_streams
+
+    gen = random_gen("gru")
+    with torch.no_grad():  # a model that all but always says "a": the attractor a word GRU fell into
+        gen.net.head.bias.zero_()
+        gen.net.head.bias[VOCAB.index("a")] = 40.0
+    gen.set_precision("fp32")
+    alone = gen.start(1)
+    texts = ["".join(alone.next(temperature).text for _ in range(200))]
+    batch = gen.start_batch([1, 2])
+    cols = ["", ""]
+    for _ in range(200):
+        for i, tok in enumerate(batch.next([temperature] * 2)):
+            cols[i] += tok.text
+    worker = [gen.start(1), gen.start(2)]
+    wcols = ["", ""]
+    for _ in range(200):
+        for i, tok in enumerate(step_streams(worker, [temperature] * 2)):
+            wcols[i] += tok.text
+    for text in texts + cols + wcols:
+        assert "a" * MAX_RUN in text and "a" * (MAX_RUN + 1) not in text
+    assert cols[0] == texts[0] == wcols[0]  # alone, batched and in the worker alike

@@ -320,6 +320,22 @@ class FusedQRNN:
     def layers(self) -> int:
         return 1 + len(self.w)
 
+    @property
+    def table(self) -> np.ndarray:
+        """The layer-0 lookup for x_t (the bench counts one row of each table per token)."""
+        return self.table_cur
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights one step reads whatever the batch, plus the x_{t-1} table's row."""
+        mats = [*self.w, self.head_w, *([self.proj_w] if self.proj_w is not None else [])]
+        return sum(m.nbytes for m in mats) + self.table_prev.shape[1] * 4
+
+    @property
+    def flops_per_token(self) -> int:
+        mats = [*self.w, self.head_w, *([self.proj_w] if self.proj_w is not None else [])]
+        return sum(2 * m.shape[0] * m.shape[1] for m in mats)
+
     def zero_state(self, batch: int) -> list[np.ndarray]:
         H = self.hidden
         out = []

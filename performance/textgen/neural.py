@@ -68,6 +68,9 @@ def sample_rows(logits: np.ndarray, temperatures: list[float], top_k: int, top_p
     cdf = np.cumsum(probs, axis=1)
     u = np.array([r.random() for r in rngs]) * cdf[:, -1]
     idx = np.minimum((cdf <= u[:, None]).sum(axis=1), probs.shape[1] - 1)
+    picked = probs[np.arange(len(rngs)), idx]
+    if picked.all():
+        return list(zip(idx.tolist(), picked.tolist(), strict=True))
     out = []
     for b, i in enumerate(idx.tolist()):
         while probs[b, i] == 0.0 and i > 0:  # never land on an entry that underflowed to zero
@@ -97,8 +100,35 @@ def _prime_ids(tok: CharTokenizer | WordTokenizer, prompt: str) -> tuple[list[in
     return start + prompt_ids, prompt_ids
 
 
+# A token drawn this many times running is not drawn again next: the shipped word GRU, at T 0.7,
+# once wrote a dash and then 3,000 more ("- - - -", an attractor of its recurrent state), and a
+# char model can do the same with a letter. Three in a row stays possible (stanza breaks, "...").
+MAX_RUN = 3
+
+
+def ban_runs(logits: np.ndarray, streams: list) -> None:
+    """Set -inf, in place, on each row's last token where its stream has drawn it MAX_RUN times
+    running (row b of `logits` belongs to streams[b])."""
+    for b, s in enumerate(streams):
+        if s.run >= MAX_RUN:
+            logits[b, s.last] = -np.inf
+
+
 class RNNStream:
     """One stream on the fused CPU step."""
+
+    run = 0  # how many times running `last` was drawn (see MAX_RUN)
+    _last = -1
+
+    @property
+    def last(self) -> int:
+        """The last token fed (the next step's input)."""
+        return self._last
+
+    @last.setter
+    def last(self, i: int) -> None:
+        self.run = self.run + 1 if i == self._last else 1
+        self._last = i
 
     def __init__(self, gen: NeuralGenerator, seed: int, prompt: str) -> None:
         self.gen = gen
@@ -117,6 +147,7 @@ class RNNStream:
             self.last = i
             return Token(self.text.piece(i), 1.0, temperature)
         logits = self.gen.fused.step(np.array([self.last]), self.state)
+        ban_runs(logits, [self])
         (i, p), = sample_rows(logits, [temperature], top_k, top_p, [self.rng])
         self.last = i
         return Token(self.text.piece(i), p, temperature)
@@ -129,11 +160,20 @@ class RNNBatch:
         self.streams = [RNNStream(gen, s, p) for s, p in zip(seeds, prompts, strict=True)]
         self.gen = gen
         self.state = gen.fused.stack_states([s.state for s in self.streams])
+        self._rngs = [s.rng for s in self.streams]
 
     def next(self, temperatures: list[float], top_k: int = 0, top_p: float = 1.0) -> list[Token]:
-        last = np.array([s.last for s in self.streams])
-        logits = self.gen.fused.step(last, self.state)
-        rows = [b for b, s in enumerate(self.streams) if not s.echo]
+        streams = self.streams
+        logits = self.gen.fused.step(np.array([s.last for s in streams]), self.state)
+        ban_runs(logits, streams)
+        if not any(s.echo for s in streams):  # the usual step: every stream draws
+            out = []
+            for s, (i, p), t in zip(streams, sample_rows(logits, temperatures, top_k, top_p, self._rngs),
+                                    temperatures, strict=True):
+                s.last = i
+                out.append(Token(s.text.piece(i), p, t))
+            return out
+        rows = [b for b, s in enumerate(streams) if not s.echo]
         drawn = dict(zip(rows, sample_rows(logits[rows], [temperatures[b] for b in rows], top_k, top_p,
                                            [self.streams[b].rng for b in rows]), strict=True)) if rows else {}
         out = []
@@ -334,6 +374,7 @@ def step_streams(streams: list[RNNStream], temperatures: list[float], top_k: int
     gen = streams[0].gen
     state = gen.fused.stack_states([s.state for s in streams])
     logits = gen.fused.step(np.array([s.last for s in streams]), state)
+    ban_runs(logits, streams)
     out = []
     drawn = sample_rows(logits, temperatures, top_k, top_p, [s.rng for s in streams])
     for b, s in enumerate(streams):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from performance.textgen.base import AUTO, Token, XraySpec
-from performance.textgen.neural import NeuralGenerator, RNNStream, TransformerStream, sample_row
+from performance.textgen.neural import NeuralGenerator, RNNStream, TransformerStream, ban_runs, sample_row
 from performance.textgen.xray import top_of
 
 CALIBRATION_TOKENS = 400
@@ -106,6 +106,7 @@ class XrayRNNStream(RNNStream, _Watch):
             i = self.echo.pop(0)
             self.last = i
             return Token(self.text.piece(i), 1.0, temperature, None, unit)
+        ban_runs(logits[None, :], [self])
         top = top_of(logits, temperature, self.spec.k, self._piece)
         i, p = sample_row(logits, temperature, top_k, top_p, self.rng)
         self.last = i
