@@ -106,8 +106,8 @@ class XrayRNNStream(RNNStream, _Watch):
             i = self.echo.pop(0)
             self.last = i
             return Token(self.text.piece(i), 1.0, temperature, None, unit)
+        top = top_of(logits, temperature, self.spec.k, self._piece)  # the model's own view, before the ban
         ban_runs(logits[None, :], [self])
-        top = top_of(logits, temperature, self.spec.k, self._piece)
         i, p = sample_row(logits, temperature, top_k, top_p, self.rng)
         self.last = i
         return Token(self.text.piece(i), p, temperature, top, unit)
