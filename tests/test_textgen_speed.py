@@ -207,3 +207,20 @@ def test_no_token_is_drawn_more_than_max_run_times_running(temperature):
     for text in texts + cols + wcols:
         assert "a" * MAX_RUN in text and "a" * (MAX_RUN + 1) not in text
     assert cols[0] == texts[0] == wcols[0]  # alone, batched and in the worker alike
+
+
+def test_transformer_streams_keep_the_same_repeat_guard():
+    from performance.textgen.neural import MAX_RUN
+    from performance.textgen.nets import TransformerLM
+
+    torch.manual_seed(0)
+    net = TransformerLM(len(VOCAB), 32, 4, 1, 32)
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.ln.bias.fill_(1.0)
+        net.head.weight[VOCAB.index("a")] = 40.0
+    gen = NeuralGenerator("t", "char-transformer", {"kind": "char-transformer"}, net,
+                          make_tokenizer("char-transformer", VOCAB))
+    s = gen.start(1)
+    text = "".join(s.next(0.7).text for _ in range(100))
+    assert "a" * MAX_RUN in text and "a" * (MAX_RUN + 1) not in text

@@ -221,12 +221,20 @@ class TransformerStream:
         self.history.append(i)
         self.logits = logits[0, -1].float().cpu().numpy()
 
+    run = RNNStream.run
+    last = RNNStream.last  # the same run count as the recurrent streams (see MAX_RUN)
+    _last = -1
+
     def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
         if self.echo:
             i = self.echo.pop(0)
+            self.last = i
             self._feed(i)
             return Token(self.text.piece(i), 1.0, temperature)
-        i, p = sample_row(self.logits, temperature, top_k, top_p, self.rng)
+        logits = self.logits.copy()
+        ban_runs(logits[None, :], [self])
+        i, p = sample_row(logits, temperature, top_k, top_p, self.rng)
+        self.last = i
         self._feed(i)
         return Token(self.text.piece(i), p, temperature)
 

@@ -163,10 +163,14 @@ class XrayTransformerStream(TransformerStream, _Watch):
         unit = self._unit(self.hidden)
         if self.echo:
             i = self.echo.pop(0)
+            self.last = i
             self._feed(i)
             return Token(self.text.piece(i), 1.0, temperature, None, unit)
         top = top_of(self.logits, temperature, self.spec.k, lambda j: self.gen.tok.piece(j, self.text.tail))
-        i, p = sample_row(self.logits, temperature, top_k, top_p, self.rng)
+        logits = self.logits.copy()  # the model's view above; the repeat ban only in the draw
+        ban_runs(logits[None, :], [self])
+        i, p = sample_row(logits, temperature, top_k, top_p, self.rng)
+        self.last = i
         self._feed(i)
         return Token(self.text.piece(i), p, temperature, top, unit)
 
