@@ -210,8 +210,8 @@ def test_no_token_is_drawn_more_than_max_run_times_running(temperature):
 
 
 def test_transformer_streams_keep_the_same_repeat_guard():
-    from performance.textgen.neural import MAX_RUN
     from performance.textgen.nets import TransformerLM
+    from performance.textgen.neural import MAX_RUN
 
     torch.manual_seed(0)
     net = TransformerLM(len(VOCAB), 32, 4, 1, 32)
