@@ -214,7 +214,7 @@ class TransformerLM(nn.Module):
         self.pos = nn.Embedding(context, d) if positions == "learned" else None
         hd = d // heads
         inv = 1.0 / (10000.0 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
-        self._inv_freq = inv  # not a parameter: rebuilt from the card, never saved
+        self.register_buffer("inv_freq", inv, persistent=False)  # rebuilt from the card, never saved
         self.blocks = nn.ModuleList(_Block(d, heads, dropout) for _ in range(layers))
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab, bias=False)
@@ -243,7 +243,7 @@ class TransformerLM(nn.Module):
         h = self.tok(x)
         if self.pos is not None:
             return h + self.pos(pos), None
-        ang = pos.to(torch.float32)[:, None] * self._inv_freq.to(x.device)[None, :]
+        ang = pos.to(torch.float32)[:, None] * self.inv_freq[None, :]
         return h, (ang.cos().to(h.dtype), ang.sin().to(h.dtype))
 
     def forward(self, x: torch.Tensor, caches: list | None = None, offset: int = 0):

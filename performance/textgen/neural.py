@@ -114,10 +114,10 @@ def ban_runs(logits: np.ndarray, streams: list) -> None:
             logits[b, s.last] = -np.inf
 
 
-class RNNStream:
-    """One stream on the fused CPU step."""
+class _RunCount:
+    """A stream's last token and how many times running it came (what ban_runs reads)."""
 
-    run = 0  # how many times running `last` was drawn (see MAX_RUN)
+    run = 0
     _last = -1
 
     @property
@@ -129,6 +129,10 @@ class RNNStream:
     def last(self, i: int) -> None:
         self.run = self.run + 1 if i == self._last else 1
         self._last = i
+
+
+class RNNStream(_RunCount):
+    """One stream on the fused CPU step."""
 
     def __init__(self, gen: NeuralGenerator, seed: int, prompt: str) -> None:
         self.gen = gen
@@ -175,7 +179,7 @@ class RNNBatch:
             return out
         rows = [b for b, s in enumerate(streams) if not s.echo]
         drawn = dict(zip(rows, sample_rows(logits[rows], [temperatures[b] for b in rows], top_k, top_p,
-                                           [self.streams[b].rng for b in rows]), strict=True)) if rows else {}
+                                           [self._rngs[b] for b in rows]), strict=True)) if rows else {}
         out = []
         for b, s in enumerate(self.streams):
             if s.echo:
@@ -189,7 +193,7 @@ class RNNBatch:
         return out
 
 
-class TransformerStream:
+class TransformerStream(_RunCount):
     """One stream decoding with the KV cache; re-primes from the last half context when full."""
 
     def __init__(self, gen: NeuralGenerator, seed: int, prompt: str) -> None:
@@ -220,10 +224,6 @@ class TransformerStream:
         logits, _ = net(x, self.caches, len(self.history))
         self.history.append(i)
         self.logits = logits[0, -1].float().cpu().numpy()
-
-    run = RNNStream.run
-    last = RNNStream.last  # the same run count as the recurrent streams (see MAX_RUN)
-    _last = -1
 
     def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
         if self.echo:
