@@ -15,7 +15,7 @@ from performance import __version__
 # (module, function that adds its sub-parser). Order = order in --help.
 _REGISTRARS = [
     ("performance.play", "register_play"),
-    ("performance.play", "register_check"),
+    ("performance.check", "register_check"),
     ("performance.textgen.commands", "register_train"),
     ("performance.textgen.commands", "register_sample"),
     ("performance.textgen.commands", "register_bench"),

@@ -1,4 +1,4 @@
-"""`run.py play` and `run.py check`: the runtime around the engine.
+"""`run.py play`: the runtime around the engine.
 
 The main thread runs the frame loop (SDL wants it): gather what arrived (keys, OSC, tokens, speech),
 `engine.step`, route the outbox to its owners' queues, fold events into the stage, draw, present,
@@ -19,290 +19,22 @@ import time
 from pathlib import Path
 
 from performance import STARTED, faults
+from performance.check import served_fallbacks
+from performance.runtime.args import add_play_arguments
+from performance.runtime.stats import FPS, FrameStats
 from performance.show.schema import ConfigError
 
 log = logging.getLogger("lectern.play")
-FPS = 60
 TRANSCRIPT_CAP_BYTES = 1 << 30  # an installation keeps at most 1 GiB of transcripts
 RECORD_FPS = 30
-DROP_GAP_S = 0.025
 STALL_S = 20.0  # a poem on stage that gets no token from the worker this long restarts the worker
 PLANNED_RESTART = 75  # the supervisor restarts at once, without counting a crash
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-        if w < 64 or h < 64 or w > 16384 or h > 16384:
-            raise ValueError
-        return w, h
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--window/--size {text!r}: expected WxH, e.g. 1280x720") from None
-
-
-def _start_wall(text: str):
-    from datetime import datetime
-
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--start-wall {text!r}: expected an ISO time, e.g. 2026-11-27T09:00") from None
-    return t if t.tzinfo else t.astimezone()
-
-
-def _ranged(kind: type, lo: float, hi: float, lo_open: bool = False):
-    """An argparse type: a finite number of `kind` in [lo, hi] (lo excluded when lo_open)."""
-
-    def parse(text: str) -> float:
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
-            raise argparse.ArgumentTypeError(f"{text!r}: allowed {'> ' if lo_open else 'from '}{lo:g}"
-                                             f"{' and <= ' if lo_open else ' to '}{hi:g}")
-        return v
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-def _passcode(text: str) -> str:
-    """--osc-passcode: an empty code would silently turn protection off."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty passcode protects nothing; give a code or leave the option out")
-    if len(text) > 256:
-        raise argparse.ArgumentTypeError("at most 256 characters")
-    return text
-
-
-def add_play_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("setlist", nargs="?", default="setlists/demo.toml", help="setlist file (default setlists/demo.toml)")
-    g = p.add_argument_group("display")
-    g.add_argument("--window", type=_size, metavar="WxH", help="a window of this size instead of fullscreen")
-    g.add_argument("--headless", action="store_true", help="no display, no audio device (SDL dummy), 1920x1080 unless --window")
-    g.add_argument("--display", type=_ranged(int, 0, 64), metavar="N", default=0, help="which screen to use (0 = first)")
-    g.add_argument("--monitor", type=_ranged(int, 0, 64), metavar="N",
-                   help="confidence monitor for the poet on screen N (overrides the setlist's monitor = { display = N })")
-    g = p.add_argument_group("time")
-    g.add_argument("--duration", type=_ranged(float, 0, 1e9, lo_open=True), metavar="S", help="stop after S seconds of engine time")
-    g.add_argument("--time-scale", type=_ranged(float, 0, 10000, lo_open=True), default=1.0, metavar="X", help="run the timeline X times faster than the wall clock")
-    g.add_argument("--start-wall", type=_start_wall, metavar="ISO",
-                   help="the engine's wall clock starts at this local time (rehearse a day's [[at]] timetable and hours)")
-    g.add_argument("--scene", metavar="N|NAME", help="start at this scene instead of the setlist's start")
-    g.add_argument("--seed", type=_ranged(int, 0, 2**63 - 1), metavar="S", help="session seed (same seed, same set)")
-    g = p.add_argument_group("operation")
-    g.add_argument("--quiet", action="store_true", help="no operator view in the terminal")
-    g.add_argument("--install", action="store_true", help="unattended installation: supervised, keyboard locked, opening hours")
-    g.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
-    g = p.add_argument_group("OSC")
-    g.add_argument("--osc-host", default="127.0.0.1", metavar="H", help="address to listen on (default loopback)")
-    g.add_argument("--osc-port", type=_ranged(int, 0, 65535), default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
-    g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
-    g.add_argument("--osc-passcode", type=_passcode, metavar="CODE", help="senders must /lectern/connect CODE first")
-    g.add_argument("--no-advertise", action="store_true",
-                   help="do not announce OSC over Zeroconf/Bonjour (_osc._udp; only done beyond loopback)")
-    g.add_argument("--osc-rate", type=_ranged(float, 1, 1e7), default=200.0, metavar="N",
-                   help="messages per second one sender may send (default 200; more are dropped and counted)")
-    g = p.add_argument_group("output")
-    g.add_argument("--record", type=Path, metavar="OUT.mp4", help="record the session as video with sound")
-    g.add_argument("--audio-out", type=Path, metavar="OUT.wav", help="write the audio mix to a WAV file")
-    g.add_argument("--audio-device", metavar="NAME|INDEX", help="sound output device")
-    g.add_argument("--transcript-dir", type=Path, default=Path("sessions"), metavar="DIR", help="where transcripts go (default sessions/)")
-    g.add_argument("--stats-json", type=Path, metavar="FILE", help="write frame statistics as JSON at the end")
-    g.add_argument("--screenshot", type=Path, metavar="FILE", help="save the last frame as PNG at the end")
-    from performance.control.controllers import add_controller_arguments
-
-    add_controller_arguments(p)
 
 
 def register_play(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="perform a setlist", description="Perform a setlist on the stage.")
     add_play_arguments(p)
     p.set_defaults(func=run_play)
-
-
-def register_check(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="validate scenes, setlists and model folders",
-                       description="Validate scene files, setlists and model folders; exit non-zero on any error.")
-    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    p.add_argument("--probe", action="store_true",
-                   help="served models: ask the server for its models and say whether it answers and serves the card's")
-    p.set_defaults(func=run_check)
-
-
-def run_check(args: argparse.Namespace) -> int:
-    from performance.safe_files import UnsafeFile, read_text_limited
-    from performance.show.config import load_scene, load_setlist
-    from performance.textgen.base import ModelFileError
-
-    failures = 0
-    for path in args.paths:
-        try:
-            if path.is_dir():
-                if not (path / "model.json").exists():
-                    raise ConfigError(f"{path}: not a model folder (no model.json)")
-                from performance.textgen import load_model
-
-                gen = load_model(path)
-                _test_write(gen, path)
-                what = f"model ({gen.kind})"
-                if getattr(args, "probe", False) and gen.kind == "served":
-                    from performance.textgen.base import ServedError
-
-                    try:
-                        what += f"; {gen.probe()}"
-                    except ServedError as e:
-                        raise ModelFileError(f"{path}: probe failed: {e}") from None
-                from performance.textgen.neural import card_warnings
-
-                for w in card_warnings(getattr(gen, "card", {}) or {}):
-                    print(f"warn  {path}: {w}")
-            else:
-                data = read_text_limited(path)
-                if "[[scene]]" in data:
-                    sl = load_setlist(path)
-                    scenes = [e.scene for e in sl.entries]
-                    what = f"setlist ({len(sl.entries)} scenes" + (f", {len(sl.timetable)} [[at]])" if sl.timetable else ")")
-                    safe = sl.install.safe_setlist if sl.install is not None else None
-                    if safe:  # the fallback of a gallery is checked as thoroughly as the main setlist
-                        try:
-                            safe_sl = load_setlist(safe)
-                            for scene in (e.scene for e in safe_sl.entries):
-                                _check_models(scene)
-                        except (ConfigError, UnsafeFile) as e:
-                            raise ConfigError(f"{path}: key 'install.safe_setlist' = {safe!r}: {e}") from None
-                        what += f", safe setlist {safe} ok"
-                else:
-                    scenes = [load_scene(path)]
-                    what = "scene"
-                for scene in scenes:
-                    _check_models(scene)
-            print(f"ok    {path}: {what}")
-        except (ConfigError, ModelFileError, UnsafeFile) as e:
-            failures += 1
-            print(f"error {e}")
-        except OSError as e:
-            failures += 1
-            print(f"error {path}: {e.strerror}")
-    return 1 if failures else 0
-
-
-def _test_write(gen, path: Path) -> None:
-    """A model that loads must also write: 32 tokens at two temperatures, each one text."""
-    try:
-        for t in (0.0, 1.0):
-            stream = gen.start(0, "")
-            for _ in range(16):
-                tok = stream.next(t)
-                if not isinstance(tok.text, str):
-                    raise TypeError(f"a token is {type(tok.text).__name__}, not text")
-    except Exception as e:
-        raise ConfigError(f"{path}: loads but cannot write ({type(e).__name__}: {e})") from None
-
-
-def _check_models(scene) -> None:
-    """Every model a scene names must be a readable model folder."""
-    from performance.textgen.base import ModelFileError
-    from performance.textgen.registry import read_card, resolve_model_dir
-
-    for m in scene.models:
-        if m.endswith("@follow") and getattr(scene, "train", None) is not None:
-            continue  # the scene's own trainer writes it
-        try:
-            read_card(resolve_model_dir(m))
-        except ModelFileError as e:
-            raise ConfigError(f"{scene.file}: key 'model' = {m!r}: {e}") from None
-
-
-def _served_fallbacks(setlist) -> list[str]:
-    """The fallback models of scenes that perform with a served model."""
-    from performance.textgen.base import ModelFileError
-    from performance.textgen.registry import read_card, resolve_model_dir
-
-    out = []
-    for entry in setlist.entries:
-        for m in entry.scene.models:
-            try:
-                if read_card(resolve_model_dir(m))["kind"] == "served":
-                    out.append(entry.scene.fallback)
-            except ModelFileError:
-                pass
-    return out
-
-
-# ---- the runtime ---------------------------------------------------------------------------------
-class FrameStats:
-    """Frame work times and presentation gaps, for --stats-json."""
-
-    HIST_BINS = 20_000  # 0.01 ms bins up to 200 ms: percentiles in constant memory for weeks of frames
-
-    def __init__(self) -> None:
-        self.work_hist = [0] * self.HIST_BINS
-        self.speaking_frames = 0
-        self.speaking_dropped = 0
-        self.speaking_time = 0.0
-        self.osc_latency_ms: list[float] = []
-        self.latency_ms: dict[str, list[float]] = {}  # other sources (midi, remote): message → frame
-        self.frames = 0
-        self.dropped = 0
-        self.longest_gap = 0.0  # seconds between two presents: a 6.8 s freeze is one gap, not one drop
-        self.missed = 0  # frame slots with no present (a 6.8 s freeze misses about 400)
-        self.last_present: float | None = None
-        self.t_first: float | None = None
-
-    def frame(self, work_s: float, presented: float, speaking: bool = False) -> None:
-        self.frames += 1
-        self.work_hist[min(self.HIST_BINS - 1, int(work_s * 100_000))] += 1
-        late = self.last_present is not None and presented - self.last_present > DROP_GAP_S
-        if late:
-            self.dropped += 1
-        if self.last_present is not None:
-            gap = presented - self.last_present
-            self.longest_gap = max(self.longest_gap, gap)
-            self.missed += max(0, int(gap * FPS + 0.5) - 1)
-        if speaking and self.last_present is not None:
-            self.speaking_frames += 1
-            self.speaking_dropped += int(late)
-            self.speaking_time += presented - self.last_present
-        if self.t_first is None:
-            self.t_first = presented
-        self.last_present = presented
-
-    def fps(self) -> float:
-        if self.frames < 2 or self.last_present is None or self.t_first is None:
-            return 0.0
-        return (self.frames - 1) / max(1e-9, self.last_present - self.t_first)
-
-    def summary(self, width: int, height: int, first_token_s: float | None) -> dict:
-        total = sum(self.work_hist)
-
-        def pct(q: float) -> float:
-            need, seen = q * total, 0
-            for i, n in enumerate(self.work_hist):
-                seen += n
-                if n and seen >= need:
-                    return round((i + 0.5) / 100, 3)
-            return 0.0
-
-        out = {"fps": round(self.fps(), 2), "frame_ms_p50": pct(0.50), "frame_ms_p99": pct(0.99),
-               "frames": self.frames, "dropped": self.dropped,
-               "longest_gap_ms": round(self.longest_gap * 1000, 1), "frames_missed": self.missed,
-               "first_token_s": round(first_token_s, 3) if first_token_s is not None else None,
-               "width": width, "height": height,
-               "speaking_frames": self.speaking_frames, "speaking_dropped": self.speaking_dropped,
-               "fps_while_speaking": round(self.speaking_frames / self.speaking_time, 2) if self.speaking_time else None}
-        if self.osc_latency_ms:
-            lat = sorted(self.osc_latency_ms)
-            out["osc_commands"] = len(lat)
-            out["osc_latency_ms_p50"] = round(lat[len(lat) // 2], 2)
-            out["osc_latency_ms_p99"] = round(lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))], 2)
-        for source, ms in sorted(self.latency_ms.items()):
-            lat = sorted(ms)
-            out[f"{source}_commands"] = len(lat)
-            out[f"{source}_latency_ms_p50"] = round(lat[len(lat) // 2], 2)
-            out[f"{source}_latency_ms_p99"] = round(lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))], 2)
-        return out
 
 
 def run_play(args: argparse.Namespace) -> int:
@@ -507,7 +239,7 @@ class Runtime:
         # every model of the set loads now, in order of need, so a scene change never waits for one
         for m in dict.fromkeys(m for entry in self.setlist.entries for m in entry.scene.models):
             self.worker.send(Preload(m))
-        for m in dict.fromkeys(_served_fallbacks(self.setlist)):  # ready before a served model's server fails
+        for m in dict.fromkeys(served_fallbacks(self.setlist)):  # ready before a served model's server fails
             self.worker.send(Preload(m))
         try:
             from performance.sound import SoundSystem

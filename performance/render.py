@@ -27,7 +27,7 @@ RATE = 48000
 
 
 def _size(text: str) -> tuple[int, int]:
-    from performance.play import _size as parse
+    from performance.runtime.args import _size as parse
 
     return parse(text)
 

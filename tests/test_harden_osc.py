@@ -14,7 +14,7 @@ from performance.control.command import Command
 from performance.control.osc import OscServer
 from performance.control.timed import MAX_DUE_PER_STEP, MAX_WAITING, MAX_WAITING_PER_SENDER, DueQueue
 from performance.engine import Engine
-from performance.play import FrameStats
+from performance.runtime.stats import FrameStats
 from performance.show.clock import FakeClock
 from performance.show.config import load_setlist
 

@@ -19,7 +19,7 @@ TEXT = "Lectern is resting. Poems will be back soon."
 
 def main(argv: list[str]) -> int:
     """Show the still screen until a signal; 0 when stopped."""
-    from performance.play import add_play_arguments
+    from performance.runtime.args import add_play_arguments
 
     p = argparse.ArgumentParser(add_help=False)
     add_play_arguments(p)

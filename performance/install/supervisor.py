@@ -88,7 +88,7 @@ def _setlist_index(play_argv: list[str]) -> int | None:
 
 def _options_with_values() -> set[str]:
     """Every option string of `run.py play` that takes a value (from the parser that play uses)."""
-    from performance.play import add_play_arguments
+    from performance.runtime.args import add_play_arguments
 
     p = argparse.ArgumentParser(add_help=False)
     add_play_arguments(p)

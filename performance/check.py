@@ -1,0 +1,117 @@
+"""`run.py check`: validate scene files, setlists and model folders before a show."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from performance.show.schema import ConfigError
+
+
+def register_check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="validate scenes, setlists and model folders",
+                       description="Validate scene files, setlists and model folders; exit non-zero on any error.")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--probe", action="store_true",
+                   help="served models: ask the server for its models and say whether it answers and serves the card's")
+    p.set_defaults(func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from performance.safe_files import UnsafeFile, read_text_limited
+    from performance.show.config import load_scene, load_setlist
+    from performance.textgen.base import ModelFileError
+
+    failures = 0
+    for path in args.paths:
+        try:
+            if path.is_dir():
+                if not (path / "model.json").exists():
+                    raise ConfigError(f"{path}: not a model folder (no model.json)")
+                from performance.textgen import load_model
+
+                gen = load_model(path)
+                _test_write(gen, path)
+                what = f"model ({gen.kind})"
+                if getattr(args, "probe", False) and gen.kind == "served":
+                    from performance.textgen.base import ServedError
+
+                    try:
+                        what += f"; {gen.probe()}"
+                    except ServedError as e:
+                        raise ModelFileError(f"{path}: probe failed: {e}") from None
+                from performance.textgen.neural import card_warnings
+
+                for w in card_warnings(getattr(gen, "card", {}) or {}):
+                    print(f"warn  {path}: {w}")
+            else:
+                data = read_text_limited(path)
+                if "[[scene]]" in data:
+                    sl = load_setlist(path)
+                    scenes = [e.scene for e in sl.entries]
+                    what = f"setlist ({len(sl.entries)} scenes" + (f", {len(sl.timetable)} [[at]])" if sl.timetable else ")")
+                    safe = sl.install.safe_setlist if sl.install is not None else None
+                    if safe:  # the fallback of a gallery is checked as thoroughly as the main setlist
+                        try:
+                            safe_sl = load_setlist(safe)
+                            for scene in (e.scene for e in safe_sl.entries):
+                                _check_models(scene)
+                        except (ConfigError, UnsafeFile) as e:
+                            raise ConfigError(f"{path}: key 'install.safe_setlist' = {safe!r}: {e}") from None
+                        what += f", safe setlist {safe} ok"
+                else:
+                    scenes = [load_scene(path)]
+                    what = "scene"
+                for scene in scenes:
+                    _check_models(scene)
+            print(f"ok    {path}: {what}")
+        except (ConfigError, ModelFileError, UnsafeFile) as e:
+            failures += 1
+            print(f"error {e}")
+        except OSError as e:
+            failures += 1
+            print(f"error {path}: {e.strerror}")
+    return 1 if failures else 0
+
+
+def _test_write(gen, path: Path) -> None:
+    """A model that loads must also write: 32 tokens at two temperatures, each one text."""
+    try:
+        for t in (0.0, 1.0):
+            stream = gen.start(0, "")
+            for _ in range(16):
+                tok = stream.next(t)
+                if not isinstance(tok.text, str):
+                    raise TypeError(f"a token is {type(tok.text).__name__}, not text")
+    except Exception as e:
+        raise ConfigError(f"{path}: loads but cannot write ({type(e).__name__}: {e})") from None
+
+
+def _check_models(scene) -> None:
+    """Every model a scene names must be a readable model folder."""
+    from performance.textgen.base import ModelFileError
+    from performance.textgen.registry import read_card, resolve_model_dir
+
+    for m in scene.models:
+        if m.endswith("@follow") and getattr(scene, "train", None) is not None:
+            continue  # the scene's own trainer writes it
+        try:
+            read_card(resolve_model_dir(m))
+        except ModelFileError as e:
+            raise ConfigError(f"{scene.file}: key 'model' = {m!r}: {e}") from None
+
+
+def served_fallbacks(setlist) -> list[str]:
+    """The fallback models of scenes that perform with a served model."""
+    from performance.textgen.base import ModelFileError
+    from performance.textgen.registry import read_card, resolve_model_dir
+
+    out = []
+    for entry in setlist.entries:
+        for m in entry.scene.models:
+            try:
+                if read_card(resolve_model_dir(m))["kind"] == "served":
+                    out.append(entry.scene.fallback)
+            except ModelFileError:
+                pass
+    return out

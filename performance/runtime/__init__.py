@@ -1,0 +1,1 @@
+"""The runtime: everything that wires the engine, the worker and the adapters for one session."""
