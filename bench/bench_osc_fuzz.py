@@ -25,7 +25,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from performance.control.osc import OscServer  # noqa: E402
+from performance.controllers.osc import OscServer  # noqa: E402
 
 ADDRESSES = [b"/lectern/temperature", b"/lectern/go", b"/lectern/scene", b"/lectern/subscribe", b"/lectern/volume",
              b"/lectern/connect", b"/x", b"#bundle", b"\xff\xfe/bad"]

@@ -43,7 +43,7 @@ def _measure(mode: str, count: int, stop) -> dict:
     import queue
     import threading
 
-    from performance.control.osc import OscServer
+    from performance.controllers.osc import OscServer
 
     inbox: queue.Queue = queue.Queue(maxsize=4096)
     srv = OscServer(inbox, host="127.0.0.1", port=0, rate_limit=1e6, tcp=False)

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pygame  # noqa: E402
 
+from performance.show.look import LAYOUTS, Look  # noqa: E402
 from performance.stage.draw import StageRenderer  # noqa: E402
-from performance.stage.look import LAYOUTS, Look  # noqa: E402
 from performance.stage.view import StageState  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1] / "assets" / "corpora" / "poetry_en"

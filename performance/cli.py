@@ -20,8 +20,8 @@ _REGISTRARS = [
     ("performance.textgen.commands", "register_sample"),
     ("performance.textgen.commands", "register_bench"),
     ("performance.render", "register_render"),
-    ("performance.control.osc_table", "register_osc"),
-    ("performance.control.midi", "register_midi"),
+    ("performance.controllers.osc_table", "register_osc"),
+    ("performance.controllers.midi", "register_midi"),
     ("performance.install.status", "register_status"),
     ("performance.install.supervisor", "register_supervise"),
 ]

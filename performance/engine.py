@@ -16,14 +16,20 @@ import logging
 import random
 import re
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from performance import __version__
-from performance.control.command import Command
-from performance.control.timed import DueQueue
-from performance.generator import (
+from performance.protocol.actions import (
+    Keep,
+    Outbox,
+    Sonify,
+    SoundCtl,
+    Speak,
+    SpeechStarted,
+)
+from performance.protocol.commands import Command
+from performance.protocol.worker import (
     Close,
     Done,
     Failed,
@@ -38,6 +44,7 @@ from performance.generator import (
 )
 from performance.show.config import Scene, Setlist
 from performance.show.programs import MAX_TEMPERATURE, session_seed_draw
+from performance.show.timed import DueQueue
 from performance.textgen.lengths import trim_poem
 
 log = logging.getLogger("lectern.engine")
@@ -48,60 +55,6 @@ _WORD_BOUNDARY = re.compile(r"[^\w'’-]$")  # text that ends here ends on a who
 FIRST_POEM_PATIENCE_S = 1.5  # a poem shown whole: the first of a scene may keep the stage waiting this long
 MIN_POEM_PATIENCE_S, MAX_POEM_PATIENCE_S = 0.3, 2.5  # later ones: the scene's hold, within these bounds
 CUT_MIN_WORDS = 24  # a poem cut short before the longest patience has at least this many words
-
-
-# ---- sound actions (routed to performance.sound.SoundSystem by the runtime) ---------------------
-@dataclass(frozen=True, slots=True)
-class Speak:
-    poem: int
-    line: int
-    text: str
-    settings: Any
-    temperature: float
-
-
-@dataclass(frozen=True, slots=True)
-class Sonify:
-    text: str
-    p: float
-    temperature: float
-    settings: Any
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class SoundCtl:
-    op: str  # volume | panic | blackout | resume | cancel
-    value: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechStarted:
-    """From the sound system: an utterance is scheduled in the mix at [start, end)."""
-
-    poem: int
-    line: int
-    start: float
-    end: float
-
-
-@dataclass(frozen=True, slots=True)
-class Keep:
-    """Ask the transcript owner to append a poem to harvest.txt."""
-
-    poem: int
-    text: str
-    footer: str
-    # the keep command's answer: the transcript owner calls it once the line is on disk (or failed)
-    reply: Callable[[bool, str], None] | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass
-class Outbox:
-    events: list[dict] = field(default_factory=list)
-    worker: list = field(default_factory=list)
-    sound: list = field(default_factory=list)
-    files: list = field(default_factory=list)
 
 
 @dataclass

@@ -18,19 +18,35 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from performance import faults
+from performance.protocol.worker import (
+    FALLBACK_MODEL,
+    Close,
+    Done,
+    Failed,
+    Grant,
+    Loaded,
+    Neuron,
+    Open,
+    Opened,
+    Preload,
+    ServedState,
+    TokenOut,
+    Train,
+    Waiting,
+    WorkerIn,
+    WorkerOut,
+)
 from performance.textgen.base import ModelFileError, ServedError, Token
-from performance.textgen.lengths import LengthCounter, LengthRule
+from performance.textgen.lengths import LengthCounter
 
 log = logging.getLogger("lectern.generator")
 
 # Kinds whose "temperature" is a 0..1 scale (Spreeder's replacement rate): a live override given on
 # the contract's 0..3 scale is divided by 3 for them.
 UNIT_SCALE_KINDS = ("spreeder",)
-FALLBACK_MODEL = "default"
 MAX_FAILURES = 3  # a model that fails this many poems in a row is replaced by the fallback for the session
 FOLLOW_WAIT_S = 180.0  # a trainer started by the scene needs torch and its corpus before its step 0
 _FAULT_FIRED = False
@@ -41,116 +57,6 @@ def _fire_fault() -> None:
     global _FAULT_FIRED
     _FAULT_FIRED = True
     raise RuntimeError("fault injection: model_worker_crash")
-
-
-# ---- messages to the worker -------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Open:
-    id: int
-    model: str
-    seed: int
-    prompt: str
-    length: LengthRule
-    continue_from: int | None = None
-    xray: object | None = None  # textgen.xray.XraySpec when the scene shows the x-ray, else None
-    fallback: str = FALLBACK_MODEL  # written with when the model fails (a served model's server down)
-    continuation: int = 0  # served models: tokens per request (0 = the card's)
-    originality: float | None = 0.7  # the scene's originality key, for kinds with a guard (markov)
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    id: int
-    temperatures: tuple[float, ...]
-    override: bool = False
-    top_k: int = 0
-    top_p: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Preload:
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class Train:
-    """Start training on stage (textgen.live.TrainSpec), unless that folder's trainer already runs."""
-
-    spec: object
-
-
-@dataclass(frozen=True, slots=True)
-class Neuron:
-    """Watch another hidden unit in every open x-ray stream, from the next token on."""
-
-    unit: int
-
-
-# ---- messages from the worker -----------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class TokenOut:
-    id: int
-    token: Token
-
-
-@dataclass(frozen=True, slots=True)
-class Opened:
-    """Sent only for x-ray streams and followed/vintage models: which checkpoint writes the poem
-    (label, e.g. "learning · step 1200 · epoch 0.4 · val 1.92"), its validation-loss curve, the unit watched."""
-
-    id: int
-    checkpoint: str | None = None
-    curve: tuple[tuple[float, float], ...] = ()
-    unit: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """A heartbeat while a followed run has no checkpoint yet (the trainer is starting): the
-    runtime's stall watchdog sees the worker alive. The engine ignores it."""
-
-    id: int
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    id: int
-    capped: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    id: int | None
-    model: str
-    error: str
-    fallback: str | None  # model used instead, if any
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    model: str
-    kind: str
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class ServedState:
-    """A served model's endpoint: up or down (with why), and its last streaming rate."""
-
-    model: str
-    up: bool
-    detail: str
-    tok_s: float
-
-
-WorkerIn = Open | Grant | Close | Preload | Neuron | Train
-WorkerOut = TokenOut | Done | Failed | Loaded | Opened | Waiting | ServedState
 
 
 class _Req:

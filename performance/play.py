@@ -61,7 +61,7 @@ def run_play(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from performance.control.controllers import check_controller_args
+    from performance.controllers.controllers import check_controller_args
 
     problem = check_controller_args(args, setlist)
     if problem:
@@ -110,7 +110,7 @@ class Runtime:
         self.sound = None
         self.osc = None
         self.controllers = None
-        from performance.control.publisher import StatePublisher
+        from performance.controllers.publisher import StatePublisher
 
         self.publisher = StatePublisher()  # the one place state goes out: OSC, MIDI, remote
         self.recorder = None
@@ -222,7 +222,8 @@ class Runtime:
                     continue
 
     def _start_services(self) -> None:
-        from performance.generator import GeneratorThread, Preload
+        from performance.generator import GeneratorThread
+        from performance.protocol.worker import Preload
 
         if not self.args.quiet and sys.stdout.isatty():
             from performance.install.logs import replace_console
@@ -254,7 +255,7 @@ class Runtime:
             self.sound = None
         if self.args.osc_port:
             try:
-                from performance.control.osc import OscServer
+                from performance.controllers.osc import OscServer
 
                 allow = [a.strip() for a in self.args.osc_allow.split(",")] if self.args.osc_allow else None
                 self.osc = OscServer(self.inbox, host=self.args.osc_host, port=self.args.osc_port, allow=allow,
@@ -270,7 +271,7 @@ class Runtime:
                 self.osc = None
         if self.osc is not None:
             self.publisher.subscribe(self.osc.publish_state)
-        from performance.control.controllers import Controllers
+        from performance.controllers.controllers import Controllers
 
         self.controllers = Controllers(self.args, self.setlist, self.inbox, self.publisher, self.args.transcript_dir,
                                        passcode=self.args.osc_passcode)
@@ -295,7 +296,7 @@ class Runtime:
             self.operator.start()
 
     def _advertise(self) -> None:
-        from performance.control.advertise import Advertiser, should_advertise
+        from performance.controllers.advertise import Advertiser, should_advertise
 
         if should_advertise(self.args.osc_host, self.args.no_advertise):
             self.advertiser = Advertiser(f"Lectern {self.setlist.name} on {os.uname().nodename}", self.osc.port,
@@ -429,7 +430,7 @@ class Runtime:
         return self.exit_code
 
     def _gather(self, now: float) -> list:
-        from performance.engine import SpeechStarted
+        from performance.protocol.actions import SpeechStarted
 
         inbox: list = []
         if self.screen is not None:
@@ -474,7 +475,7 @@ class Runtime:
 
     def _reopen_after_worker_restart(self, now: float) -> None:
         """A fresh worker knows no requests: restart the poems being written."""
-        from performance.control.command import Command
+        from performance.protocol.commands import Command
 
         self.engine.next_seed = None
         self.engine._restart_poems(now)
@@ -483,7 +484,7 @@ class Runtime:
     def _hours(self, now: float, inbox: list) -> None:
         if self.hours is None or not self.args.install:
             return  # opening hours are for installations; a rehearsal plays whenever it is started
-        from performance.control.command import Command
+        from performance.protocol.commands import Command
 
         is_open = self.hours.is_open(self.clock.wall())
         if is_open and self.closed:
@@ -514,7 +515,7 @@ class Runtime:
     def _keys(self, now: float) -> list:
         import pygame
 
-        from performance.control.keyboard import command_for_key
+        from performance.controllers.keyboard import command_for_key
 
         WINDOW_EVENTS = (pygame.WINDOWSIZECHANGED, pygame.WINDOWRESIZED, pygame.WINDOWDISPLAYCHANGED,
                          pygame.WINDOWEXPOSED, pygame.VIDEOEXPOSE, pygame.WINDOWSHOWN, pygame.WINDOWRESTORED)
@@ -560,7 +561,7 @@ class Runtime:
                 and bool(ev.mod & pygame.KMOD_ALT) == need_alt and pygame.key.name(ev.key) == key)
 
     def _route(self, out) -> None:
-        from performance.engine import Keep, Sonify, SoundCtl, Speak
+        from performance.protocol.actions import Keep, Sonify, SoundCtl, Speak
 
         for msg in out.worker:
             self.worker.send(msg)
@@ -704,8 +705,8 @@ def _timetable(setlist):
     """The setlist's [[at]] timetable in the installation's zone (the machine's without [install])."""
     if not setlist.timetable:
         return None
-    from performance.control.timetable import Timetable
-    from performance.install.hours import local_zone
+    from performance.show.hours import local_zone
+    from performance.show.timetable import Timetable
 
     return Timetable(setlist.timetable, setlist.install.zone() if setlist.install else local_zone())
 

@@ -123,8 +123,8 @@ def render(transcript: Path, out: Path, fps: int = 30, size: tuple[int, int] | N
 
 def build_audio(events: list[dict], wav_path: Path, end: float) -> None:
     """The session's sound from its events: speech at its recorded times, sonified tokens, fades."""
+    from performance.show.sound_settings import SonifySettings, VoiceSettings
     from performance.sound.audio import Mixer
-    from performance.sound.settings import SonifySettings, VoiceSettings
     from performance.sound.sonify import Sonifier
     from performance.sound.voice import SpeechWorker
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from performance.control.command import Command
-from performance.engine import Engine, Outbox
+from performance.engine import Engine
 from performance.generator import WorkerCore
+from performance.protocol.actions import Outbox
+from performance.protocol.commands import Command
 from performance.show.config import Setlist
 
 

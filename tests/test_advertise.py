@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from zeroconf import ServiceBrowser, ServiceListener, Zeroconf
 
-from performance.control.advertise import SERVICE, Advertiser, _addresses, should_advertise
+from performance.controllers.advertise import SERVICE, Advertiser, _addresses, should_advertise
 
 
 class Found(ServiceListener):

@@ -9,7 +9,7 @@ import re
 import pytest
 from conftest import ROOT
 
-from performance.control.command import Command
+from performance.protocol.commands import Command
 from performance.show.config import load_setlist
 from performance.simulate import simulate
 
@@ -146,8 +146,9 @@ def run_engine(setlist, until: float, *, dt: float = 0.05, commands=(), voice_li
     """The engine with the real worker core, a fake clock and (optionally) a voice that takes
     voice_line_s per line, one line at a time, as the sound system reports it, and a generator
     that writes at most `budget` tokens per step (a slow model)."""
-    from performance.engine import Engine, Keep, SoundCtl, Speak
+    from performance.engine import Engine
     from performance.generator import WorkerCore
+    from performance.protocol.actions import Keep, SoundCtl, Speak
 
     events, files, worker_out = [], [], []
     core = WorkerCore(worker_out.append, None)

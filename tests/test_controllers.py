@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from performance.control.mapping import (
+from performance.controllers.mapping import (
     PICKUP_TOLERANCE,
     Binding,
     Pickup,
@@ -20,7 +20,7 @@ from performance.control.mapping import (
     message,
     parse,
 )
-from performance.control.publisher import StatePublisher
+from performance.controllers.publisher import StatePublisher
 from performance.show.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_publisher_fans_out_to_osc_subscribers_and_other_listeners():
     from pythonosc.osc_message import OscMessage
     from pythonosc.osc_message_builder import OscMessageBuilder
 
-    from performance.control.osc import OscServer
+    from performance.controllers.osc import OscServer
 
     pub = StatePublisher()
     osc = OscServer(queue.Queue(), port=0, tcp=False)
@@ -132,7 +132,7 @@ def test_publisher_fans_out_to_osc_subscribers_and_other_listeners():
 def test_remote_validates_like_osc_and_pushes_state():
     import aiohttp
 
-    from performance.control.remote import RemoteServer
+    from performance.controllers.remote import RemoteServer
 
     inbox: queue.Queue = queue.Queue()
     srv = RemoteServer(inbox, port=0, passcode="pw", scene_names=lambda: ["a", "b"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import ROOT, script_loader
 
-from performance.control.command import Command
-from performance.engine import Engine, Sonify, Speak
+from performance.engine import Engine
+from performance.protocol.actions import Sonify, Speak
+from performance.protocol.commands import Command
 from performance.show.config import load_setlist
 from performance.simulate import simulate
 

@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT, ScriptModel
 from safetensors.numpy import load_file, save_file
 
-from performance.generator import MAX_FAILURES, Done, Failed, Grant, Open, TokenOut, WorkerCore
+from performance.generator import MAX_FAILURES, WorkerCore
+from performance.protocol.worker import Done, Failed, Grant, Open, TokenOut
 from performance.show.config import MAX_PROMPT_CHARS, load_scene
 from performance.show.schema import ConfigError
 from performance.textgen import load_model

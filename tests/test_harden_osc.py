@@ -9,14 +9,14 @@ from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from test_osc import Client, msg, replies, slip
 
-import performance.control.osc as osc_mod
-from performance.control.command import Command
-from performance.control.osc import OscServer
-from performance.control.timed import MAX_DUE_PER_STEP, MAX_WAITING, MAX_WAITING_PER_SENDER, DueQueue
+import performance.controllers.osc as osc_mod
+from performance.controllers.osc import OscServer
 from performance.engine import Engine
+from performance.protocol.commands import Command
 from performance.runtime.stats import FrameStats
 from performance.show.clock import FakeClock
 from performance.show.config import load_setlist
+from performance.show.timed import MAX_DUE_PER_STEP, MAX_WAITING, MAX_WAITING_PER_SENDER, DueQueue
 
 
 def setlist(tmp_path):
@@ -209,7 +209,7 @@ def test_model_by_name_only_releases_and_seed_replies(tmp_path):
     assert said[2][0] is True and eng.model_override is None and said[3][0] is True
     assert said[4] == (True, "seed 42")
     assert eng.prompt_override is None and said[6][0] is True
-    from performance.control.osc import interpret
+    from performance.protocol.commands import interpret
 
     assert interpret("/lectern/prompt", ("",), 1) == ("prompt/release", ())
     assert interpret("/lectern/model", ("  ",), 1) == ("model/release", ())

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import ROOT
 
-from performance.install.hours import InstallSettings
 from performance.install.status import describe
 from performance.install.supervisor import backoff, supervise
+from performance.show.hours import InstallSettings
 from performance.show.schema import ConfigError, Table
 
 

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from performance.install import hours as hours_mod
-from performance.install.hours import InstallSettings, first_instant
+from performance.show import hours as hours_mod
+from performance.show.hours import InstallSettings, first_instant
 from performance.show.schema import ConfigError, Table
 
 BERLIN = ZoneInfo("Europe/Berlin")

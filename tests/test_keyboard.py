@@ -5,7 +5,7 @@ from __future__ import annotations
 import pygame
 from conftest import script_loader  # noqa: F401  (sets SDL to dummy)
 
-from performance.control.keyboard import command_for_key
+from performance.controllers.keyboard import command_for_key
 from performance.engine import Engine
 from performance.show.config import load_setlist
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from performance.control.command import Command
-from performance.control.mapping import load_mapping
-from performance.control.midi import MidiController
+from performance.controllers.mapping import load_mapping
+from performance.controllers.midi import MidiController
+from performance.protocol.commands import Command
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERIC = ROOT / "assets" / "controllers" / "generic-8x16.toml"

@@ -21,8 +21,9 @@ from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from performance.control.osc import OscServer, interpret
-from performance.control.osc_table import COMMANDS, table_text
+from performance.controllers.osc import OscServer
+from performance.controllers.osc_table import COMMANDS, table_text
+from performance.protocol.commands import interpret
 from performance.show.clock import FakeClock
 
 
@@ -391,13 +392,13 @@ def test_malformed_flood_is_logged_a_few_lines_not_one_per_packet(caplog):
 
 
 def slip(packet: bytes) -> bytes:
-    from performance.control.osc import slip_encode
+    from performance.controllers.osc import slip_encode
 
     return slip_encode(packet)
 
 
 def test_tcp_slip_carries_go_and_panic_and_answers_on_the_connection(server):
-    from performance.control.osc import slip_decode
+    from performance.controllers.osc import slip_decode
 
     assert server.tcp_port == server.port
     t = socket.create_connection(("127.0.0.1", server.tcp_port), timeout=2)
@@ -421,7 +422,7 @@ def test_tcp_slip_carries_go_and_panic_and_answers_on_the_connection(server):
 
 
 def test_slip_round_trip_with_escapes():
-    from performance.control.osc import slip_decode, slip_encode
+    from performance.controllers.osc import slip_decode, slip_encode
 
     data = bytes([0xC0, 1, 0xDB, 2, 0xDB, 0xDC, 0xC0])
     framed = slip_encode(data)
@@ -616,7 +617,7 @@ def test_allowlisted_out_sender_is_ignored_by_the_engine(tmp_path):
 
 
 def test_controller_layout_uses_only_known_addresses():
-    from performance.control.osc_table import SESSION, STATE
+    from performance.controllers.osc_table import SESSION, STATE
 
     session = json.loads((ROOT / "assets/controllers/lectern-open-stage-control.json").read_text())
     widgets = session["content"]["widgets"]

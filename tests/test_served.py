@@ -23,7 +23,8 @@ import pytest
 from conftest import ROOT
 from served_server import ALIAS, LlamaServer, free_port, missing, write_card
 
-from performance.generator import Failed, Grant, Open, ServedState, TokenOut, WorkerCore
+from performance.generator import WorkerCore
+from performance.protocol.worker import Failed, Grant, Open, ServedState, TokenOut
 from performance.textgen import load_model
 from performance.textgen.base import ModelFileError
 from performance.textgen.lengths import LengthRule

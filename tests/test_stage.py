@@ -6,9 +6,9 @@ import pygame
 import pytest
 from conftest import ROOT  # noqa: F401  (sets SDL's dummy driver)
 
+from performance.show.look import Look
 from performance.show.schema import ConfigError, Table
 from performance.stage.draw import StageRenderer
-from performance.stage.look import Look
 from performance.stage.view import STREAM_KEEP_CHARS, StageState
 
 W, H = 640, 360

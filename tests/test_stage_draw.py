@@ -10,10 +10,10 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 import pytest  # noqa: E402
 
+from performance.show.look import Look, resolve  # noqa: E402
 from performance.stage.draw import StageRenderer  # noqa: E402
 from performance.stage.fonts import FALLBACK_FONT  # noqa: E402
 from performance.stage.layouts import Placed, Rule  # noqa: E402
-from performance.stage.look import Look, resolve  # noqa: E402
 from performance.stage.view import StageState  # noqa: E402
 
 W, H = 640, 360

@@ -8,8 +8,8 @@ os.environ["SDL_VIDEODRIVER"] = "dummy"
 
 import pytest  # noqa: E402
 
+from performance.show.look import FONTS_DIR, LAYOUT_DEFAULTS, Look, resolve  # noqa: E402
 from performance.show.schema import ConfigError, Table  # noqa: E402
-from performance.stage.look import FONTS_DIR, LAYOUT_DEFAULTS, Look, resolve  # noqa: E402
 
 
 def one_line_error(data: dict, file: str = "scenes/x.toml") -> str:

@@ -10,7 +10,7 @@ os.environ["SDL_VIDEODRIVER"] = "dummy"
 
 import pytest  # noqa: E402
 
-from performance.stage.look import Look  # noqa: E402
+from performance.show.look import Look  # noqa: E402
 from performance.stage.view import MAX_COLUMNS, SPEECH_KEEP, STREAM_KEEP_CHARS, StageState  # noqa: E402
 
 

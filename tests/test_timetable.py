@@ -13,10 +13,10 @@ import pytest
 import schedule
 from conftest import ROOT
 
-from performance.control.timetable import Timetable, parse_timetable
 from performance.show.clock import FakeClock
 from performance.show.config import load_setlist
 from performance.show.schema import ConfigError
+from performance.show.timetable import Timetable, parse_timetable
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SCENES = ["main", "chime", "closing"]

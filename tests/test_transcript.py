@@ -8,8 +8,8 @@ from datetime import datetime
 
 from conftest import script_loader
 
-from performance.control.command import Command
-from performance.engine import Keep
+from performance.protocol.actions import Keep
+from performance.protocol.commands import Command
 from performance.show.config import load_setlist
 from performance.simulate import simulate
 from performance.transcript import TranscriptWriter, read_events

@@ -114,7 +114,7 @@ def _setlist(tmp_path, body: str):
 
 
 def test_engine_carries_xray_only_when_the_scene_asks_and_neuron_steps_live(tmp_path) -> None:
-    from performance.control.command import Command
+    from performance.protocol.commands import Command
     from performance.simulate import simulate
 
     sl = _setlist(tmp_path, 'layout = "xray"\nxray = { k = 3, neuron = 3 }\n')

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from performance.generator import Close, Grant, Open, Opened, TokenOut, WorkerCore
+from performance.generator import WorkerCore
+from performance.protocol.worker import Close, Grant, Open, Opened, TokenOut
 from performance.textgen import ModelFileError, load_model
 from performance.textgen.corpus import read_corpus
 from performance.textgen.lengths import LengthRule

@@ -17,9 +17,9 @@ import pygame
 import pytest
 from conftest import ROOT
 
+from performance.show.look import Look, colour
 from performance.stage.draw import StageRenderer
 from performance.stage.layouts import Placed
-from performance.stage.look import Look, colour
 from performance.stage.view import StageState
 
 W, H = 640, 360

@@ -88,6 +88,6 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--transcript-dir", type=Path, default=Path("sessions"), metavar="DIR", help="where transcripts go (default sessions/)")
     g.add_argument("--stats-json", type=Path, metavar="FILE", help="write frame statistics as JSON at the end")
     g.add_argument("--screenshot", type=Path, metavar="FILE", help="save the last frame as PNG at the end")
-    from performance.control.controllers import add_controller_arguments
+    from performance.controllers.controllers import add_controller_arguments
 
     add_controller_arguments(p)

@@ -112,7 +112,7 @@ class Setlist:
     panic_fade: float = 2.0
     seed: int | None = None
     install: Any = None
-    timetable: tuple = ()  # [[at]] wall-clock triggers (performance.control.timetable.AtEntry)
+    timetable: tuple = ()  # [[at]] wall-clock triggers (performance.show.timetable.AtEntry)
     monitor: int | None = None  # monitor = { display = N }: the poet's confidence monitor on display N
     midi: str | None = None  # MIDI controller port (partial name), as --midi
     midi_map: str | None = None  # mapping file (assets/controllers/*.toml), as --midi-map
@@ -171,14 +171,14 @@ def _length(t: Table) -> LengthSpec:
 def _owned_block(kind: str, t: Table) -> Any:
     """Let the owner of a settings block validate it."""
     if kind == "look":
-        from performance.stage.look import Look
+        from performance.show.look import Look
 
         return Look.from_table(t)
     if kind == "voice":
-        from performance.sound import VoiceSettings
+        from performance.show.sound_settings import VoiceSettings
 
         return VoiceSettings.from_table(t)
-    from performance.sound import SonifySettings
+    from performance.show.sound_settings import SonifySettings
 
     return SonifySettings.from_table(t)
 
@@ -189,7 +189,7 @@ def _xray(t: Table, layout: str) -> Any:
         return None
     if layout not in ("xray", "stream", "reader"):
         raise t.error("xray", t.raw("xray"), 'an [xray] table needs layout "xray", "stream" or "reader"')
-    from performance.stage.xray_state import XraySettings
+    from performance.show.xray_settings import XraySettings
 
     return XraySettings.from_table(t.sub("xray"))
 
@@ -370,12 +370,12 @@ def load_setlist(path: str | Path) -> Setlist:
         entries.append(SetlistEntry(scene, advance))
     install = None
     if t.has("install"):
-        from performance.install.hours import InstallSettings
+        from performance.show.hours import InstallSettings
 
         install = InstallSettings.from_table(t.sub("install"))
     timetable: tuple = ()
     if t.has("at"):
-        from performance.control.timetable import parse_timetable
+        from performance.show.timetable import parse_timetable
 
         names = [n for e in entries for n in (e.scene.name, Path(e.scene.file).stem)]
         timetable = parse_timetable(t.raw("at"), str(path), names, len(entries))

@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from performance.show.sound_settings import SonifySettings, VoiceSettings
 from performance.sound.audio import Mixer, Output, WavTap
-from performance.sound.settings import SonifySettings, VoiceSettings
 from performance.sound.sonify import Sonifier
 
 log = logging.getLogger("lectern.sound")

@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 
-from performance.sound.settings import SCALES, SonifySettings
+from performance.show.sound_settings import SCALES, SonifySettings
 
 SURPRISE_LEVELS = 4
 TEMP_LEVELS = 4

@@ -16,8 +16,7 @@ from typing import Any
 import pygame
 import pygame.freetype
 
-from performance.stage.font_probe import probe_font
-from performance.stage.look import FONTS_DIR
+from performance.show.font_probe import FONTS_DIR, probe_font
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from performance.show.look import Look, colour, mix
 from performance.stage.fonts import LRU, MIN_SIZE, Fonts
-from performance.stage.look import Look, colour, mix
 from performance.stage.view import ColumnView, StageView
 
 READER_MEASURE_EM = 30  # a reader's line length in ems (~55 characters): a page, not a banner

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import pygame
 
+from performance.show.font_probe import FONTS_DIR
 from performance.stage.fonts import LRU, Fonts
-from performance.stage.look import FONTS_DIR
 from performance.stage.view import StageView
 
 log = logging.getLogger("lectern.monitor")

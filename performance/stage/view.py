@@ -15,7 +15,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from performance.stage.look import LAYOUTS, Look, resolve
+from performance.show.look import LAYOUTS, Look, resolve
 from performance.stage.xray_state import XraySettings, XrayTrack, XrayView
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
+from performance.show.look import colour, mix
 from performance.stage.fonts import MIN_SIZE
-from performance.stage.look import colour, mix
 from performance.stage.xray_state import XrayView
 
 CONF_LEVELS = 8

@@ -157,7 +157,8 @@ def bench_neural(gen, streams_list: list[int], seconds: float, repeats: int = 5,
 def bench_flick(gen, repeats: int = 3, ahead: int = 4, words: int = 222) -> dict:
     """The poem flick's need: `ahead` poems of `words` words written together by the generator
     worker (batched streams, as the engine opens them), poems per second, median of `repeats`."""
-    from performance.generator import Done, Grant, Open, WorkerCore
+    from performance.generator import WorkerCore
+    from performance.protocol.worker import Done, Grant, Open
     from performance.textgen.lengths import LengthRule
 
     rule = LengthRule("words", words)

@@ -40,7 +40,7 @@ def run_case(name: str) -> list[dict]:
     """The event list of one golden case, as plain JSON values."""
     from conftest import script_loader
 
-    from performance.control.command import Command
+    from performance.protocol.commands import Command
     from performance.show.config import load_setlist
     from performance.simulate import simulate
 

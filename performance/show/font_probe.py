@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from performance.stage.look import FONTS_DIR
+REPO = Path(__file__).resolve().parents[2]
+FONTS_DIR = REPO / "assets" / "fonts"  # the fonts shipped with Lectern (licences beside them)
 
 PROBE_TIMEOUT_S = 20.0
 MAX_FONT_BYTES = 64 << 20

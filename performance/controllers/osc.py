@@ -1,6 +1,6 @@
 """The OSC server: UDP bytes in, validated Commands out, replies and state back.
 
-As in python-osc, what an address means (validation, clamping: `interpret`) never touches a socket,
+As in python-osc, what an address means (validation, clamping: performance.protocol.commands) never touches a socket,
 and the server threads only move bytes. Handlers never apply anything: accepted Commands go on the
 engine's inbox (a bounded queue.Queue), the engine applies them on its own thread and answers
 through each Command's `reply`.
@@ -34,9 +34,18 @@ from typing import Any
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-from performance.control.command import PREFIX, Command
-from performance.control.inbox import put_latest
-from performance.control.osc_table import COMMANDS, TCP_COMMANDS
+from performance.controllers.inbox import put_latest
+from performance.controllers.osc_table import TCP_COMMANDS
+from performance.protocol.commands import (
+    PREFIX,
+    SESSION_TABLE,
+    TABLE,
+    Command,
+    CommandError,
+    UnknownCommand,
+    clean_args,
+    interpret,
+)
 
 log = logging.getLogger("lectern.osc")
 MAX_DATAGRAM = 65507  # the largest UDP payload; anything bigger is not a packet we could have sent
@@ -54,7 +63,6 @@ MAX_SUBSCRIBERS = 32
 MAX_CREDIT = 65536  # bytes an unverified remote sender may have answered, at most what it sent us
 TCP_IDLE_S = 60.0  # a TCP connection silent this long is closed (MAX_TCP_CLIENTS are shared by all)
 NTP_EPOCH = 2208988800
-TABLE = {a.name: a for a in COMMANDS}
 QUIET = {"state", "reply", "pong"}  # our own outputs echoed back: ignored silently (no echo loops)
 SLIP_END, SLIP_ESC, SLIP_ESC_END, SLIP_ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 
@@ -68,71 +76,6 @@ class _QuietPythonOsc(logging.Filter):
 
 
 _QUIET = _QuietPythonOsc()
-
-
-class OscError(ValueError):
-    """A message that cannot be accepted; the text is the reply's detail."""
-
-
-class UnknownAddress(OscError):
-    """An address that is not in the table."""
-
-
-def _number(v: Any, what: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise OscError(f"{what} must be a number, got {type(v).__name__}")
-    if v != v or v in (float("inf"), float("-inf")):
-        raise OscError(f"{what}: {v} is not a usable number")
-    return float(v)
-
-
-def interpret(address: str, args: tuple, scene_count: int) -> tuple[str, tuple]:
-    """Validate and clamp one command: (name without prefix, clean args), or raise OscError.
-
-    Ints are accepted where floats are expected and whole floats where ints are (TouchOSC sends
-    floats for everything); 0|1 switches read any number (>= 0.5 is on) or an OSC bool."""
-    if not address.startswith(PREFIX + "/"):
-        raise UnknownAddress(f"unknown address {address} (all addresses start with {PREFIX}/)")
-    name = address[len(PREFIX) + 1:]
-    spec = TABLE.get(name)
-    if spec is None:
-        raise UnknownAddress(f"unknown address {address}; see `python run.py osc`")
-    kind = spec.args
-    if kind == "":
-        return name, ()
-    if kind == "b" and name == "caption" and not args:
-        return name, ()
-    if not args:
-        raise OscError(f"{address} needs an argument ({spec.range})")
-    v = args[0]
-    if kind == "f":
-        x = _number(v, address)
-        lo, hi = spec.bounds
-        return name, (min(hi, max(lo, x)),)
-    if kind == "i":
-        x = _number(v, address)
-        if x != int(x):
-            raise OscError(f"{address} needs a whole number, got {v}")
-        if name == "seed" and not 0 <= x <= 2**31 - 1:
-            raise OscError(f"{address} needs a seed 0..2147483647, got {int(x)}")
-        return name, (min(2**31 - 1, max(0, int(x))),)
-    if kind == "b":
-        if isinstance(v, bool):
-            return name, (int(v),)
-        return name, (1 if _number(v, address) >= 0.5 else 0,)
-    if kind == "s":
-        if isinstance(v, str) and not v.strip() and f"{name}/release" in TABLE:
-            return f"{name}/release", ()  # an empty prompt or model lets go of the override
-        if not isinstance(v, str) or not v.strip():
-            raise OscError(f"{address} needs a non-empty string")
-        return name, (v[:500],)
-    # i|s: a scene number (clamped into the setlist) or a name
-    if isinstance(v, str):
-        if not v.strip():
-            raise OscError(f"{address} needs a scene number 1..{max(1, scene_count)} or a scene name")
-        return name, (v[:200],)
-    x = int(_number(v, address))
-    return name, (min(max(1, scene_count), max(1, x)),)
 
 
 def parse_datagram(data: bytes, depth: int = 0) -> list[tuple[float | None, OscMessage]]:
@@ -574,10 +517,11 @@ class OscServer:
             reply(False, "send /lectern/connect <passcode> first")
             return
         if name == "subscribe":
-            port = params[0] if params else None
-            if isinstance(port, bool) or not isinstance(port, int | float) or not 1 <= port <= 65535:
+            try:
+                _, (port,) = clean_args(SESSION_TABLE["subscribe"], params[:1], 0)
+            except CommandError as e:
                 self.counts["invalid"] += 1
-                reply(False, "subscribe needs a UDP port 1..65535")
+                reply(False, str(e))
                 return
             if (addr[0], int(port)) == self.sock.getsockname()[:2]:
                 self.counts["invalid"] += 1
@@ -608,14 +552,14 @@ class OscServer:
             return
         try:
             name, args = interpret(address, params, self.scene_count())
-        except OscError as e:
-            self.counts["unknown" if isinstance(e, UnknownAddress) else "invalid"] += 1
+        except CommandError as e:
+            self.counts["unknown" if isinstance(e, UnknownCommand) else "invalid"] += 1
             self._warn("invalid", "OSC %s from %s refused: %s", address, addr[0], e)
             reply(False, str(e))
             return
         try:
             due = self._due(tag)
-        except OscError as e:
+        except CommandError as e:
             self.counts["invalid"] += 1
             reply(False, str(e))
             return
@@ -675,7 +619,7 @@ class OscServer:
         if delay <= 0:
             return None
         if delay > MAX_DELAY_S:
-            raise OscError(f"bundle timetag {delay:.0f} s ahead; at most {MAX_DELAY_S:.0f} s allowed")
+            raise CommandError(f"bundle timetag {delay:.0f} s ahead; at most {MAX_DELAY_S:.0f} s allowed")
         return self.clock.now() + delay * getattr(self.clock, "time_scale", 1.0)
 
     def _enqueue(self, cmd: Command, key: tuple[str, str] | None) -> bool:

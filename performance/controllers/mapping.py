@@ -31,19 +31,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from performance.protocol.commands import network_commands
 from performance.show.schema import ConfigError, Table
 
-# continuous commands: (lowest, highest) the command accepts, whether the value is a whole number
+# continuous commands: (lowest, highest) the command accepts, whether the value is a whole number.
+# The faders' bounds are the command table's; seed and neuron get a range a 7-bit control can cover.
 CONTINUOUS: dict[str, tuple[float, float, bool]] = {
-    "temperature": (0.0, 3.0, False),
-    "volume": (0.0, 1.0, False),
-    "speed": (0.1, 10.0, False),
+    **{c.name: (*c.bounds, False) for c in network_commands() if c.fader and c.bounds is not None},
     "neuron": (0.0, 4095.0, True),
     "seed": (0.0, 127.0, True),
 }
-# buttons: fire once per press
-BUTTONS = ("go", "back", "panic", "pause", "resume", "blackout", "keep", "reseed", "temperature/release",
-           "voice", "sonify", "caption", "scene", "learn")
+# buttons: fire once per press (every command without an argument, a switch, a scene, and learn)
+BUTTONS = tuple(c.name for c in network_commands() if c.args in ("", "b", "i|s") or c.name == "learn")
 TOGGLES = {"pause": "paused", "voice": "voice", "sonify": "sonify", "caption": "caption"}  # command -> state key
 STATE_KEY = {"temperature": "temperature", "volume": "volume", **TOGGLES}  # what feedback follows
 CURVES = ("linear", "exp", "log")

@@ -14,12 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from performance.show.font_probe import FONTS_DIR, REPO
 from performance.show.schema import ConfigError, Table
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-FONTS_DIR = REPO / "assets" / "fonts"
 NAMED_FONTS = {"serif": "DejaVuSerif.ttf", "sans": "DejaVuSans.ttf", "mono": "DejaVuSansMono.ttf"}
 LAYOUTS = ("stream", "flick", "sentence", "reader", "columns", "xray")
 ALIGNS = ("left", "center")
@@ -140,7 +139,7 @@ def _font_file(font: str, t: Table) -> Path:
     candidates = [p] if p.is_absolute() else [Path(t.file).parent / p, REPO / p]
     for c in candidates:
         if c.suffix.lower() in (".ttf", ".otf") and c.is_file():
-            from performance.stage.font_probe import probe_font  # a child process: only for fonts not shipped
+            from performance.show.font_probe import probe_font  # a child process: only for fonts not shipped
 
             bad = probe_font(c)
             if bad is not None:

@@ -39,9 +39,7 @@ from datetime import datetime, tzinfo
 
 import schedule
 
-from performance.control.command import PREFIX, Command
-from performance.control.osc import OscError, interpret
-from performance.control.osc_table import COMMANDS
+from performance.protocol.commands import PREFIX, TABLE, Command, CommandError, interpret
 from performance.show.schema import ConfigError, Table
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -50,8 +48,6 @@ EVERY = ("day", "hour", "minute")
 AT_FORMS = {"day": ('"HH:MM" or "HH:MM:SS" from 00:00 to 23:59:59', re.compile(r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")),
             "hour": ('":MM" or "MM:SS" (minutes and seconds 00-59)', re.compile(r"^([0-5]\d)?:[0-5]\d$")),
             "minute": ('":SS" (seconds 00-59)', re.compile(r"^:[0-5]\d$"))}
-EXTRA = ("restart",)  # not OSC commands; the runtime carries them out
-_TABLE = {a.name: a for a in COMMANDS}
 
 _WALL: contextvars.ContextVar[tuple[datetime, datetime] | None] = contextvars.ContextVar("lectern_wall", default=None)
 
@@ -127,12 +123,8 @@ def parse_do(t: Table, key: str, text: object, scene_names: list[str], scene_cou
     name, _, rest = text.strip().partition(" ")
     name = name.removeprefix(PREFIX + "/").removeprefix("/")
     rest = rest.strip()
-    if name in EXTRA:
-        if rest:
-            raise t.error(key, text, f"{name} takes no argument")
-        return name, ()
-    spec = _TABLE.get(name)
-    if spec is None:
+    spec = TABLE.get(name)
+    if spec is None or not spec.network and name != "restart":  # the schedule may restart, never quit
         raise t.error(key, text, allowed)
     args: tuple = ()
     if rest:
@@ -146,9 +138,11 @@ def parse_do(t: Table, key: str, text: object, scene_names: list[str], scene_cou
             except ValueError:
                 raise t.error(key, text, f"{name} needs {spec.range}") from None
     try:
-        name, args = interpret(f"{PREFIX}/{name}", args, scene_count)
-    except OscError as e:
+        name, args = interpret(name, args, scene_count, network=False)
+    except CommandError as e:
         raise t.error(key, text, str(e)) from None
+    if name == "restart":
+        return name, ()  # the runtime's own: the transcript has always named it without the prefix
     if name == "scene":
         a = args[0]
         if isinstance(a, int) and not 1 <= a <= scene_count or isinstance(a, str) and a not in scene_names:

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from performance.control.command import Command
-from performance.control.publisher import StatePublisher
+from performance.controllers.publisher import StatePublisher
+from performance.protocol.commands import Command
 
 log = logging.getLogger("lectern.controllers")
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +43,8 @@ class Controllers:
         names: Callable[[], list[str]] = lambda: [e.scene.name for e in setlist.entries]  # noqa: E731
         port = getattr(args, "midi", None) or getattr(setlist, "midi", None)
         if port:
-            from performance.control.mapping import load_mapping
-            from performance.control.midi import MidiController, learned_path_for
+            from performance.controllers.mapping import load_mapping
+            from performance.controllers.midi import MidiController, learned_path_for
 
             map_file = getattr(args, "midi_map", None) or getattr(setlist, "midi_map", None) or DEFAULT_MAP
             mapping = load_mapping(map_file)  # a bad mapping file is a ConfigError: one line, before the show
@@ -53,7 +53,7 @@ class Controllers:
             self.midi.start()
             publisher.subscribe(self.midi.publish_state)
         if getattr(args, "remote", None) is not None:
-            from performance.control.remote import RemoteError, RemoteServer
+            from performance.controllers.remote import RemoteError, RemoteServer
 
             try:
                 self.remote = RemoteServer(inbox, host=args.remote_host, port=args.remote, passcode=passcode,
@@ -118,7 +118,7 @@ def check_controller_args(args: argparse.Namespace, setlist) -> str | None:
     if getattr(args, "remote", None) is not None and not 0 <= args.remote <= 65535:
         return f"--remote {args.remote}: a TCP port 0..65535 (0 = any free one)"
     if getattr(args, "midi", None) or getattr(setlist, "midi", None):
-        from performance.control.mapping import load_mapping
+        from performance.controllers.mapping import load_mapping
 
         try:
             load_mapping(getattr(args, "midi_map", None) or getattr(setlist, "midi_map", None) or DEFAULT_MAP)

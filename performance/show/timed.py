@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 
-from performance.control.command import Command
+from performance.protocol.commands import Command
 
 MAX_WAITING = 256  # timed commands waiting in total ...
 MAX_WAITING_PER_SENDER = 64  # ... and from one sender (IP address; keys and schedule share one slot)

@@ -25,9 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from performance.control.command import PREFIX, Command
-from performance.control.inbox import put_latest
-from performance.control.mapping import (
+from performance.controllers.inbox import put_latest
+from performance.controllers.mapping import (
     BUTTONS,
     CONTINUOUS,
     LEARNED_FILE,
@@ -42,6 +41,7 @@ from performance.control.mapping import (
     parse,
     save_learned,
 )
+from performance.protocol.commands import PREFIX, Command, CommandError, validate
 
 log = logging.getLogger("lectern.midi")
 CLIENT = "lectern"
@@ -373,18 +373,14 @@ class MidiController:
         return self._validated(name, args, received)
 
     def _validated(self, name: str, args: tuple, received: float) -> Command | None:
-        """The same validation and clamping as OSC (osc.interpret) for every address in its table."""
-        from performance.control.osc import TABLE, OscError, interpret
-
-        if name in TABLE:
-            try:
-                name, args = interpret(f"{PREFIX}/{name}", args, self.scene_count())
-            except OscError as e:
-                log.warning("MIDI: %s refused: %s", name, e)
-                return None
-        # stamped as OSC stamps its Commands (just before they go on the inbox), so the latency
-        # figures of both measure the same stretch: inbox → first frame that shows it
-        return Command(f"{PREFIX}/{name}", args, source="midi", received=time.monotonic())
+        """The one validation (performance.protocol.commands) every input goes through."""
+        try:
+            # stamped as OSC stamps its Commands (just before they go on the inbox), so the latency
+            # figures of both measure the same stretch: inbox → first frame that shows it
+            return validate(name, args, scene_count=self.scene_count(), source="midi", received=time.monotonic())
+        except CommandError as e:
+            log.warning("MIDI: %s refused: %s", name, e)
+            return None
 
     def _enqueue(self, cmd: Command, b: Binding) -> None:
         got = put_latest(self.inbox, cmd, self._slots.get(b) if b.continuous else None)

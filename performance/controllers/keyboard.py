@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from performance.control.command import PREFIX, Command
+from performance.protocol.commands import PREFIX, Command
 
 KEY_HELP = [
     ("space", "GO: start the scene standing by"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import queue
 
-from performance.control.command import Command
+from performance.protocol.commands import Command
 
 MAX_PENDING = 256  # commands waiting for the engine; past this only fader updates still get in
 

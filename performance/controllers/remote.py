@@ -31,16 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from performance.control.command import PREFIX, Command
-from performance.control.inbox import put_latest
-from performance.control.osc import OscError, interpret
-from performance.control.osc_table import COMMANDS
+from performance.controllers.inbox import put_latest
+from performance.protocol.commands import PREFIX, TABLE, Command, CommandError, interpret
 
 log = logging.getLogger("lectern.remote")
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "remote"
 FILES = {"/": ("index.html", "text/html"), "/remote.js": ("remote.js", "application/javascript"),
          "/remote.css": ("remote.css", "text/css")}
-FADERS = {a.name for a in COMMANDS if a.fader}
+FADERS = {a.name for a in TABLE.values() if a.fader}
 PASSCODE_TRIES = 5
 LOCKOUT_S = 30.0
 MAX_CLIENTS = 32
@@ -277,7 +275,7 @@ class RemoteServer:
             return
         try:
             name, clean = interpret(address, tuple(args), len(self.scene_names()))
-        except OscError as e:
+        except CommandError as e:
             self.counts["refused"] += 1
             self._push(c, {"type": "reply", "id": rid, "address": address, "ok": False, "detail": str(e)})
             return

@@ -1,0 +1,83 @@
+"""What the engine asks of the world (the Outbox and its actions) and the inputs it gets besides
+commands and worker messages (speech, worker restarts).
+
+The runtime routes each action to its owner by type; the simulator and the tests read them
+directly. Everything the engine learns arrives as one of these messages in `Engine.step`'s inbox:
+no driver calls into the engine by a side door.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Speak:
+    poem: int
+    line: int
+    text: str
+    settings: Any
+    temperature: float
+
+
+@dataclass(frozen=True, slots=True)
+class Sonify:
+    text: str
+    p: float
+    temperature: float
+    settings: Any
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SoundCtl:
+    op: str  # volume | panic | blackout | resume | cancel
+    value: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """From the sound system: an utterance is scheduled in the mix at [start, end)."""
+
+    poem: int
+    line: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class Keep:
+    """Ask the transcript owner to append a poem to harvest.txt."""
+
+    poem: int
+    text: str
+    footer: str
+    # the keep command's answer: the transcript owner calls it once the line is on disk (or failed)
+    reply: Callable[[bool, str], None] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Outbox:
+    events: list[dict] = field(default_factory=list)
+    worker: list = field(default_factory=list)
+    sound: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechState:
+    """From the sound system, once a frame while it runs: is a line still being spoken, and is
+    the speech queue past the scene's limit (the voice's `when_behind = "hold"` policy)."""
+
+    speaking: bool
+    backlog_full: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRestarted:
+    """From the runtime's watchdog: the generator worker was replaced and knows no request, so the
+    poems being written start again (the unrevealed tokens are lost, nothing else)."""
+
+    why: str = "died"
