@@ -120,3 +120,37 @@ def test_transcript_lines_with_nowhere_to_go_are_counted_in_one_line(full_disk, 
     assert not tracebacks(caplog)
     lost = [r.getMessage() for r in caplog.records if "lost" in r.getMessage() and "25" in r.getMessage()]
     assert len(lost) == 1, [r.getMessage() for r in caplog.records]
+
+
+def test_recording_on_a_full_disk_stops_in_one_line_that_says_why(full_disk, thread_errors, caplog, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    import pygame
+
+    from performance.media import ffmpeg
+    from performance.recorder import Recorder
+
+    try:
+        ffmpeg()
+    except Exception as e:
+        pytest.skip(f"no ffmpeg ({e})")
+    caplog.set_level(logging.INFO)
+    (full_disk / "filler").unlink()
+    (full_disk / "filler").write_bytes(b"\0" * (64 * 1024 - 24 * 1024))
+    r = Recorder(full_disk / "show.mp4", (160, 120), fps=30)
+    r.start()
+    surf = pygame.Surface((160, 120))
+    rng = np.random.default_rng(1)
+    t0 = time.monotonic()
+    i = 0
+    while not r.error and time.monotonic() - t0 < 20:  # noise compresses badly: the disk fills in a second
+        pygame.surfarray.blit_array(surf, rng.integers(0, 2**24, (160, 120)))
+        r.frame(surf, i / 30)
+        i += 1
+        time.sleep(0.01)
+    for j in range(30):  # the show goes on: frames offered to a stopped recording cost nothing
+        r.frame(surf, (i + j) / 30)
+    r.close(end=(i + 30) / 30)
+    assert not thread_errors and not tracebacks(caplog)
+    lines = [r_.getMessage() for r_ in caplog.records if r_.levelno >= logging.WARNING and r_.name == "lectern.recorder"]
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    assert "no space left" in lines[0].lower() and "show.mp4" in lines[0] and "the show goes on" in lines[0], lines
