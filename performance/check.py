@@ -18,11 +18,12 @@ def register_check(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from performance.safe_files import UnsafeFile, read_text_limited
-    from performance.show.config import load_scene, load_setlist
+    from performance.safe_files import UnsafeFile
+    from performance.show.config import _read_toml, load_scene, load_setlist, looks_like_setlist
     from performance.textgen.base import ModelFileError
 
     failures = 0
+    cards = _Cards()  # a model many scenes name is read once per run, not once per scene
     for path in args.paths:
         try:
             if path.is_dir():
@@ -45,17 +46,18 @@ def run_check(args: argparse.Namespace) -> int:
                 for w in card_warnings(getattr(gen, "card", {}) or {}):
                     print(f"warn  {path}: {w}")
             else:
-                data = read_text_limited(path)
-                if "[[scene]]" in data:
+                if looks_like_setlist(_read_toml(path)):
                     sl = load_setlist(path)
                     scenes = [e.scene for e in sl.entries]
                     what = f"setlist ({len(sl.entries)} scenes" + (f", {len(sl.timetable)} [[at]])" if sl.timetable else ")")
+                    _check_at_models(sl, cards)
                     safe = sl.install.safe_setlist if sl.install is not None else None
                     if safe:  # the fallback of a gallery is checked as thoroughly as the main setlist
                         try:
                             safe_sl = load_setlist(safe)
                             for scene in (e.scene for e in safe_sl.entries):
-                                _check_models(scene)
+                                _check_models(scene, cards)
+                            _check_at_models(safe_sl, cards)
                         except (ConfigError, UnsafeFile) as e:
                             raise ConfigError(f"{path}: key 'install.safe_setlist' = {safe!r}: {e}") from None
                         what += f", safe setlist {safe} ok"
@@ -63,7 +65,7 @@ def run_check(args: argparse.Namespace) -> int:
                     scenes = [load_scene(path)]
                     what = "scene"
                 for scene in scenes:
-                    _check_models(scene)
+                    _check_models(scene, cards)
             print(f"ok    {path}: {what}")
         except (ConfigError, ModelFileError, UnsafeFile) as e:
             failures += 1
@@ -72,6 +74,28 @@ def run_check(args: argparse.Namespace) -> int:
             failures += 1
             print(f"error {path}: {e.strerror}")
     return 1 if failures else 0
+
+
+class _Cards:
+    """read_card(resolve_model_dir(m)) once per model reference: the outcome (the card, or the
+    ModelFileError) is kept, so 10,000 scenes naming one model read its card once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, dict | Exception] = {}
+
+    def read(self, m: str) -> dict:
+        from performance.textgen.base import ModelFileError
+        from performance.textgen.registry import read_card, resolve_model_dir
+
+        if m not in self._seen:
+            try:
+                self._seen[m] = read_card(resolve_model_dir(m))
+            except ModelFileError as e:
+                self._seen[m] = e
+        got = self._seen[m]
+        if isinstance(got, Exception):
+            raise got
+        return got
 
 
 def _test_write(gen, path: Path) -> None:
@@ -87,18 +111,31 @@ def _test_write(gen, path: Path) -> None:
         raise ConfigError(f"{path}: loads but cannot write ({type(e).__name__}: {e})") from None
 
 
-def _check_models(scene) -> None:
+def _check_models(scene, cards: _Cards | None = None) -> None:
     """Every model a scene names must be a readable model folder."""
     from performance.textgen.base import ModelFileError
-    from performance.textgen.registry import read_card, resolve_model_dir
 
+    cards = cards or _Cards()
     for m in scene.models:
         if m.endswith("@follow") and getattr(scene, "train", None) is not None:
             continue  # the scene's own trainer writes it
         try:
-            read_card(resolve_model_dir(m))
+            cards.read(m)
         except ModelFileError as e:
             raise ConfigError(f"{scene.file}: key 'model' = {m!r}: {e}") from None
+
+
+def _check_at_models(setlist, cards: _Cards) -> None:
+    """A `[[at]]` that will switch the model names one whose card reads (the name itself was
+    checked when the setlist loaded); found now, not when it fires in the middle of a show."""
+    from performance.textgen.base import ModelFileError
+
+    for e in setlist.timetable:
+        if e.address.endswith("/model") and e.args:
+            try:
+                cards.read(str(e.args[0]))
+            except ModelFileError as err:
+                raise ConfigError(f"{setlist.file}: key 'at[{e.n}].do' = {e.do!r}: {err}") from None
 
 
 def served_fallbacks(setlist) -> list[str]:

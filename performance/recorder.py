@@ -105,11 +105,25 @@ class Recorder:
                 self._proc.stdin.write(data)
                 self.frames_written += 1
             except (BrokenPipeError, OSError) as e:
-                self.error = f"ffmpeg stopped: {e}"
-                log.error("recording stopped: %s", e)
+                self.error = f"ffmpeg stopped: {self._why(e)}"
+                log.error("recording %s stopped: %s; the video so far is in %s; the show goes on",
+                          self.path, self.error, self.partial)
                 return
             prev, written = data, tick
         self._prev, self._written = prev, written
+
+    def _why(self, e: OSError) -> str:
+        """What ffmpeg said when it went (a full disk: "No space left on device"), in one line."""
+        said = ""
+        try:
+            self._proc.wait(5)
+            said = self._proc.stderr.read().decode("utf-8", "replace") if self._proc.stderr else ""
+        except Exception:
+            pass
+        lines = [ln.strip() for ln in said.splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "No space left" in ln or "Read-only" in ln or "Permission denied" in ln),
+                   lines[-1] if lines else str(e))
+        return " ".join(why.split())[:200]
 
     def close(self, end: float | None = None) -> Path | None:
         """Finish: fill up to the session's end, finish the MKV, mux the MP4. Returns the MP4 path."""
@@ -138,6 +152,9 @@ class Recorder:
             mux(self.partial, self.audio, self.path, duration=self.frames_written / self.fps)
             self.partial.unlink(missing_ok=True)
         except MediaError as e:
-            log.error("%s (the video is still in %s)", e, self.partial)
+            if self.error:  # already said in its one line; the file so far is where that line says
+                log.info("recording %s not finished after it stopped (%s)", self.path, " ".join(str(e).split())[-200:])
+            else:
+                log.error("%s (the video is still in %s)", " ".join(str(e).split()), self.partial)
             return None
         return self.path

@@ -43,12 +43,15 @@ def read_limited(path: str | Path, limit: int) -> bytes:
 
 
 def read_text_limited(path: str | Path, limit: int = MAX_CONFIG_BYTES) -> str:
-    """`read_limited` decoded as UTF-8 text; a binary (NUL bytes, bad UTF-8) is refused in one line."""
+    """`read_limited` decoded as UTF-8 text; a binary (NUL bytes, bad UTF-8) is refused in one line.
+    A leading byte-order mark (Windows Notepad writes one) is dropped: it is no part of the text."""
     data = read_limited(path, limit)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UnsafeFile(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8")
     if b"\x00" in data:
         raise UnsafeFile(f"{path}: binary data (NUL bytes); expected UTF-8 text")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         raise UnsafeFile(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 

@@ -7,7 +7,9 @@ seconds since session start), "wall" (ISO time on the engine's notion of wall ti
 
 Each file is written on its own, in whole lines: a full disk or a read-only file holds that file's
 lines in bounded memory (the show goes on) and they are written, with a `resumed` event, when it can
-be written again. A keep is answered "ok" only once its line is on disk.
+be written again. A keep is answered "ok" only once its line is on disk. Lines still held when the
+session ends (the disk is still full or read-only) are saved in a folder of their own under the
+temp dir (or ~/.cache), said in one line; if that fails too, one line counts what was lost.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import os
 import queue
 import re
+import tempfile
 import threading
 import time
 from collections import deque
@@ -62,6 +65,7 @@ class _LineFile:
         self.failures = 0
         self.lost = 0
         self.held_through = 0  # lines that waited through the last failure
+        self.why = ""  # the last failure, as the OS said it
 
     def add(self, line: str) -> None:
         b = line.encode("utf-8", "replace")
@@ -148,6 +152,7 @@ class _LineFile:
                 pass
             self._fd = None  # reopened at the next try: the file may have been replaced or fixed
         self.failures += 1
+        self.why = e.strerror or str(e)
         if not self.failing:
             log.error("%s: writing paused (%s); its lines are held in memory and retried every %.0f s; "
                       "the show goes on",
@@ -155,6 +160,24 @@ class _LineFile:
         self.failing = True
         self.held_through = len(self._held)
         self._retry_at = time.monotonic() + self.retry_s
+
+    def save_to(self, folder: Path) -> bool:
+        """Write the held lines to a file of the same name in `folder` (the end of a session whose
+        disk never came back); True when they are there."""
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / self.path.name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                data = b"".join(self._held)
+                view, done = memoryview(data), 0
+                while done < len(data):
+                    done += os.write(fd, view[done:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         self.flush(force=True)
@@ -271,6 +294,25 @@ class TranscriptWriter:
         self._flush_all()
         for f in (self._jsonl, self._txt, self._harvest):
             f.close()
+        self._save_what_is_held()
+
+    def _save_what_is_held(self) -> None:
+        """At the end: lines the session's folder never took go elsewhere, or are counted, in one line."""
+        held = [f for f in (self._jsonl, self._txt) if f.pending()]
+        if not held:
+            return
+        what = " and ".join(f"{f.pending()} {'.jsonl lines' if f is self._jsonl else '.txt poems'}" for f in held)
+        why = held[0].why or "cannot write"
+        folders = [Path(tempfile.gettempdir()) / "lectern-unsaved", Path.home() / ".cache" / "lectern-unsaved"]
+        where = {f: next((d for d in folders if f.save_to(d)), None) for f in held}
+        if all(where.values()):
+            log.warning("transcript: %s could not be written to %s (%s); saved to %s", what, self.folder, why,
+                        " and ".join(sorted({str(d) for d in where.values()})))
+            return
+        lost = " and ".join(f"{f.pending()} {'.jsonl lines' if f is self._jsonl else '.txt poems'}"
+                            for f, d in where.items() if d is None)
+        log.error("transcript: %s could not be written to %s (%s) nor to %s: %s lost", what, self.folder, why,
+                  " or ".join(map(str, folders)), lost)
 
 
 def read_events(path: str | Path) -> list[dict]:

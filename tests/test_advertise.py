@@ -1,8 +1,16 @@
 """Zeroconf: the OSC port announced as `_osc._udp`, found by a real Zeroconf browser from the same
-library; only beyond loopback, never with --no-advertise."""
+library; only beyond loopback, never with --no-advertise.
+
+Every test here that announces or browses (mDNS multicast) runs inside a private network namespace
+it makes (`unshare --net`): loopback up with multicast on, and one interface, lan0, with a private
+address standing in for the LAN. Nothing leaves the machine. Where unshare is not permitted they skip.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,6 +47,62 @@ class Found(ServiceListener):
         self.changed.set()
 
 
+NETNS_ENV = "LECTERN_TEST_NETNS"
+LAN = "10.211.0.2"  # lan0's address inside the namespace (a private range)
+NETNS_IFACES = {"lo", "lan0", "lan0peer"}
+# lan0 is a dummy interface where the kernel has the module, else one end of a veth pair whose other
+# end (lan0peer) is in the same namespace: multicast sent on it comes back to this namespace only
+NETNS_SETUP = f"""set -e
+ip link set lo up
+ip link set lo multicast on
+ip link add lan0 type dummy 2>/dev/null || ip link add lan0 type veth peer name lan0peer
+ip addr add {LAN}/24 dev lan0
+ip link set lan0 multicast on
+ip link set lan0 up
+if ip link show lan0peer >/dev/null 2>&1; then ip link set lan0peer up; fi
+exec "$@"
+"""
+
+
+def _unshare_refused() -> str | None:
+    """Why a private network namespace cannot be made here, or None when it can."""
+    if not shutil.which("unshare") or not shutil.which("ip"):
+        return "unshare or ip (iproute2) is not installed"
+    r = subprocess.run(["unshare", "--net", "sh", "-c", NETNS_SETUP, "sh", "true"], capture_output=True, text=True)
+    return None if r.returncode == 0 else f"unshare --net not permitted here ({r.stderr.strip()[:100]})"
+
+
+def private_network(test):
+    """Run `test` in a pytest of its own inside a fresh network namespace; inside it, first make
+    sure the namespace is the private one (no interface but lo and lan0)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        if os.environ.get(NETNS_ENV) == "1":
+            names = {n for _, n in socket.if_nameindex()}
+            assert names <= NETNS_IFACES, f"multicast test outside its private namespace: interfaces {names}"
+            return test(*args, **kwargs)
+        why = _unshare_refused()
+        if why:
+            pytest.skip(why)
+        r = subprocess.run(["unshare", "--net", "sh", "-c", NETNS_SETUP, "sh", sys.executable, "-m", "pytest",
+                            "-o", "addopts=", "-q", "-rs", "-m", "", "-p", "no:cacheprovider", f"tests/test_advertise.py::{test.__name__}"],
+                           cwd=ROOT, env={**os.environ, NETNS_ENV: "1"}, capture_output=True, text=True, timeout=300)
+        tail = (r.stdout + r.stderr)[-3000:]
+        if r.returncode == 0 and " skipped" in r.stdout and " passed" not in r.stdout:
+            pytest.skip(f"in the private namespace: {tail.strip().splitlines()[-2][:200]}")
+        assert r.returncode == 0 and "1 passed" in r.stdout, tail
+
+    return run
+
+
+@private_network
+def test_multicast_tests_see_only_the_private_namespace():
+    names = {n for _, n in socket.if_nameindex()}
+    assert names <= NETNS_IFACES and "lan0" in names, names
+    assert _addresses("0.0.0.0") == [LAN]  # the "LAN" Zeroconf announces on is lan0's private address
+
+
 def wait(cond, timeout: float) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -63,6 +127,7 @@ def test_advertise_only_beyond_loopback_and_not_when_told():
     assert not should_advertise("0.0.0.0", no_advertise=True)
 
 
+@private_network
 def test_a_browser_on_loopback_finds_the_service_and_sees_it_go():
     adv = Advertiser("Lectern test-loopback", 9123, "127.0.0.1", {"prefix": "/lectern", "setlist": "demo"},
                      interfaces=["127.0.0.1"])
@@ -84,6 +149,7 @@ def test_a_browser_on_loopback_finds_the_service_and_sees_it_go():
 
 
 @pytest.mark.slow
+@private_network
 def test_play_advertises_on_the_network_unless_loopback_or_no_advertise(tmp_path):
     lan = _addresses("0.0.0.0")
     if not lan:

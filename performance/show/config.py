@@ -327,9 +327,31 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
     return scene
 
 
+# top-level keys only a setlist has: a file with one of them and no [[scene]] is a setlist that forgot its scenes
+SETLIST_KEYS = ("scene", "scenes", "loop", "start", "min_go_interval", "panic_fade", "install", "at", "monitor",
+                "midi", "midi_map")
+
+
+def looks_like_setlist(data: dict) -> bool:
+    return any(k in data for k in SETLIST_KEYS)
+
+
+def _no_scenes(path: Path, data: dict) -> ConfigError:
+    typo = " (found 'scenes': the table is [[scene]], singular)" if "scenes" in data else ""
+    keys = ", ".join(repr(k) for k in SETLIST_KEYS if k in data and k not in ("scene", "scenes"))
+    what = f"a setlist (it has {keys}) " if keys else "a setlist "
+    return ConfigError(f"{path}: {what}needs at least one [[scene]] table (with file = \"scenes/NAME.toml\" "
+                       f"or inline keys){typo}")
+
+
 def load_scene(path: str | Path) -> Scene:
     path = Path(path)
-    return scene_from_dict(_read_toml(path), path, path.stem)
+    data = _read_toml(path)
+    if looks_like_setlist(data):
+        if isinstance(data.get("scene"), list) and data["scene"]:
+            raise ConfigError(f"{path}: a setlist (it has [[scene]] tables), not a scene; play or check it as a setlist")
+        raise _no_scenes(path, data)
+    return scene_from_dict(data, path, path.stem)
 
 
 def _resolve(ref: str, relative_to: Path) -> Path:
@@ -347,6 +369,40 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def at_model_names(entries) -> set[str]:
+    """The models an `[[at]]` (or OSC) `model NAME` may name: those the setlist's scenes use, and
+    folders under models/ by name (no paths: a timetable never reaches outside models/)."""
+    from performance.textgen.registry import MODELS_DIR
+
+    names = {m for e in entries for m in e.scene.models}
+    if MODELS_DIR.is_dir():
+        names |= {d.name for d in MODELS_DIR.iterdir() if (d / "model.json").is_file()}
+    return names
+
+
+def _check_at_arguments(raw: Any, path: Path, entries) -> None:
+    """What an `[[at]]` firing would refuse, refused when the setlist is read: a scene number
+    outside the setlist (OSC clamps it; a timetable means the number it says) and a model the
+    show could not name. The grammar of `do` itself is parse_timetable's."""
+    if not isinstance(raw, list):
+        return
+    models: set[str] | None = None
+    for n, item in enumerate(raw, start=1):
+        do = item.get("do") if isinstance(item, dict) else None
+        if not isinstance(do, str):
+            continue
+        name, _, rest = do.strip().partition(" ")
+        name, rest = name.removeprefix("/lectern/").removeprefix("/"), rest.strip()
+        t = Table(item, path, f"at[{n}]")
+        if name == "scene" and rest.lstrip("-").isdigit() and not 1 <= int(rest) <= len(entries):
+            raise t.error("do", do, f"no such scene; scenes: 1..{len(entries)} or a scene's name")
+        if name == "model" and rest:
+            models = at_model_names(entries) if models is None else models
+            if rest not in models:
+                raise t.error("do", do, "a model the setlist's scenes use or a folder name under models/ "
+                                        f"(no paths); known: {', '.join(sorted(models))[:300]}")
+
+
 def load_setlist(path: str | Path) -> Setlist:
     """Load a setlist and every scene it names; the first error stops with its one line."""
     path = Path(path)
@@ -354,7 +410,7 @@ def load_setlist(path: str | Path) -> Setlist:
     t = Table(data, path)
     scenes_raw = t.raw("scene")
     if not isinstance(scenes_raw, list) or not scenes_raw:
-        raise ConfigError(f"{path}: needs at least one [[scene]] (with file = \"scenes/NAME.toml\" or inline keys)")
+        raise _no_scenes(path, data)
     entries = []
     for i, entry in enumerate(scenes_raw, start=1):
         et = Table(entry, path, f"scene[{i}]")
@@ -378,6 +434,7 @@ def load_setlist(path: str | Path) -> Setlist:
         from performance.show.timetable import parse_timetable
 
         names = [n for e in entries for n in (e.scene.name, Path(e.scene.file).stem)]
+        _check_at_arguments(t.raw("at"), path, entries)
         timetable = parse_timetable(t.raw("at"), str(path), names, len(entries))
     monitor = None
     if t.has("monitor"):

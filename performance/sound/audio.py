@@ -209,21 +209,29 @@ class WavTap:
     """Writes the mix to a 16-bit stereo WAV on its own thread.
 
     `write` copies the block into a preallocated ring slot (no allocation in the audio callback);
-    if the writer falls a whole ring behind, blocks are dropped and counted.
+    if the writer falls a whole ring behind, blocks are dropped and counted. A write that fails (a
+    full disk, a read-only or vanished folder) stops the recording with one log line; the mix, the
+    device and the show go on, `write` then costs nothing, and at close the file's header is made to
+    match what reached the disk, so the WAV so far stays playable.
     """
 
     SLOTS = 512  # ~11 s of 1024-sample blocks
 
     def __init__(self, path: Path, rate: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.rate = rate
         self.frames = 0
         self.dropped = 0
-        self._w = wave.open(str(path), "wb")
-        self._w.setnchannels(2)
-        self._w.setsampwidth(2)
-        self._w.setframerate(rate)
+        self.error: str | None = None
+        self._w = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._w = wave.open(str(path), "wb")
+            self._w.setnchannels(2)
+            self._w.setsampwidth(2)
+            self._w.setframerate(rate)
+        except OSError as e:
+            self._stop(e)
         self._ring = np.zeros((self.SLOTS, BLOCK), np.float32)
         self._next = 0
         self._free = threading.Semaphore(self.SLOTS)
@@ -231,7 +239,16 @@ class WavTap:
         self._t = threading.Thread(target=self._run, name="lectern-wav", daemon=True)
         self._t.start()
 
+    def _stop(self, e: OSError) -> None:
+        """The one line a failed recording gets; later failures (closing, say) add none."""
+        if self.error is None:
+            self.error = e.strerror or str(e)
+            log.error("recording the mix to %s stopped: %s (%.1f s written); the show goes on",
+                      self.path, self.error, self.frames / self.rate)
+
     def write(self, block: np.ndarray) -> None:
+        if self.error is not None:
+            return
         for a in range(0, len(block), BLOCK):
             part = block[a:a + BLOCK]
             if not self._free.acquire(blocking=False):
@@ -248,19 +265,44 @@ class WavTap:
             if item is None:
                 return
             slot, n = item
+            if self.error is not None:  # stopped: blocks still queued are let go
+                self._free.release()
+                continue
             pcm = (np.clip(self._ring[slot, :n], -1, 1) * 32767).astype(np.int16)
             self._free.release()
-            self._w.writeframes(np.repeat(pcm, 2).tobytes())
+            try:
+                self._w.writeframes(np.repeat(pcm, 2).tobytes())
+            except OSError as e:
+                self._stop(e)
+                continue
             self.frames += n
 
     def close(self, end_frames: int | None = None) -> None:
         """Finish the file; with `end_frames`, cut it to exactly that many frames."""
         self._q.put(None)
         self._t.join(30)
-        self._w.close()
+        if self._w is not None:
+            try:
+                self._w.close()
+            except OSError as e:
+                self._stop(e)
+        if self.error is not None:
+            self._fit_header()
+            return
         if end_frames is not None and self.frames > end_frames:
             _truncate_wav(self.path, end_frames)
             self.frames = end_frames
+
+    def _fit_header(self) -> None:
+        """After a failed write: the header says as many whole frames as the file holds (the
+        header is rewritten in place, which needs no free space)."""
+        try:
+            size = self.path.stat().st_size
+            if size >= 44:
+                self.frames = (size - 44) // 4
+                _truncate_wav(self.path, self.frames)
+        except OSError:
+            pass
 
 
 def _truncate_wav(path: Path, frames: int) -> None:

@@ -34,8 +34,9 @@ def save_weights(module: torch.nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def load_weights(module: torch.nn.Module, path: Path, device: str = "cpu") -> None:
-    """Load weights into `module`; any problem becomes a ModelFileError naming the file."""
+def load_weights(module: torch.nn.Module, path: Path, device: str = "cpu", kind: str = "") -> None:
+    """Load weights into `module`; any problem becomes a ModelFileError naming the file (and the
+    tensor: its names, shapes and dtypes must be what the card's `kind` builds)."""
     if not path.exists():
         raise ModelFileError(f"{path}: missing (the model's weights)")
     try:
@@ -48,6 +49,15 @@ def load_weights(module: torch.nn.Module, path: Path, device: str = "cpu") -> No
     if missing or unexpected:
         raise ModelFileError(f"{path}: does not match model.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
     for k, t in tensors.items():
+        want = expected[k]
+        if want.is_floating_point() and not t.is_floating_point():
+            # load_state_dict would cast bools and integers into the weights without a word: garbage out
+            raise ModelFileError(f"{path}: tensor {k} is {str(t.dtype).removeprefix('torch.')}; the card's "
+                                 f"{kind or 'network'} needs floating-point weights "
+                                 "(float32, float16 or bfloat16)")
+        if want.dtype != t.dtype and not want.is_floating_point():
+            raise ModelFileError(f"{path}: tensor {k} is {str(t.dtype).removeprefix('torch.')}; expected "
+                                 f"{str(want.dtype).removeprefix('torch.')}")
         if expected[k].shape != t.shape:
             raise ModelFileError(f"{path}: tensor {k} has shape {tuple(t.shape)}, model.json implies "
                                  f"{tuple(expected[k].shape)}")

@@ -342,6 +342,20 @@ def card_warnings(card: dict) -> list[str]:
     return out
 
 
+def _vocab_fits_kind(kind: str, vocab: list[str]) -> None:
+    """A char model's vocabulary is single characters; a word model's holds words. The weights of
+    one under the other's kind have the same shapes and load, then write nonsense: refuse them."""
+    if kind.startswith("char"):
+        long = next((v for v in vocab if len(v) > 1), None)
+        if long is not None:
+            raise ValueError(f"kind {kind!r} reads single characters, but the vocab holds {long[:20]!r} and "
+                             f"{sum(len(v) > 1 for v in vocab) - 1} more longer entries (a word model's vocab: "
+                             "kind word-...?)")
+    elif all(len(v) == 1 for v in vocab):
+        raise ValueError(f"kind {kind!r} reads words, but the vocab is {len(vocab)} single characters "
+                         "(a char model's weights and vocab: kind char-...?)")
+
+
 def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGenerator:
     """Rebuild the network from its card and load its safetensors weights (never a pickle)."""
     card_path = model_dir / "model.json"
@@ -354,6 +368,7 @@ def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGener
             raise ValueError("vocab must be a non-empty list of non-empty strings")
         if len(set(vocab)) != len(vocab):
             raise ValueError("vocab holds the same entry twice")
+        _vocab_fits_kind(kind, vocab)
         for k in ("embed", "hidden", "layers", "heads", "context"):
             v = hp.get(k, 1)
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 16:
@@ -366,7 +381,7 @@ def load_neural(model_dir: Path, card: dict, device: str = "cpu") -> NeuralGener
         net = build_net(hp, len(vocab))
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
         raise ModelFileError(f"{card_path}: incomplete or inconsistent card ({e})") from None
-    load_weights(net, model_dir / "model.safetensors", device="cpu")
+    load_weights(net, model_dir / "model.safetensors", device="cpu", kind=kind)
     if isinstance(net, TransformerLM):
         # positions past the training window never learned anything: sample within the window
         net.context = trained_context(hp)
