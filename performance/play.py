@@ -430,7 +430,7 @@ class Runtime:
         return self.exit_code
 
     def _gather(self, now: float) -> list:
-        from performance.protocol.actions import SpeechStarted
+        from performance.protocol.actions import SpeechStarted, SpeechState, WorkerRestarted
 
         inbox: list = []
         if self.screen is not None:
@@ -451,7 +451,7 @@ class Runtime:
             self.errors.append(f"generator worker {why}; restarted")
             self.worker.restart()
             self.last_worker_output = time.monotonic()
-            self._reopen_after_worker_restart(now)
+            inbox.append(WorkerRestarted(why))
         wq = self.worker.outbox
         got = 0
         for _ in range(20000):
@@ -465,21 +465,8 @@ class Runtime:
         if self.sound is not None:
             for ev in self.sound.poll():
                 inbox.append(SpeechStarted(ev.poem, ev.line, ev.start, ev.end))
-            self.engine.set_speaking(self.sound.speaking())
-            v = self.engine.scene.voice
-            if v is not None and getattr(v, "when_behind", "skip") == "hold":
-                self.engine.set_speech_backlog_full(self.sound.speech_backlog() > getattr(v, "queue", 4))
-            else:
-                self.engine.set_speech_backlog_full(False)
+            inbox.append(SpeechState(self.sound.speaking(), self.sound.speech_backlog()))
         return inbox
-
-    def _reopen_after_worker_restart(self, now: float) -> None:
-        """A fresh worker knows no requests: restart the poems being written."""
-        from performance.protocol.commands import Command
-
-        self.engine.next_seed = None
-        self.engine._restart_poems(now)
-        _ = Command  # the engine restarts poems itself; nothing is lost but the unrevealed tokens
 
     def _hours(self, now: float, inbox: list) -> None:
         if self.hours is None or not self.args.install:
@@ -575,6 +562,7 @@ class Runtime:
                 self.operator.command(f"{ev['source']} {ev['address']} {ev['args']} → {ev['detail']}")
             if ev["event"] in ("scene", "poem_start", "command", "error"):
                 self._publish(ev["t"])
+        out.answer()
         for f in out.files:
             if isinstance(f, Keep):
                 self.transcript.keep(f.text, f.footer, getattr(f, "reply", None))

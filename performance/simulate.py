@@ -29,6 +29,7 @@ def simulate(setlist: Setlist, until: float, *, dt: float = 1 / 60, session_seed
 
     def route(now: float, out: Outbox) -> None:
         events.extend(out.events)
+        out.answer()  # as the runtime's router does
         if on_outbox:
             on_outbox(now, out)
         for msg in out.worker:

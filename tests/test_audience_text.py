@@ -148,7 +148,7 @@ def run_engine(setlist, until: float, *, dt: float = 0.05, commands=(), voice_li
     that writes at most `budget` tokens per step (a slow model)."""
     from performance.engine import Engine
     from performance.generator import WorkerCore
-    from performance.protocol.actions import Keep, SoundCtl, Speak
+    from performance.protocol.actions import Keep, SoundCtl, Speak, SpeechState
 
     events, files, worker_out = [], [], []
     core = WorkerCore(worker_out.append, None)
@@ -182,8 +182,9 @@ def run_engine(setlist, until: float, *, dt: float = 0.05, commands=(), voice_li
                 start = max(t, busy_until)
                 busy_until = start + voice_line_s
                 spoken.append((a.poem, a.line, start, busy_until))
-            engine.set_speaking(bool(speech) or busy_until > t)
         inbox = []
+        if voice_line_s is not None:  # the sound system's state, as the runtime sends it each frame
+            inbox.append(SpeechState(bool(speech) or busy_until > t, len(speech)))
         while pending and pending[0][0] <= t:
             inbox.append(pending.pop(0)[1])
         if budget is not None:

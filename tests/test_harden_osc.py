@@ -32,7 +32,7 @@ def test_future_flood_is_bounded_per_sender_and_in_total_and_applied_a_few_per_s
     cmds = [Command("/lectern/volume", (0.5,), source="osc", sender=(f"127.0.0.{1 + i // 1000}", 9), due=10.0,
                     reply=lambda ok, d: answers.append((ok, d))) for i in range(5000)]
     t0 = time.perf_counter()
-    eng.step(1.0, cmds)
+    eng.step(1.0, cmds).answer()
     assert len(eng.waiting) == min(MAX_WAITING, 5 * MAX_WAITING_PER_SENDER)
     refused = [a for a in answers if not a[0]]
     assert len(refused) == 5000 - len(eng.waiting) and "busy" in refused[0][1]
@@ -203,7 +203,7 @@ def test_model_by_name_only_releases_and_seed_replies(tmp_path):
                                       ("/lectern/model", ("markov",)), ("/lectern/model/release", ()),
                                       ("/lectern/seed", (42,)), ("/lectern/prompt", ("The sea",)),
                                       ("/lectern/prompt/release", ())]):
-        eng.step(1.0 + i, [Command(addr, args, source="osc", reply=lambda ok, d: said.append((ok, d)))])
+        eng.step(1.0 + i, [Command(addr, args, source="osc", reply=lambda ok, d: said.append((ok, d)))]).answer()
     assert said[0][0] is False and said[1][0] is False
     assert said[0][1].replace("/tmp", "X") == said[1][1].replace("/no/such/dir", "X")  # tells nothing about disks
     assert said[2][0] is True and eng.model_override is None and said[3][0] is True

@@ -8,6 +8,7 @@ no driver calls into the engine by a side door.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,15 +65,26 @@ class Outbox:
     worker: list = field(default_factory=list)
     sound: list = field(default_factory=list)
     files: list = field(default_factory=list)
+    # (reply, ok, detail): answers to commands, called by the router (not on the engine's step)
+    replies: list = field(default_factory=list)
+
+    def answer(self) -> None:
+        """Call the reply closures (the router does, after the step; a failing one is logged)."""
+        for reply, ok, detail in self.replies:
+            try:
+                reply(ok, detail)
+            except Exception:
+                logging.getLogger("lectern.replies").exception("reply failed")
+        self.replies = []
 
 
 @dataclass(frozen=True, slots=True)
 class SpeechState:
-    """From the sound system, once a frame while it runs: is a line still being spoken, and is
-    the speech queue past the scene's limit (the voice's `when_behind = "hold"` policy)."""
+    """From the sound system, once a frame while it runs: is a line still being spoken, and how
+    many wait (the engine compares it with the scene's voice `queue` under `when_behind = "hold"`)."""
 
     speaking: bool
-    backlog_full: bool = False
+    backlog: int = 0  # utterances waiting to be spoken
 
 
 @dataclass(frozen=True, slots=True)
