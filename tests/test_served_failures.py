@@ -259,3 +259,29 @@ def test_check_probe_names_the_model_a_single_model_server_is_played_under(fake,
     r = _cli("check", "--probe", str(_card(tmp_path, srv.base_url)))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "serves one model, '/m/x.gguf' (the card names 'smollm2')" in r.stdout
+
+
+# ---- the whole runtime: the transcript says so ----------------------------------------------------
+def test_a_show_on_a_keepalive_server_goes_on_with_the_fallback_and_the_transcript_says_so(fake, tmp_path):
+    srv = fake(mode="keepalive", beat=0.5)
+    card = _patient(tmp_path, srv.base_url)
+    sl = tmp_path / "served.toml"
+    sl.write_text(f'name = "served-stall"\n[[scene]]\nfile = "{ROOT / "scenes" / "served.toml"}"\n'
+                  f'model = "{card}"\nfallback = "markov"\nduration = 30\n'
+                  f'pacing = {{ reveal = "words", rate = 12, hold = 0.5 }}\n')
+    sessions = tmp_path / "sessions"
+    r = subprocess.run([sys.executable, "run.py", "play", str(sl), "--headless", "--window", "320x180", "--duration",
+                        "16", "--quiet", "--osc-port", "0", "--transcript-dir", str(sessions)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    ev = [json.loads(ln) for f in sessions.glob("*.jsonl") for ln in f.read_text().splitlines() if ln.strip()]
+    err = next(e for e in ev if e["event"] == "error")
+    assert "no token within 2 s (patience_s)" in err["detail"] and err["fallback"] == "markov"
+    down = next(e for e in ev if e["event"] == "served" and not e["up"])
+    assert "no token within 2 s" in down["detail"]
+    start = next(e["t"] for e in ev if e["event"] == "poem_start")
+    tokens = [e for e in ev if e["event"] == "token"]
+    assert tokens and PATIENCE <= tokens[0]["t"] - start < PATIENCE + 1.0, "the fallback writes within the patience"
+    assert err["t"] - start < PATIENCE + 1.0
+    assert len(tokens) >= 20, "and goes on writing"
