@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from performance.show.schema import ConfigError
+
+SERVED_DEADLINE_S = 15.0  # the most a served model's check (test write and --probe) may take
 
 
 def register_check(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +35,8 @@ def run_check(args: argparse.Namespace) -> int:
                 from performance.textgen import load_model
 
                 gen = load_model(path)
+                if gen.kind == "served":  # the test write and the probe together, however the server stalls
+                    gen.deadline = time.monotonic() + SERVED_DEADLINE_S
                 _test_write(gen, path)
                 what = f"model ({gen.kind})"
                 if getattr(args, "probe", False) and gen.kind == "served":
@@ -103,10 +108,14 @@ def _test_write(gen, path: Path) -> None:
     try:
         for t in (0.0, 1.0):
             stream = gen.start(0, "")
-            for _ in range(16):
-                tok = stream.next(t)
-                if not isinstance(tok.text, str):
-                    raise TypeError(f"a token is {type(tok.text).__name__}, not text")
+            try:
+                for _ in range(16):
+                    tok = stream.next(t)
+                    if not isinstance(tok.text, str):
+                        raise TypeError(f"a token is {type(tok.text).__name__}, not text")
+            finally:
+                if hasattr(stream, "close"):  # a served stream's open connection
+                    stream.close()
     except Exception as e:
         raise ConfigError(f"{path}: loads but cannot write ({type(e).__name__}: {e})") from None
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -44,11 +45,14 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def card(server, tmp_path_factory) -> Path:
-    return write_card(tmp_path_factory.mktemp("models") / "smollm2", server.base_url, timeout=10.0, first_token_timeout=60.0, retry_s=0.5)
+    return write_card(tmp_path_factory.mktemp("models") / "smollm2", server.base_url, timeout=10.0,
+                      first_token_timeout=60.0, retry_s=0.5, patience_s=60.0)
 
 
 def _card(tmp_path: Path, base_url: str, name: str = "served", **over) -> Path:
-    return write_card(tmp_path / name, base_url, **{"timeout": 10.0, "first_token_timeout": 60.0, "retry_s": 0.5, **over})
+    # patience as long as the first-token wait: the shipped 5 s is for a show, not a CPU shared by test runs
+    return write_card(tmp_path / name, base_url, **{"timeout": 10.0, "first_token_timeout": 60.0, "retry_s": 0.5,
+                                                    "patience_s": 60.0, **over})
 
 
 # ---- the card and the probe ---------------------------------------------------------------------
@@ -57,15 +61,15 @@ def test_check_probe_says_whether_the_endpoint_answers_and_serves_the_model(serv
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{server.base_url} answers and serves '{ALIAS}'" in r.stdout
-    wrong = _card(tmp_path, server.base_url, "wrong", model="llama-70b")
+    other = _card(tmp_path, server.base_url, "other", model="llama-70b")  # the server's one model, named otherwise
     down = _card(tmp_path, f"http://127.0.0.1:{free_port()}/v1", "down")
     keyed = _card(tmp_path, server.base_url, "keyed", api_key="sk-123")
-    r = subprocess.run([sys.executable, "run.py", "check", "--probe", str(wrong), str(down), str(keyed)], cwd=ROOT,
+    r = subprocess.run([sys.executable, "run.py", "check", "--probe", str(other), str(down), str(keyed)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 3, r.stdout
-    assert "the server serves smollm2, not 'llama-70b'" in lines[0]
+    assert lines[0].startswith("ok") and "serves one model, 'smollm2' (the card names 'llama-70b')" in lines[0]
     assert "connection refused" in lines[1] and str(down) in lines[1]
     assert "key 'api_key'" in lines[2] and "api_key_env" in lines[2] and "sk-123" not in lines[2]
 
@@ -180,12 +184,71 @@ def test_connection_refused_falls_back_at_once(tmp_path, caplog):
     assert len(_tokens(out, 2)) == 5 and _failed(out)[-1].id == 2 and "still down" in _failed(out)[-1].error
 
 
-def test_a_model_id_the_server_lacks_falls_back(server, tmp_path, caplog):
+def test_a_card_name_the_one_model_server_lacks_plays_its_one_model(server, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, "lectern.served")
     core, out = _worker()
-    _open(core, 1, _card(tmp_path, server.base_url, model="gpt-9"), 10)
+    card = _card(tmp_path, server.base_url, model="gpt-9")
+    for rid in (1, 2):
+        _open(core, rid, card, 10, seed=rid)
+        core.pump()
+        assert len(_tokens(out, rid)) == 10
+    assert not _failed(out), "SmolLM2 wrote both poems"
+    assert all(t.top for t in _tokens(out, 1) + _tokens(out, 2) if t.text.strip()), "with the server's logprobs"
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and "serves one model, 'smollm2', not 'gpt-9'" in said[0], said
+
+
+@pytest.fixture(scope="module")
+def bare_server(server, tmp_path_factory):
+    """A second real server, started as llama.cpp's README starts one: without --model_alias, so it
+    names its one model by the --model path."""
+    s = LlamaServer(tmp_path_factory.mktemp("llama-bare") / "server.log", alias=None)
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_a_server_started_without_a_model_alias_plays(bare_server, tmp_path, caplog):
+    card = _card(tmp_path, bare_server.base_url)  # the shipped card: model "smollm2"
+    with urllib.request.urlopen(f"{bare_server.base_url}/models", timeout=10) as resp:
+        ids = [m["id"] for m in json.load(resp)["data"]]
+    assert ids == [bare_server.model_id] and ids[0].endswith(".gguf") and ids[0] != ALIAS
+    r = subprocess.run([sys.executable, "run.py", "check", "--probe", str(card)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"serves one model, {ids[0]!r} (the card names 'smollm2')" in r.stdout
+    r = subprocess.run([sys.executable, "-W", "error::ResourceWarning", "run.py", "sample", str(card), "--words", "8",
+                        "--seed", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.split()) >= 4 and "Traceback" not in r.stderr and "unclosed" not in r.stderr
+    core, out = _worker()
+    _open(core, 1, card, 20)
     core.pump()
-    assert len(_tokens(out, 1)) == 10
-    _one_error_line(caplog, f"{server.base_url}/models", "serves smollm2, not 'gpt-9'")
+    assert not _failed(out) and len(_tokens(out, 1)) == 20
+    assert all(t.top for t in _tokens(out, 1) if t.text.strip()), "SmolLM2's own tokens, with logprobs"
+
+
+def test_a_keepalive_stall_of_the_real_server_hands_over_within_the_patience(server, tmp_path, caplog):
+    """The real server paused mid-stream (SIGSTOP) under a card whose read timeout is longer than its
+    patience: the patience decides, not the timeout."""
+    card = _card(tmp_path, server.base_url, timeout=30.0, patience_s=3.0)
+    core, out = _worker()
+    _open(core, 1, card, 6, continuation=64)
+    core.pump()
+    assert len(_tokens(out, 1)) == 6 and not _failed(out)
+    server.pause()
+    try:
+        t0 = time.monotonic()
+        core.handle(Grant(1, (0.8,) * 10))
+        core.pump()
+        took = time.monotonic() - t0
+    finally:
+        server.resume()
+    assert len(_tokens(out, 1)) == 16
+    assert 3.0 <= took < 4.5, f"fell back after {took:.2f} s (patience 3 s, timeout 30 s)"
+    _one_error_line(caplog, server.base_url, "no token within 3 s (patience_s)", "markov")
+    gen = core.model(str(card))
+    assert _wait(lambda: gen.up, 20), "retried in the background until it writes again"
 
 
 def test_a_request_the_server_rejects_names_the_status_and_the_servers_reason(server, tmp_path, caplog):

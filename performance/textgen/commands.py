@@ -134,7 +134,7 @@ def run_sample(args: argparse.Namespace) -> int:
     import warnings
 
     from performance.textgen import load_model
-    from performance.textgen.base import ModelFileError
+    from performance.textgen.base import ModelFileError, ServedError
     from performance.textgen.lengths import LengthCounter, LengthRule, trim_poem
     from performance.textgen.threads import use_sampler_threads
 
@@ -161,14 +161,24 @@ def run_sample(args: argparse.Namespace) -> int:
     stream = gen.start(seed, args.prompt)
     counter = LengthCounter(LengthRule(unit, n), bool(getattr(gen, "word_tokens", False)))
     text = ""
-    while True:
-        tok = stream.next(args.temperature, args.top_k, args.top_p)
-        text += tok.text
-        if args.stream:
-            sys.stdout.write(tok.text)
-            sys.stdout.flush()
-        if counter.feed(tok.text):
-            break
+    try:
+        while True:
+            tok = stream.next(args.temperature, args.top_k, args.top_p)
+            text += tok.text
+            if args.stream:
+                sys.stdout.write(tok.text)
+                sys.stdout.flush()
+            if counter.feed(tok.text):
+                break
+    except ServedError as e:  # a served model's server down, slow or talking nonsense: one line
+        if args.stream and text:
+            sys.stdout.write("\n")
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:  # a served stream's connection, mid-continuation
+            close()
     if args.stream:
         sys.stdout.write("\n")
     else:
@@ -205,10 +215,16 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from performance.textgen.bench import bench_all
 
-    result = bench_all(args.models or ["default", "markov", "spreeder"], seconds=args.seconds,
+    models = args.models or ["default", "markov", "spreeder"]
+    served = [m for m in models if _is_served(m)]
+    result = bench_all([m for m in models if m not in served], seconds=args.seconds,
                        streams=[int(s) for s in args.streams.split(",")], quality=args.quality,
                        repeats=max(1, args.repeats), precision=args.precision, flick=not args.no_flick,
                        stage=args.stage, quality_temperature=args.quality_temperature)
+    for name in served:
+        case = _bench_served(name, args.seconds, max(1, args.repeats))
+        if case is not None:
+            result["cases"].append(case)
     if args.json:
         print(json.dumps(result))
     else:
@@ -239,3 +255,27 @@ def run_bench(args: argparse.Namespace) -> int:
             else:
                 print(f"  {c}")
     return 0
+
+
+def _is_served(name: str) -> bool:
+    """Whether a bench argument names a served model (its card says so; anything else: bench_all's)."""
+    from performance.textgen.base import ModelFileError
+    from performance.textgen.registry import read_card, resolve_model_dir
+
+    try:
+        return read_card(resolve_model_dir(name)).get("kind") == "served"
+    except ModelFileError:
+        return False
+
+
+def _bench_served(name: str, seconds: float, repeats: int) -> dict | None:
+    """A served model's bench case, or one line on stderr saying why there is none."""
+    from performance.textgen import load_model
+    from performance.textgen.base import ModelFileError, ServedError
+    from performance.textgen.served_bench import bench_served
+
+    try:
+        return bench_served(load_model(name), seconds, repeats=repeats)
+    except (ModelFileError, ServedError) as e:
+        print(f"bench: skipping {name}: {e}", file=sys.stderr)
+        return None

@@ -8,7 +8,14 @@ The card holds no weights, only the endpoint and how to ask:
      "api": "completions" | "chat", "model": "smollm2", "api_key_env": "",   (optional)
      "system": "You write short unrhymed poems.", "template": "...{system}...{prompt}...",
      "prompt": "default user prompt", "stop": ["<|im_end|>"], "timeout": 2.0, "max_tokens": 400,
-     "continuation": 16, "top_logprobs": 3, "extra": {...}}                 (optional keys)
+     "continuation": 16, "top_logprobs": 3, "patience_s": 5, "extra": {...}}  (optional keys)
+
+`patience_s` is how long the stage waits for the next token, the first of a poem included, whatever
+the server sends meanwhile (a keep-alive comment each second resets `timeout` but not this): past
+it the model counts as down, the fallback writes, and the model is retried in the background. A
+server that serves exactly one model is played under that model's id when the card's `model`
+differs (llama.cpp started without --model_alias names it by its file's path); a server with
+several models must have the card's.
 
 A poem is written as a chain of short continuations (`continuation` tokens each): each request
 carries the temperature of that moment and a seed derived from the poem seed and the request
@@ -29,15 +36,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from performance.textgen.base import ModelFileError, SequentialBatch, ServedError, Token
-from performance.textgen.sse import Endpoint
+from performance.textgen.sse import Endpoint, TokenClock
 
 log = logging.getLogger("lectern.served")
 
 APIS = ("completions", "chat")
+PATIENCE_S = 5.0  # the default longest wait for a served token before the fallback writes
 CHATML = ("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n"
           "<|im_start|>assistant\n")
 _KEYS = {"kind", "name", "base_url", "api", "model", "api_key_env", "system", "template", "prompt", "stop",
          "timeout", "first_token_timeout", "max_tokens", "continuation", "top_logprobs", "extra", "context_chars", "retry_s",
+         "patience_s",
          "description", "licence", "license", "engine_version", "format"}
 
 
@@ -95,6 +104,7 @@ def validate_card(card: dict, path: Path) -> dict:
     need_num("top_logprobs", 3, 0, 20, integer=True)
     need_num("context_chars", 4000, 100, 1_000_000, integer=True)
     need_num("retry_s", 1.0, 0.1, 60.0)
+    need_num("patience_s", PATIENCE_S, 0.5, 600.0)
     extra = out.get("extra", {})
     if not isinstance(extra, dict):
         raise _card_error(path, "extra", extra, "a table of extra request-body fields (e.g. {\"cache_prompt\": false})")
@@ -129,6 +139,9 @@ class ServedGenerator:
         self.endpoint = Endpoint(card["base_url"], key, float(card["timeout"]), float(card["first_token_timeout"]))
         self.api = card["api"]
         self.model_id = card["model"]
+        self.served_id = self.model_id  # the id requests carry: the server's own where it serves one model
+        self.patience = float(card["patience_s"])
+        self.deadline: float | None = None  # a time.monotonic() instant no wait may pass (a check's end)
         self.max_tokens = int(card["max_tokens"])
         self.continuation = int(card["continuation"])
         self._verified = False
@@ -147,13 +160,52 @@ class ServedGenerator:
 
     def probe(self, timeout: float | None = None) -> str:
         """Ask the server for its models; return a one-line description. Raises ServedError when the
-        endpoint does not answer or does not serve this card's model."""
+        endpoint does not answer or does not serve this card's model.
+
+        A server that serves exactly one model under another id is taken at its word (llama.cpp
+        without --model_alias names its model by the file's path): requests carry that id, and the
+        substitution is logged once. A server with several models must serve the card's."""
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise ServedError(f"{self.endpoint.base_url}/models: no answer before the deadline")
+            timeout = min(self.endpoint.timeout if timeout is None else timeout, left)
         data = self.endpoint.get_json("/models", timeout)
-        ids = [m.get("id") for m in data.get("data", []) if isinstance(m, dict)]
-        if self.model_id not in ids:
-            raise ServedError(f"{self.endpoint.base_url}/models: the server serves "
-                              f"{', '.join(map(str, ids)) or 'no models'}, not {self.model_id!r}")
-        return f"{self.endpoint.base_url} answers and serves {self.model_id!r}"
+        models = data.get("data")
+        if not isinstance(models, list):
+            raise ServedError(f"{self.endpoint.base_url}/models: the answer has no model list ('data'), "
+                              f"not what an OpenAI-compatible server sends")
+        ids = [m.get("id") for m in models if isinstance(m, dict) and isinstance(m.get("id"), str) and m.get("id")]
+        if self.model_id in ids:
+            self.served_id = self.model_id
+            return f"{self.endpoint.base_url} answers and serves {self.model_id!r}"
+        if len(ids) == 1 and len(models) == 1:
+            if self.served_id != ids[0]:
+                log.warning("served model %s: %s serves one model, %r, not %r: playing that one", self.name,
+                            self.endpoint.base_url, ids[0], self.model_id)
+                self.served_id = ids[0]
+            return (f"{self.endpoint.base_url} answers and serves one model, {ids[0]!r} (the card names "
+                    f"{self.model_id!r}): played as {self.name}")
+        shown = ", ".join(ids[:6]) + (f" and {len(ids) - 6} more" if len(ids) > 6 else "")
+        raise ServedError(f"{self.endpoint.base_url}/models: the server serves {shown or 'no models'}, "
+                          f"not {self.model_id!r}")
+
+    def writes(self) -> None:
+        """Ask for one token of a fresh poem and wait for the answer within the patience: raises
+        ServedError where the server answers /models but does not write (a stalled stream)."""
+        route, body = self.request(self.card["prompt"], "", 0.0, 0, 1.0, 0, 1, fresh=True)
+        clock = self.clock()
+        clock.restart()
+        events = self.endpoint.stream(route, body, clock)
+        try:
+            for _ in events:
+                pass
+        finally:
+            events.close()
+
+    def clock(self) -> TokenClock:
+        """The patience of one wait for a token, bounded by the generator's deadline if it has one."""
+        return TokenClock(self.patience, self.deadline)
 
     def verify(self) -> None:
         """Probe once before the first request (a server may quietly serve another model)."""
@@ -177,6 +229,7 @@ class ServedGenerator:
             t0 = time.monotonic()
             try:
                 self.probe(timeout=max(retry, 0.5))
+                self.writes()  # answering /models is not enough: a stalled stream answers it too
                 self._verified = True
                 log.warning("served model %s: %s again", self.name, self.endpoint.base_url)
                 self._up.set()
@@ -199,7 +252,7 @@ class ServedGenerator:
         c = self.card
         user = c["template"].replace("{system}", c["system"]).replace("{prompt}", prompt)
         ctx = "" if fresh else text[-int(c["context_chars"]):]
-        body: dict = {"model": self.model_id, "stream": True, "max_tokens": max_tokens,
+        body: dict = {"model": self.served_id, "stream": True, "max_tokens": max_tokens,
                       "temperature": max(0.0, float(temperature)), "top_p": float(top_p), "seed": seed}
         if top_k:
             body["top_k"] = int(top_k)
@@ -242,31 +295,47 @@ class ServedStream:
         self._fresh = False  # the model ended its poem: the next request starts a new stanza afresh
         self._t_first = 0.0
         self._n_cont = 0
+        self._clock = gen.clock()
 
     def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
+        """The next token. Raises ServedError when the server fails, and when no token comes within
+        the card's patience (keep-alive bytes and token-less events do not count)."""
+        if not self._buf:
+            self._clock.restart()
         while not self._buf:
             try:
                 if self._events is None:
                     self._begin(temperature, top_k, top_p)
                 self._pull()
             except ServedError:
-                self._events = None  # a later next() starts a fresh request
+                self.close()  # a later next() starts a fresh request
                 raise
         tok = self._buf.popleft()
         self.text += tok.text
         self.tokens += 1
         return tok
 
+    def close(self) -> None:
+        """Close the open continuation's connection, if any (a later next() opens a new one)."""
+        events, self._events = self._events, None
+        if events is not None:
+            events.close()
+
     def _begin(self, temperature: float, top_k: int, top_p: float) -> None:
         g = self.gen
-        g.verify()
+        if not g._verified:
+            left = self._clock.left()
+            if left is not None and left <= 0:
+                raise ServedError(f"{g.endpoint.base_url}: {self._clock.why}")
+            g.probe(min(g.endpoint.timeout, left) if left is not None else None)
+            g._verified = True
         self._temperature = max(0.0, float(temperature))
         route, body = g.request(self.prompt, self.text, self._temperature, top_k, top_p,
                                 request_seed(self.seed, self.requests), self.continuation, self._fresh)
         self.requests += 1
         self._fresh = False
         self._n_cont = 0
-        self._events = g.endpoint.stream(route, body)
+        self._events = g.endpoint.stream(route, body, self._clock)
 
     def _pull(self) -> None:
         """Read events until at least one token is buffered or the continuation ends."""
@@ -294,7 +363,7 @@ class ServedStream:
         self._finish("length")  # [DONE] without a finish_reason
 
     def _finish(self, reason: str) -> None:
-        self._events = None
+        self.close()
         if self._n_cont > 1:
             dt = time.perf_counter() - self._t_first
             if dt > 0:
@@ -366,10 +435,3 @@ def load_served(model_dir: Path, card: dict) -> ServedGenerator:
     """Load a served card (no weights; nothing contacts the server yet)."""
     card = validate_card(card, model_dir / "model.json")
     return ServedGenerator(model_dir.name, card, model_dir)
-
-
-def bench_case(gen: ServedGenerator, seconds: float = 3.0) -> dict:
-    """Tokens/s through Lectern's stream against the server's own raw stream (re-exported for bench)."""
-    from performance.textgen.served_bench import bench_served
-
-    return bench_served(gen, seconds)

@@ -1,7 +1,8 @@
 """A small HTTP + server-sent-events client for OpenAI-compatible servers (stdlib only).
 
 It runs on the generator worker, never in the frame loop. Every failure is a `ServedError` whose
-text is one line naming the endpoint and what went wrong.
+text is one line naming the endpoint and what went wrong, and every connection it opens is closed
+by the time it returns or raises (or, for a stream, when the stream ends or is closed).
 """
 
 from __future__ import annotations
@@ -9,17 +10,46 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from performance.textgen.base import ServedError
+
+MAX_LINE = 1 << 20  # an SSE line longer than this is nonsense, not a token
+MAX_JSON = 4 << 20  # a whole (non-streamed) JSON answer
+
+
+class TokenClock:
+    """How long the reader of a stream may still wait for the next token.
+
+    The consumer calls `restart()` when it starts waiting for a token; the reader gives up once
+    `seconds` have passed, whatever bytes arrive meanwhile (keep-alive comments, empty chunks), or
+    at `hard` (a time.monotonic() instant) if that comes first, e.g. the end of a check.
+    """
+
+    def __init__(self, seconds: float, hard: float | None = None) -> None:
+        self.seconds = seconds
+        self.hard = hard
+        self.until: float | None = None
+        self.why = ""
+
+    def restart(self) -> None:
+        now = time.monotonic()
+        self.until, self.why = now + self.seconds, f"no token within {self.seconds:g} s (patience_s)"
+        if self.hard is not None and self.hard < self.until:
+            self.until, self.why = self.hard, "no token before the deadline"
+
+    def left(self) -> float | None:
+        return None if self.until is None else self.until - time.monotonic()
 
 
 class Endpoint:
     """A base URL such as http://127.0.0.1:8080/v1, with an optional bearer key and a timeout.
 
     timeout bounds the connection and every wait for the next bytes, so a stopped server is
-    noticed within `timeout` seconds, not at the end of the poem.
+    noticed within `timeout` seconds, not at the end of the poem. A stream read with a TokenClock
+    is also bounded by the time since the last token, which bytes that carry no token do not reset.
     """
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 5.0,
@@ -46,15 +76,16 @@ class Endpoint:
             h["Authorization"] = f"Bearer {self.api_key}"
         return h
 
-    def _open(self, method: str, route: str, body: dict | None, timeout: float,
-              wait: float | None = None) -> tuple[http.client.HTTPResponse, socket.socket | None]:
-        """Connect within `timeout`, then wait up to `wait` (default: timeout) for the answer."""
+    def _open(self, method: str, route: str, body: dict | None, timeout: float, wait: float | None = None,
+              why: str = "") -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, socket.socket]:
+        """Connect within `timeout`, then wait up to `wait` (default: timeout) for the answer. The
+        caller closes the connection it gets back; on any failure it is already closed."""
         url = self.base_url + route
         conn = self._conn(timeout)
         try:
             conn.connect()
             sock = conn.sock
-            if wait is not None and sock is not None:
+            if wait is not None:
                 sock.settimeout(wait)
             conn.request(method, self.path + route, body=json.dumps(body) if body is not None else None,
                          headers=self._headers())
@@ -64,81 +95,142 @@ class Endpoint:
             raise ServedError(f"{url}: connection refused (is the server running?)") from None
         except TimeoutError:
             conn.close()
-            raise ServedError(f"{url}: no answer within {wait or timeout:g} s (timeout)") from None
+            raise ServedError(f"{url}: {why or f'no answer within {wait or timeout:g} s (timeout)'}") from None
         except (OSError, http.client.HTTPException) as e:
             conn.close()
-            raise ServedError(f"{url}: {type(e).__name__}: {e}") from None
+            raise ServedError(f"{url}: {type(e).__name__}: {_short(e)}") from None
         if resp.status >= 400:
             detail = _error_detail(resp)
-            conn.close()
+            _close(conn, resp)
             raise ServedError(f"{url}: HTTP {resp.status} {resp.reason}: {detail}")
-        return resp, sock
+        return conn, resp, sock
 
     def get_json(self, route: str, timeout: float | None = None) -> dict:
         """GET a JSON document (e.g. /models)."""
         t = self.timeout if timeout is None else timeout
-        resp, _ = self._open("GET", route, None, t)
+        conn, resp, _ = self._open("GET", route, None, t)
         try:
-            data = json.loads(resp.read())
+            data = json.loads(resp.read(MAX_JSON + 1))
         except TimeoutError:
             raise ServedError(f"{self.base_url + route}: no answer within {t:g} s (timeout)") from None
         except (OSError, http.client.HTTPException, ValueError) as e:
-            raise ServedError(f"{self.base_url + route}: unreadable answer ({type(e).__name__})") from None
+            raise ServedError(f"{self.base_url + route}: unreadable answer ({type(e).__name__}), "
+                              f"not the JSON an OpenAI-compatible server sends") from None
         finally:
-            resp.close()
+            _close(conn, resp)
         if not isinstance(data, dict):
             raise ServedError(f"{self.base_url + route}: answer is not a JSON object")
         return data
 
-    def stream(self, route: str, body: dict) -> Iterator[dict]:
+    def stream(self, route: str, body: dict, clock: TokenClock | None = None) -> Iterator[dict]:
         """POST with stream=true and yield each SSE `data:` event as a dict, until [DONE].
 
         A stream that ends without [DONE], an event that is not JSON, or an `error` event raise
         ServedError. The first event may take `first_timeout` (the server reads the prompt first);
-        after it, a gap longer than `timeout` is a stall.
+        after it, a gap longer than `timeout` is a stall. With a `clock`, the reader also gives up
+        when the clock runs out, however many bytes without a token came meanwhile. A server that
+        ignores stream=true and answers one JSON document gives that document as the one event.
         """
         url = self.base_url + route
-        resp, sock = self._open("POST", route, body, self.timeout, self.first_timeout)
-        events = 0
+        wait, why = self.first_timeout, ""
+        left = clock.left() if clock is not None else None
+        if left is not None and left < wait:
+            if left <= 0:
+                raise ServedError(f"{url}: {clock.why}")
+            wait, why = left, clock.why
+        conn, resp, sock = self._open("POST", route, body, min(self.timeout, wait), wait, why)
+        events, comments = 0, 0
         try:
+            ctype = (resp.getheader("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype == "application/json":
+                yield self._whole(url, resp)
+                return
+            if ctype and ctype != "text/event-stream":
+                raise ServedError(f"{url}: answered {ctype}, not an event stream (is base_url an "
+                                  f"OpenAI-compatible API?)")
+            buf = b""
             data_lines: list[str] = []
             while True:
-                try:
-                    raw = resp.readline()
-                except TimeoutError:
-                    waited = self.timeout if events else self.first_timeout
-                    raise ServedError(f"{url}: stream stalled, nothing for {waited:g} s after "
-                                      f"{events} events (timeout)") from None
-                except (OSError, http.client.HTTPException) as e:
-                    raise ServedError(f"{url}: stream cut after {events} events ({type(e).__name__})") from None
-                if not raw:
-                    raise ServedError(f"{url}: stream cut after {events} events (connection closed before [DONE])")
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    if len(buf) > MAX_LINE:
+                        raise ServedError(f"{url}: malformed stream after {events} events (a line over "
+                                          f"{MAX_LINE >> 20} MiB)")
+                    limit, why = (self.timeout if events else self.first_timeout), ""
+                    left = clock.left() if clock is not None else None
+                    if left is not None and left < limit:
+                        if left <= 0:
+                            raise ServedError(f"{url}: {clock.why}" + _after(events, comments))
+                        limit, why = left, clock.why
+                    sock.settimeout(limit)
+                    try:
+                        chunk = resp.read1(65536)
+                    except TimeoutError:
+                        if why:
+                            raise ServedError(f"{url}: {why}" + _after(events, comments)) from None
+                        raise ServedError(f"{url}: stream stalled, nothing for {limit:g} s after "
+                                          f"{events} events (timeout)") from None
+                    except (OSError, http.client.HTTPException) as e:
+                        raise ServedError(f"{url}: stream cut after {events} events ({type(e).__name__})") from None
+                    if not chunk:
+                        raise ServedError(f"{url}: stream cut after {events} events (connection closed before [DONE])")
+                    buf += chunk
+                    continue
+                raw, buf = buf[:nl], buf[nl + 1:]
+                line = raw.decode("utf-8", "replace").rstrip("\r")
                 if line.startswith("data:"):
                     data_lines.append(line[5:].lstrip(" "))
                     continue
+                if line.startswith(":"):
+                    comments += 1
                 if line or not data_lines:  # comments (":"), event:/id:/retry: fields, keep-alive blanks
                     continue
                 payload = "\n".join(data_lines)
                 data_lines = []
                 if payload.strip() == "[DONE]":
                     return
-                try:
-                    event = json.loads(payload)
-                except ValueError:
-                    raise ServedError(f"{url}: malformed event after {events} events: {payload[:60]!r}") from None
-                if not isinstance(event, dict):
-                    raise ServedError(f"{url}: malformed event after {events} events: {payload[:60]!r}")
-                if "error" in event:
-                    err = event["error"]
-                    msg = err.get("message", err) if isinstance(err, dict) else err
-                    raise ServedError(f"{url}: server error mid-stream: {str(msg)[:120]}")
+                event = _event(url, payload, events)
                 events += 1
-                if events == 1 and sock is not None:
-                    sock.settimeout(self.timeout)
                 yield event
         finally:
-            resp.close()
+            _close(conn, resp)
+
+    def _whole(self, url: str, resp: http.client.HTTPResponse) -> dict:
+        """A non-streamed answer: one JSON document, read within the timeout."""
+        try:
+            payload = resp.read(MAX_JSON + 1).decode("utf-8", "replace")
+        except (OSError, http.client.HTTPException) as e:
+            raise ServedError(f"{url}: unreadable answer ({type(e).__name__})") from None
+        if len(payload) > MAX_JSON:
+            raise ServedError(f"{url}: answer over {MAX_JSON >> 20} MiB")
+        return _event(url, payload, 0)
+
+
+def _event(url: str, payload: str, events: int) -> dict:
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise ServedError(f"{url}: malformed event after {events} events: {payload[:60]!r}") from None
+    if not isinstance(event, dict):
+        raise ServedError(f"{url}: malformed event after {events} events: {payload[:60]!r}")
+    if "error" in event:
+        err = event["error"]
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        raise ServedError(f"{url}: server error mid-stream: {' '.join(str(msg).split())[:120]}")
+    return event
+
+
+def _after(events: int, comments: int) -> str:
+    return f" ({events} events" + (f", {comments} keep-alive comments)" if comments else ")")
+
+
+def _short(e: BaseException) -> str:
+    return " ".join(str(e).split())[:160]
+
+
+def _close(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+    resp.close()
+    conn.close()
 
 
 def _error_detail(resp: http.client.HTTPResponse) -> str:
