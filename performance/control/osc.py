@@ -81,9 +81,13 @@ class UnknownAddress(OscError):
 def _number(v: Any, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise OscError(f"{what} must be a number, got {type(v).__name__}")
-    if v != v or v in (float("inf"), float("-inf")):
-        raise OscError(f"{what}: {v} is not a usable number")
-    return float(v)
+    try:
+        x = float(v)
+    except OverflowError:  # an int beyond float range (a 400-digit number)
+        raise OscError(f"{what}: a number beyond ±1.8e308 is not usable") from None
+    if x != x or x in (float("inf"), float("-inf")):
+        raise OscError(f"{what}: {x} is not a usable number")
+    return x
 
 
 def interpret(address: str, args: tuple, scene_count: int) -> tuple[str, tuple]:
