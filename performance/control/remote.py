@@ -633,13 +633,13 @@ class RemoteServer:
             c.slots[name] = cmd
 
     def _connect(self, c: _Client, data: dict) -> None:
-        if c.authorised:
-            self._push(c, {"type": "auth", "ok": True, "detail": "already connected"})
-            return
         given = data.get("passcode", data.get("token"))
         if not isinstance(given, str) or not given or len(given) > auth.MAX_SECRET:
             self._push(c, {"type": "auth", "ok": False,
                            "detail": f"passcode: a text of 1..{auth.MAX_SECRET} characters"})
+            return
+        if c.authorised:
+            self._push(c, {"type": "auth", "ok": True, "detail": "already connected"})
             return
         if self.gate.check_token(given):  # free: far too long to guess
             self._admit_authorised(c, "connected")
