@@ -63,7 +63,8 @@ MAX_PENDING_PER_IP = 4
 AUTH_DEADLINE_S = 3.0
 PRE_AUTH_MESSAGES = 6  # messages an unauthenticated socket may send before it is closed
 MAX_CONNS = 128  # TCP connections at once (file descriptors)
-MAX_CONNS_PER_IP = 16  # unauthenticated ones per address
+MAX_CONNS_PER_IP = 16
+BACKLOG = 1024  # a full accept queue drops SYNs: the phone would wait for TCP's 1 s retry  # unauthenticated ones per address
 HEADER_TIMEOUT_S = 3.0
 HTTP_LIFETIME_S = 10.0
 MAX_HEAD = 16384
@@ -325,7 +326,7 @@ class RemoteServer:
         handler_factory = runner.server
         try:
             server = await self._loop.create_server(lambda: _Guard(self, handler_factory()), self.host,
-                                                    self._want_port, reuse_address=True, backlog=128)
+                                                    self._want_port, reuse_address=True, backlog=BACKLOG)
         except OSError as e:
             await runner.cleanup()
             raise RemoteError(f"cannot listen on {self.host}:{self._want_port} ({e.strerror})") from None
@@ -468,7 +469,12 @@ class RemoteServer:
                     by_ip.setdefault(c.ip, []).append(c)
                 await self._drop(min(max(by_ip.values(), key=len), key=lambda c: c.opened))
         ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_FRAME)
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:  # evicted (or gone) while the handshake was answered
+            gone = web.Response(status=503)
+            gone.force_close()
+            return gone
         c = _Client(ws, ip, conn)
         self._clients.add(c)
         self.counts["connections"] += 1
