@@ -1,45 +1,79 @@
 // Lectern remote: a WebSocket to the show; buttons send commands, the state arrives from the show.
 "use strict";
 const $ = (id) => document.getElementById(id);
-let ws = null, nextId = 1, state = {}, scenes = [], authorised = false, dragging = {};
+let ws = null, nextId = 1, state = {}, scenes = [], authorised = false, dragging = {}, waitingForCode = false;
 const PANIC_HOLD_MS = 500;
+const TOKEN_KEY = "lectern-token";
 
-function connect() {
+// The address the show announces (and its QR code) ends in #token=...: keep it, then hide it.
+(function takeToken() {
+  const m = /(?:^#|&)token=([A-Za-z0-9_-]{16,128})/.exec(location.hash);
+  if (m) {
+    localStorage.setItem(TOKEN_KEY, m[1]);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+})();
+
+function connect(then) {
+  if (ws && ws.readyState <= 1) return;
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  ws = new WebSocket(`${proto}//${location.host}/ws`);
-  ws.onopen = () => setStatus(true, "connected");
-  ws.onclose = () => { setStatus(false, "reconnecting…"); authorised = false; setTimeout(connect, 1000); };
+  const token = localStorage.getItem(TOKEN_KEY);
+  ws = new WebSocket(`${proto}//${location.host}/ws` + (token ? `?token=${encodeURIComponent(token)}` : ""));
+  ws.onopen = () => { setStatus(true, "connected"); if (then) then(); };
+  ws.onclose = () => {
+    const was = authorised;
+    authorised = false;
+    ws = null;
+    // a page waiting for its passcode does not hold a socket open: it connects again on Connect
+    if (was || !waitingForCode) { setStatus(false, "reconnecting…"); setTimeout(() => connect(), 1000); }
+    else setStatus(false, "enter the passcode");
+  };
   ws.onmessage = (ev) => handle(JSON.parse(ev.data));
+}
+
+function sendConnect(code) {
+  const msg = JSON.stringify({ type: "connect", passcode: code });
+  if (ws && ws.readyState === 1) ws.send(msg);
+  else connect(() => ws.send(msg));
 }
 
 function setStatus(on, text) { const s = $("status"); s.className = on ? "on" : "off"; s.textContent = text; }
 
 function send(address, args = []) {
+  if (!authorised && (!ws || ws.readyState !== 1)) {
+    showReply(address, false, "enter the passcode first");
+    return;
+  }
   if (!ws || ws.readyState !== 1) return;
   ws.send(JSON.stringify({ type: "command", address: `/lectern/${address}`, args, id: nextId++ }));
 }
 
+function showReply(address, ok, detail) {
+  const r = $("reply");
+  r.textContent = `${(address || "").replace("/lectern/", "")}: ${detail}`;
+  r.className = ok ? "" : "error";
+}
+
 function handle(m) {
   if (m.type === "hello") {
-    scenes = m.scenes || [];
-    if (m.passcode) {
-      const saved = localStorage.getItem("lectern-passcode");
-      $("login").hidden = false;
-      if (saved) ws.send(JSON.stringify({ type: "connect", passcode: saved }));
-    } else {
-      authorised = true;
-    }
-    drawScenes();
+    if (m.token_refused) localStorage.removeItem(TOKEN_KEY);  // an older show's token
+    if (m.authorised) return;  // the token opened the socket: "auth" follows
+    waitingForCode = true;
+    $("login").hidden = false;
+    $("login-error").textContent = m.passcode ? "" : "open the address the show printed (or scan its QR code)";
+    localStorage.removeItem("lectern-passcode");  // older pages kept it; the token replaces it
   } else if (m.type === "auth") {
     authorised = m.ok;
+    if (m.ok) {
+      waitingForCode = false;
+      if (m.token) localStorage.setItem(TOKEN_KEY, m.token);  // reconnects need no passcode
+      if (m.scenes) scenes = m.scenes;
+      drawScenes();
+    }
     $("login").hidden = m.ok;
     $("login-error").textContent = m.ok ? "" : m.detail;
-    if (m.ok) localStorage.setItem("lectern-passcode", $("passcode").value || localStorage.getItem("lectern-passcode") || "");
-    else localStorage.removeItem("lectern-passcode");
   } else if (m.type === "reply") {
-    const r = $("reply");
-    r.textContent = `${(m.address || "").replace("/lectern/", "")}: ${m.detail}`;
-    r.className = m.ok ? "" : "error";
+    showReply(m.address, m.ok, m.detail.replace(/^auth: /, ""));
   } else if (m.type === "state") {
     state = m.state;
     drawState();
@@ -127,7 +161,7 @@ $("keep").onclick = () => send("keep");
 $("reseed").onclick = () => send("reseed");
 $("release").onclick = () => send("temperature/release");
 $("pause").onclick = () => send(state.paused ? "resume" : "pause");
-$("connect").onclick = () => ws.send(JSON.stringify({ type: "connect", passcode: $("passcode").value }));
+$("connect").onclick = () => sendConnect($("passcode").value);
 slider("temperature");
 slider("volume");
 panicButton();

@@ -23,7 +23,7 @@ DEFAULT_MAP = ROOT / "assets" / "controllers" / "generic-8x16.toml"
 
 
 def add_controller_arguments(p: argparse.ArgumentParser) -> None:
-    """--midi, --midi-map, --remote, --remote-host on `run.py play`."""
+    """--midi, --midi-map, --remote, --remote-host, --allow-open-network on `run.py play`."""
     g = p.add_argument_group("controllers")
     g.add_argument("--midi", metavar="PORT", help="MIDI controller: part of its port name (`run.py midi` lists them)")
     g.add_argument("--midi-map", type=Path, metavar="FILE",
@@ -31,6 +31,8 @@ def add_controller_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remote", type=int, metavar="PORT", help="serve the browser remote on this port (off by default)")
     g.add_argument("--remote-host", default="127.0.0.1", metavar="H",
                    help="address the remote listens on (default loopback; 0.0.0.0 = the LAN)")
+    g.add_argument("--allow-open-network", action="store_true",
+                   help="let OSC listen beyond loopback without --osc-passcode (anyone on the network may steer)")
 
 
 class Controllers:
@@ -60,7 +62,9 @@ class Controllers:
                                            scene_names=names)
                 self.remote.start()
                 publisher.subscribe(self.remote.publish_state)
-                log.warning("remote: %s", self.remote.url)
+                # the token's URL: printed (stderr) even with --quiet, the one way in without a passcode
+                log.warning("remote: open %s (its token lets a phone steer the show: keep it private)",
+                            self.remote.token_url)
             except (RemoteError, OSError) as e:
                 print(f"remote: {e}; continuing without the remote (choose another --remote port)", file=sys.stderr)
                 self.remote = None
@@ -73,7 +77,7 @@ class Controllers:
             qr = self.remote.qr_text()
         except Exception as e:  # no QR is no reason to stop
             qr = f"(no QR code: {e})\n"
-        return f"remote: open {self.remote.url} on a phone, or scan:\n{qr}"
+        return f"remote: open {self.remote.token_url} on a phone, or scan:\n{qr}"
 
     def filter(self, inbox: list) -> list:
         """Answer /lectern/learn here; let the MIDI controller see the rest (a learn target)."""
@@ -113,10 +117,19 @@ class Controllers:
 
 def check_controller_args(args: argparse.Namespace, setlist) -> str | None:
     """One line saying what is wrong with the controller options (before the show), or None."""
+    from performance.controllers.auth import open_network_refusal
     from performance.show.schema import ConfigError
 
     if getattr(args, "remote", None) is not None and not 0 <= args.remote <= 65535:
         return f"--remote {args.remote}: a TCP port 0..65535 (0 = any free one)"
+    problem = open_network_refusal(
+        osc_host=getattr(args, "osc_host", None) if getattr(args, "osc_port", 0) else None,
+        osc_passcode=getattr(args, "osc_passcode", None),
+        osc_allow=getattr(args, "osc_allow", None),
+        remote_host=getattr(args, "remote_host", None) if getattr(args, "remote", None) is not None else None,
+        allow_open=bool(getattr(args, "allow_open_network", False)))
+    if problem:
+        return problem
     if getattr(args, "midi", None) or getattr(setlist, "midi", None):
         from performance.controllers.mapping import load_mapping
 

@@ -6,12 +6,26 @@ sends commands and receives the show's state. Like the OSC server, this only val
 answers through each Command's reply, which comes back on the same socket. State comes from the
 one publisher: every change is pushed to every page at once, and all of it once a second.
 
-Protocol (JSON text frames):
-  server → page  {"type": "hello", "scenes": [...], "passcode": bool}
-  page → server  {"type": "connect", "passcode": "..."}   (when a passcode is set)
-  server → page  {"type": "auth", "ok": bool, "detail": "..."}
+Who gets in (a web server on a performer's laptop, reached by a browser that visits other sites):
+  * the WebSocket is refused (HTTP 403, before anything is sent) unless its Origin is this remote's
+    own origin: scheme, host and port as served (loopback names, the LAN address in the URL);
+  * a session token (auth.new_token) is made at start and put in the URL the show announces and in
+    its QR code (`#token=...`); the page keeps it and opens /ws?token=...; without it, or the
+    passcode (--osc-passcode, through the process-wide guess budget of auth.py), nothing is
+    accepted and no state leaves: before authentication the page hears only "hello" and "auth";
+  * unauthenticated sockets have AUTH_DEADLINE_S to authenticate, at most MAX_PENDING_PER_IP per
+    address, and a pool of their own (authenticated pages have MAX_CLIENTS slots nobody else takes);
+  * every TCP connection is watched from accept (`_Guard`): at most MAX_CONNS at once (the newest
+    evicts the oldest unauthenticated one, from the address holding the most), MAX_CONNS_PER_IP
+    unauthenticated per address, headers within HEADER_TIMEOUT_S, plain requests closed after
+    their answer and within HTTP_LIFETIME_S.
+
+Protocol (JSON text frames, at most MAX_FRAME bytes):
+  server → page  {"type": "hello", "passcode": bool, "authorised": bool, "token_refused": bool}
+  page → server  {"type": "connect", "passcode": "..."}   (a passcode or the token)
+  server → page  {"type": "auth", "ok": bool, "detail": "...", "scenes": [...], "token": "..."}
   page → server  {"type": "command", "address": "/lectern/go", "args": [...], "id": n}
-  server → page  {"type": "reply", "id": n, "address": "...", "ok": bool, "detail": "..."}
+  server → page  {"type": "reply", "id": n, "address": "...", "ok": bool, "detail": "field: ..."}
   server → page  {"type": "state", "state": {...}}
 Loopback by default; --remote-host opens it to the LAN; --osc-passcode protects it too.
 """
@@ -19,9 +33,9 @@ Loopback by default; --remote-host opens it to the LAN; --osc-passcode protects 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
+import math
 import queue
 import socket
 import threading
@@ -30,50 +44,156 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from performance.controllers import auth
 from performance.controllers.inbox import put_latest
-from performance.protocol.commands import PREFIX, TABLE, Command, CommandError, interpret
+from performance.protocol.commands import PREFIX, TABLE, Command, CommandError, UnknownCommand, interpret
 
 log = logging.getLogger("lectern.remote")
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "remote"
 FILES = {"/": ("index.html", "text/html"), "/remote.js": ("remote.js", "application/javascript"),
          "/remote.css": ("remote.css", "text/css")}
 FADERS = {a.name for a in TABLE.values() if a.fader}
-PASSCODE_TRIES = 5
-LOCKOUT_S = 30.0
-MAX_CLIENTS = 32
+MAX_CLIENTS = 32  # authenticated pages
+MAX_PENDING = 32  # unauthenticated WebSockets, all addresses
+MAX_PENDING_PER_IP = 4
+AUTH_DEADLINE_S = 3.0
+PRE_AUTH_MESSAGES = 6  # messages an unauthenticated socket may send before it is closed
+MAX_CONNS = 128  # TCP connections at once (file descriptors)
+MAX_CONNS_PER_IP = 16
+BACKLOG = 1024  # a full accept queue drops SYNs: the phone would wait for TCP's 1 s retry  # unauthenticated ones per address
+HEADER_TIMEOUT_S = 3.0
+HTTP_LIFETIME_S = 10.0
+MAX_HEAD = 16384
 MAX_FRAME = 4096
+MAX_DEPTH = 8  # JSON nesting
+MAX_ARGS = 8
+MAX_TEXT = 2000
+MAX_ID = 64
+REAP_S = 0.25
 
 
 class RemoteError(OSError):
     """The remote could not be served (port in use, address not available)."""
 
 
+class _Conn:
+    """One TCP connection as the guard sees it: head → http | pending → authed."""
+
+    __slots__ = ("transport", "ip", "t0", "state", "since", "tail", "head_bytes")
+
+    def __init__(self, transport: Any, ip: str, now: float) -> None:
+        self.transport = transport
+        self.ip = ip
+        self.t0 = now
+        self.since = now
+        self.state = "head"
+        self.tail = b""
+        self.head_bytes = 0
+
+
+class _Guard(asyncio.Protocol):
+    """Wraps aiohttp's RequestHandler for one connection: bookkeeping and limits, then delegation."""
+
+    def __init__(self, server: RemoteServer, inner: Any) -> None:
+        self.server = server
+        self.inner = inner
+        self.conn: _Conn | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if isinstance(peer, tuple) and peer else "?"
+        self.conn = self.server._admit(transport, ip)
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        c = self.conn
+        if c is not None and c.state == "head":
+            c.head_bytes += len(data)
+            if b"\r\n\r\n" in c.tail + data:
+                c.state = "http"
+                c.since = time.monotonic()
+            elif c.head_bytes > MAX_HEAD:
+                c.transport.abort()
+                return
+            else:
+                c.tail = data[-3:]
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.server._gone(self.conn)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
 class _Client:
     """One WebSocket (owned by the event loop)."""
 
-    def __init__(self, ws: Any, ip: str) -> None:
+    def __init__(self, ws: Any, ip: str, conn: _Conn | None) -> None:
         self.ws = ws
         self.ip = ip
+        self.conn = conn
         self.authorised = False
+        self.opened = time.monotonic()
+        self.messages = 0
         self.out: deque = deque(maxlen=256)
         self.wake = asyncio.Event()
         self.sent_version = -1
         self.slots: dict[str, Command] = {}
 
 
+def _too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether brackets nest deeper than `limit` (outside strings): checked before json.loads."""
+    depth, in_str, esc = 0, False, False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 class RemoteServer:
     """Serves the page and its WebSockets on `host`:`port` (port 0 = a free one).
 
-    inbox: the engine's queue. passcode: required before any command (None = none).
-    scene_names: the setlist's scene names, for the page's scene list. learn: where
-    /lectern/learn goes (the MIDI controller), None = not available."""
+    inbox: the engine's queue. passcode: the human passcode (None = none; the session token works
+    either way). token: the session token (default: a fresh one). scene_names: the setlist's scene
+    names, sent after authentication. budget / guess_log: auth.py's (default: the process-wide ones)."""
 
     def __init__(self, inbox: queue.Queue, *, host: str = "127.0.0.1", port: int = 8080,
-                 passcode: str | None = None, scene_names: Callable[[], list[str]] = list) -> None:
+                 passcode: str | None = None, scene_names: Callable[[], list[str]] = list,
+                 token: str | None = None, budget: auth.GuessBudget | None = None,
+                 guess_log: auth.GuessLog | None = None) -> None:
         self.inbox = inbox
         self.host = host
         self.passcode = passcode or None
+        self.token = token or auth.new_token()
+        self.gate = auth.Gate(passcode=self.passcode, token=self.token, channel="remote", budget=budget,
+                              guess_log=guess_log)
         self.scene_names = scene_names
         self._want_port = port
         self.port = port
@@ -82,11 +202,14 @@ class RemoteServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._clients: set[_Client] = set()
+        self._conns: dict[Any, _Conn] = {}
         self._state_json = ""
         self._version = 0
         self._pending = False
-        self._locked: dict[str, tuple[int, float]] = {}  # ip -> (wrong passcodes, locked until)
-        self.counts = {"connections": 0, "accepted": 0, "refused": 0, "wrong_passcode": 0, "state_sent": 0}
+        self._hosts: set[str] = set()
+        self.counts = {"connections": 0, "accepted": 0, "refused": 0, "wrong_passcode": 0, "state_sent": 0,
+                       "origin_refused": 0, "evicted": 0, "deadline": 0, "tcp": 0, "internal": 0,
+                       "passcode_busy": 0}
 
     # ---- lifecycle (any thread) ----------------------------------------------------------------
     def start(self) -> None:
@@ -105,24 +228,35 @@ class RemoteServer:
             asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
         self._thread.join(3.0)
 
-    @property
-    def url(self) -> str:
-        """The page's address as a phone should open it (the LAN address when open to the LAN)."""
+    def _public_host(self) -> str:
         host = self.host
         if host in ("0.0.0.0", "", "::"):
             host = lan_address()
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        return f"[{host}]" if ":" in host else host
+
+    @property
+    def url(self) -> str:
+        """The page's address (the LAN address when open to the LAN), without the token."""
+        return f"http://{self._public_host()}:{self.port}/"
+
+    @property
+    def token_url(self) -> str:
+        """The address to give the phone: the page takes the token from the fragment and keeps it."""
+        return f"{self.url}#token={self.token}"
+
+    @property
+    def origins(self) -> set[str]:
+        """Every Origin this remote accepts (its own page, under each name it is served as)."""
+        return {f"http://{h}:{self.port}" for h in self._hosts}
 
     def qr_text(self) -> str:
-        """The URL as a QR code for a terminal (segno; two rows per text line)."""
+        """The token URL as a QR code for a terminal (segno; two rows per text line)."""
         import io
 
         import segno
 
         buf = io.StringIO()
-        segno.make(self.url, error="m").terminal(out=buf, compact=True, border=2)
+        segno.make(self.token_url, error="m").terminal(out=buf, compact=True, border=2)
         return buf.getvalue()
 
     def publish_state(self, state: dict) -> None:
@@ -151,6 +285,30 @@ class RemoteServer:
             self._error = e
             self._ready.set()
 
+    def _served_hosts(self) -> set[str]:
+        hosts = {self._public_host()}
+        h = self.host.strip("[]")
+        if auth.is_loopback(h) or h in ("0.0.0.0", "", "::"):
+            hosts |= {"127.0.0.1", "localhost", "[::1]"}
+            if h not in ("0.0.0.0", "", "::", "localhost"):
+                hosts.add(f"[{h}]" if ":" in h else h)
+        else:
+            hosts.add(f"[{h}]" if ":" in h else h)
+        if h in ("0.0.0.0", "", "::"):
+            name = socket.gethostname().split(".")[0]
+            if name:
+                hosts |= {name, f"{name}.local"}
+            try:
+                import ifaddr
+
+                for adapter in ifaddr.get_adapters():
+                    for ip in adapter.ips:
+                        if ip.is_IPv4:
+                            hosts.add(ip.ip)
+            except Exception:  # noqa: BLE001 (the LAN address above is enough)
+                pass
+        return {x.lower() for x in hosts}
+
     async def _main(self) -> None:
         from aiohttp import web
 
@@ -160,40 +318,102 @@ class RemoteServer:
         for path in FILES:
             app.router.add_get(path, self._file)
         app.router.add_get("/ws", self._ws)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=HTTP_LIFETIME_S,
+                               max_line_size=4096, max_field_size=4096)
         await runner.setup()
+        handler_factory = runner.server
         try:
-            site = web.TCPSite(runner, self.host, self._want_port, reuse_address=True)
-            await site.start()
+            server = await self._loop.create_server(lambda: _Guard(self, handler_factory()), self.host,
+                                                    self._want_port, reuse_address=True, backlog=BACKLOG)
         except OSError as e:
             await runner.cleanup()
             raise RemoteError(f"cannot listen on {self.host}:{self._want_port} ({e.strerror})") from None
-        server = site._server
-        if server is not None and server.sockets:
+        if server.sockets:
             self.port = server.sockets[0].getsockname()[1]
+        self._hosts = self._served_hosts()
         self._ready.set()
         ticker = asyncio.create_task(self._tick())
         await self._stopping.wait()
         ticker.cancel()
+        server.close()
         for c in list(self._clients):
             await c.ws.close()
+        for conn in list(self._conns.values()):
+            conn.transport.abort()
         await runner.cleanup()
 
     async def _shutdown(self) -> None:
         self._stopping.set()
 
     async def _tick(self) -> None:
-        while True:  # all of the state once a second, as OSC subscribers get it
-            await asyncio.sleep(1.0)
-            for c in self._clients:
-                c.sent_version = -1
-                c.wake.set()
+        n = 0
+        while True:  # deadlines four times a second; all of the state once a second
+            await asyncio.sleep(REAP_S)
+            self._reap()
+            n += 1
+            if n % round(1 / REAP_S) == 0:
+                self.gate.flush()
+                for c in self._clients:
+                    c.sent_version = -1
+                    c.wake.set()
 
     def _fan(self) -> None:
         self._pending = False
         for c in self._clients:
             c.wake.set()
 
+    # ---- connections (event loop thread) -------------------------------------------------------
+    def _admit(self, transport: Any, ip: str) -> _Conn:
+        now = time.monotonic()
+        self.counts["tcp"] += 1
+        mine = [c for c in self._conns.values() if c.ip == ip and c.state != "authed"]
+        if len(mine) >= MAX_CONNS_PER_IP:
+            self._evict(min(mine, key=lambda c: c.t0))
+        if len(self._conns) >= MAX_CONNS:
+            victim = self._victim(lambda c: c.state != "authed")
+            if victim is not None:
+                self._evict(victim)
+        conn = _Conn(transport, ip, now)
+        self._conns[transport] = conn
+        if len(self._conns) > MAX_CONNS:  # nothing evictable: every slot is an authenticated page
+            transport.abort()
+        return conn
+
+    def _victim(self, which: Callable[[_Conn], bool]) -> _Conn | None:
+        """The oldest matching connection of the address holding the most of them."""
+        by_ip: dict[str, list[_Conn]] = {}
+        for c in self._conns.values():
+            if which(c):
+                by_ip.setdefault(c.ip, []).append(c)
+        if not by_ip:
+            return None
+        group = max(by_ip.values(), key=len)
+        return min(group, key=lambda c: c.t0)
+
+    def _evict(self, conn: _Conn) -> None:
+        self.counts["evicted"] += 1
+        self._conns.pop(conn.transport, None)
+        conn.transport.abort()
+
+    def _gone(self, conn: _Conn | None) -> None:
+        if conn is not None:
+            self._conns.pop(conn.transport, None)
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for conn in list(self._conns.values()):
+            age = now - conn.since
+            if ((conn.state == "head" and now - conn.t0 > HEADER_TIMEOUT_S)
+                    or (conn.state == "http" and now - conn.t0 > HTTP_LIFETIME_S)
+                    or (conn.state == "pending" and age > AUTH_DEADLINE_S)):
+                self.counts["deadline"] += 1
+                self._conns.pop(conn.transport, None)
+                conn.transport.abort()
+
+    def _pending_clients(self) -> list[_Client]:
+        return [c for c in self._clients if not c.authorised]
+
+    # ---- HTTP ----------------------------------------------------------------------------------
     async def _file(self, request: Any) -> Any:
         from aiohttp import web
 
@@ -201,39 +421,97 @@ class RemoteServer:
         try:
             body = (ASSETS / name).read_bytes()
         except OSError:
-            return web.Response(status=404, text=f"{name} missing from assets/remote")
-        return web.Response(body=body, content_type=ctype, headers={"Cache-Control": "no-cache"})
+            resp = web.Response(status=404, text=f"{name} missing from assets/remote")
+        else:
+            resp = web.Response(body=body, content_type=ctype,
+                                headers={"Cache-Control": "no-cache", "X-Frame-Options": "DENY",
+                                         "Content-Security-Policy": "default-src 'self'; connect-src 'self'; "
+                                                                    "frame-ancestors 'none'",
+                                         "Referrer-Policy": "no-referrer"})
+        resp.force_close()  # one request per connection: nothing lingers half-open
+        return resp
+
+    def _origin_ok(self, request: Any) -> bool:
+        """The page's own origin, and a Host header naming this remote (no DNS rebinding)."""
+        origin = request.headers.get("Origin")
+        host = (request.headers.get("Host") or "").lower()
+        if not origin or origin.lower() not in self.origins:
+            return False
+        return host in {urlsplit(o).netloc for o in self.origins} and urlsplit(origin.lower()).netloc == host
 
     async def _ws(self, request: Any) -> Any:
         from aiohttp import WSMsgType, web
 
-        if len(self._clients) >= MAX_CLIENTS:
-            return web.Response(status=503, text="too many remotes connected")
-        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_FRAME)
-        await ws.prepare(request)
+        conn = self._conns.get(request.transport)
+        if not self._origin_ok(request):
+            self.counts["origin_refused"] += 1
+            resp = web.Response(status=403, text="this remote only answers its own page")
+            resp.force_close()
+            return resp
         ip = request.remote or "?"
-        c = _Client(ws, ip)
-        c.authorised = self.passcode is None
+        given = request.query.get("token")
+        by_token = given is not None and self.gate.check_token(given)
+        if by_token or self.gate.open:
+            if sum(1 for c in self._clients if c.authorised) >= MAX_CLIENTS:
+                resp = web.Response(status=503, text="too many remotes connected")
+                resp.force_close()
+                return resp
+        else:
+            mine = [c for c in self._pending_clients() if c.ip == ip]
+            if len(mine) >= MAX_PENDING_PER_IP:
+                await self._drop(min(mine, key=lambda c: c.opened))
+            pending = self._pending_clients()
+            if len(pending) >= MAX_PENDING:
+                by_ip: dict[str, list[_Client]] = {}
+                for c in pending:
+                    by_ip.setdefault(c.ip, []).append(c)
+                await self._drop(min(max(by_ip.values(), key=len), key=lambda c: c.opened))
+        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_FRAME)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:  # evicted (or gone) while the handshake was answered
+            gone = web.Response(status=503)
+            gone.force_close()
+            return gone
+        c = _Client(ws, ip, conn)
         self._clients.add(c)
         self.counts["connections"] += 1
+        if conn is not None:
+            conn.state, conn.since = "pending", time.monotonic()
         writer = asyncio.create_task(self._writer(c))
-        self._push(c, {"type": "hello", "scenes": list(self.scene_names()), "passcode": self.passcode is not None})
+        self._push(c, {"type": "hello", "passcode": self.passcode is not None, "authorised": by_token,
+                       "token_refused": given is not None and not by_token})
+        if by_token or self.gate.open:
+            self._authorise(c, "connected")
         try:
             async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                try:
-                    data = json.loads(msg.data)
-                    if not isinstance(data, dict):
-                        raise ValueError("not an object")
-                except ValueError:
-                    self._push(c, {"type": "reply", "id": None, "ok": False, "detail": "not a JSON object"})
-                    continue
-                self._message(c, data)
+                if msg.type == WSMsgType.TEXT:
+                    try:
+                        self._text(c, msg.data)
+                    except Exception as e:  # noqa: BLE001 (a bug must not take the socket with a traceback)
+                        self.counts["internal"] += 1
+                        log.error("remote: message refused after an internal error (%s: %s)", type(e).__name__, e)
+                        self._reply(c, None, None, False, "message: not accepted (internal error, logged)")
+                elif msg.type == WSMsgType.BINARY:
+                    self._reply(c, None, None, False, "message: binary frames are not accepted (JSON text)")
+                if not c.authorised:
+                    c.messages += 1
+                    if c.messages >= PRE_AUTH_MESSAGES:
+                        await ws.close(code=4001, message=b"authenticate first")
+                        break
         finally:
             self._clients.discard(c)
             writer.cancel()
         return ws
+
+    async def _drop(self, c: _Client) -> None:
+        self.counts["evicted"] += 1
+        self._clients.discard(c)
+        if c.conn is not None:
+            self._conns.pop(c.conn.transport, None)
+            c.conn.transport.abort()
+        else:
+            await c.ws.close()
 
     async def _writer(self, c: _Client) -> None:
         while not c.ws.closed:
@@ -254,30 +532,84 @@ class RemoteServer:
         c.out.append(json.dumps(obj, default=str))
         c.wake.set()
 
-    def _message(self, c: _Client, data: dict) -> None:
-        kind = data.get("type")
-        if kind == "connect":
-            self._connect(c, data.get("passcode"))
-            return
-        if kind != "command":
-            self._push(c, {"type": "reply", "id": data.get("id"), "ok": False,
-                           "detail": f"unknown message type {kind!r} (command, connect)"})
-            return
-        rid, address = data.get("id"), data.get("address")
-        args = data.get("args") or []
-        if not c.authorised:
-            self.counts["refused"] += 1
-            self._push(c, {"type": "reply", "id": rid, "address": address, "ok": False,
-                           "detail": "enter the passcode first"})
-            return
-        if not isinstance(address, str) or not isinstance(args, list):
-            self._push(c, {"type": "reply", "id": rid, "ok": False, "detail": "address must be text, args a list"})
+    def _reply(self, c: _Client, rid: Any, address: Any, ok: bool, detail: str) -> None:
+        msg = {"type": "reply", "id": rid, "ok": ok, "detail": detail}
+        if isinstance(address, str):
+            msg["address"] = address
+        self._push(c, msg)
+
+    def _authorise(self, c: _Client, detail: str) -> None:
+        c.authorised = True
+        if c.conn is not None:
+            c.conn.state = "authed"
+        c.sent_version = -1
+        self._push(c, {"type": "auth", "ok": True, "detail": detail, "scenes": list(self.scene_names()),
+                       "token": self.token})
+
+    # ---- messages ------------------------------------------------------------------------------
+    def _text(self, c: _Client, text: str) -> None:
+        if _too_deep(text):
+            self._reply(c, None, None, False, f"message: nested deeper than {MAX_DEPTH} levels")
             return
         try:
+            data = json.loads(text, parse_constant=_no_constants)
+        except (ValueError, RecursionError):
+            self._reply(c, None, None, False, "message: not JSON (a JSON object is expected)")
+            return
+        if not isinstance(data, dict):
+            self._reply(c, None, None, False, f"message: a JSON object is expected, got {type(data).__name__}")
+            return
+        rid = data.get("id")
+        if rid is not None and not (
+                (isinstance(rid, int) and not isinstance(rid, bool) and abs(rid) <= 2**53)
+                or (isinstance(rid, str) and len(rid) <= MAX_ID)):
+            self._reply(c, None, None, False, f"id: a whole number or a text of at most {MAX_ID} characters")
+            return
+        kind = data.get("type")
+        if kind == "connect":
+            self._connect(c, data)
+            return
+        if kind != "command":
+            shown = repr(kind)[:40] if isinstance(kind, str) else type(kind).__name__
+            self._reply(c, rid, None, False, f"type: unknown message type {shown} (command, connect)")
+            return
+        if not c.authorised:
+            self.counts["refused"] += 1
+            self._reply(c, rid, None, False, "auth: enter the passcode first")
+            return
+        self._command(c, rid, data)
+
+    def _command(self, c: _Client, rid: Any, data: dict) -> None:
+        address, args = data.get("address"), data.get("args", [])
+        if not isinstance(address, str) or not address or len(address) > 128:
+            self._reply(c, rid, None, False, "address: a text like /lectern/go (at most 128 characters)")
+            return
+        if args is None:
+            args = []
+        if not isinstance(args, list) or len(args) > MAX_ARGS:
+            self._reply(c, rid, address, False, f"args: a list of at most {MAX_ARGS} values")
+            return
+        for i, a in enumerate(args):
+            if isinstance(a, str):
+                if len(a) > MAX_TEXT:
+                    self._reply(c, rid, address, False, f"args[{i}]: a text of at most {MAX_TEXT} characters")
+                    return
+            elif isinstance(a, float) and not math.isfinite(a):
+                self._reply(c, rid, address, False, f"args[{i}]: not a finite number")
+                return
+            elif not isinstance(a, bool | int | float):
+                self._reply(c, rid, address, False,
+                            f"args[{i}]: a number, true/false or a text, got {type(a).__name__}")
+                return
+        try:
             name, clean = interpret(address, tuple(args), len(self.scene_names()))
+        except UnknownCommand as e:
+            self.counts["refused"] += 1
+            self._reply(c, rid, address, False, f"address: {e}")
+            return
         except CommandError as e:
             self.counts["refused"] += 1
-            self._push(c, {"type": "reply", "id": rid, "address": address, "ok": False, "detail": str(e)})
+            self._reply(c, rid, address, False, f"args: {e}")
             return
         loop = self._loop
 
@@ -294,8 +626,7 @@ class RemoteServer:
                       received=time.monotonic())
         got = put_latest(self.inbox, cmd, c.slots.get(name) if name in FADERS else None)
         if got == "full":
-            self._push(c, {"type": "reply", "id": rid, "address": address, "ok": False,
-                           "detail": "busy: too many commands waiting"})
+            self._reply(c, rid, address, False, "busy: too many commands waiting")
             return
         if got == "replaced":
             old = c.slots.get(name)
@@ -305,29 +636,39 @@ class RemoteServer:
         if name in FADERS:
             c.slots[name] = cmd
 
-    def _connect(self, c: _Client, given: Any) -> None:
-        if self.passcode is None:
-            c.authorised = True
-            self._push(c, {"type": "auth", "ok": True, "detail": "connected (no passcode needed)"})
-            return
-        now = time.monotonic()
-        wrong, until = self._locked.get(c.ip, (0, 0.0))
-        if now < until:
+    def _connect(self, c: _Client, data: dict) -> None:
+        given = data.get("passcode", data.get("token"))
+        if not isinstance(given, str) or not given or len(given) > auth.MAX_SECRET:
             self._push(c, {"type": "auth", "ok": False,
-                           "detail": f"too many wrong passcodes; try again in {until - now:.0f} s"})
+                           "detail": f"passcode: a text of 1..{auth.MAX_SECRET} characters"})
             return
-        text = given if isinstance(given, str) else ""
-        if hmac.compare_digest(text.encode("utf-8", "replace"), self.passcode.encode("utf-8")):
-            c.authorised = True
-            self._locked.pop(c.ip, None)
-            self._push(c, {"type": "auth", "ok": True, "detail": "connected"})
-            c.sent_version = -1
+        if c.authorised:
+            self._push(c, {"type": "auth", "ok": True, "detail": "already connected"})
             return
-        self.counts["wrong_passcode"] += 1
-        wrong += 1
-        self._locked[c.ip] = (0, now + LOCKOUT_S) if wrong >= PASSCODE_TRIES else (wrong, 0.0)
-        log.warning("remote: wrong passcode from %s", c.ip)
-        self._push(c, {"type": "auth", "ok": False, "detail": "wrong passcode"})
+        if self.gate.check_token(given):  # free: far too long to guess
+            self._admit_authorised(c, "connected")
+            return
+        if self.passcode is None:
+            self._push(c, {"type": "auth", "ok": False,
+                           "detail": "token: wrong; open the address the show printed (or scan its QR code)"})
+            return
+        verdict = self.gate.check_passcode(given, c.ip)
+        if verdict is auth.Verdict.OK:
+            self._admit_authorised(c, "connected")
+        elif verdict is auth.Verdict.BUSY:
+            self.counts["passcode_busy"] += 1
+            self._push(c, {"type": "auth", "ok": False,
+                           "detail": f"passcode: too many wrong guesses on this show; try again in "
+                                     f"{self.gate.budget.retry_in():.0f} s, or open the address with its token"})
+        else:
+            self.counts["wrong_passcode"] += 1
+            self._push(c, {"type": "auth", "ok": False, "detail": "wrong passcode"})
+
+    def _admit_authorised(self, c: _Client, detail: str) -> None:
+        if sum(1 for x in self._clients if x.authorised) >= MAX_CLIENTS:
+            self._push(c, {"type": "auth", "ok": False, "detail": "too many remotes connected"})
+            return
+        self._authorise(c, detail)
 
 
 def lan_address() -> str:
