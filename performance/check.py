@@ -90,7 +90,7 @@ class _Cards:
 
     def read(self, m: str) -> dict:
         from performance.textgen.base import ModelFileError
-        from performance.textgen.registry import read_card, resolve_model_dir
+        from performance.textgen.cards import read_card, resolve_model_dir
 
         if m not in self._seen:
             try:
@@ -150,7 +150,7 @@ def _check_at_models(setlist, cards: _Cards) -> None:
 def served_fallbacks(setlist) -> list[str]:
     """The fallback models of scenes that perform with a served model."""
     from performance.textgen.base import ModelFileError
-    from performance.textgen.registry import read_card, resolve_model_dir
+    from performance.textgen.cards import read_card, resolve_model_dir
 
     out = []
     for entry in setlist.entries:

@@ -16,9 +16,9 @@ from performance import __version__
 _REGISTRARS = [
     ("performance.play", "register_play"),
     ("performance.check", "register_check"),
-    ("performance.textgen.commands", "register_train"),
-    ("performance.textgen.commands", "register_sample"),
-    ("performance.textgen.commands", "register_bench"),
+    ("performance.model_commands", "register_train"),
+    ("performance.model_commands", "register_sample"),
+    ("performance.model_commands", "register_bench"),
     ("performance.render", "register_render"),
     ("performance.controllers.osc_table", "register_osc"),
     ("performance.controllers.midi", "register_midi"),

@@ -210,7 +210,8 @@ class Runtime:
         """Import torch before the first frame when a neural model will be needed: a second of
         import in the worker thread holds the GIL and would drop the stage's first frames."""
         from performance.textgen.base import ModelFileError
-        from performance.textgen.registry import NEURAL_KINDS, read_card, resolve_model_dir
+        from performance.textgen.cards import read_card, resolve_model_dir
+        from performance.textgen.kinds import NEURAL_KINDS
 
         for entry in self.setlist.entries:
             for m in entry.scene.models:
@@ -222,8 +223,8 @@ class Runtime:
                     continue
 
     def _start_services(self) -> None:
-        from performance.generator import GeneratorThread
         from performance.protocol.worker import Preload
+        from performance.worker.thread import GeneratorThread
 
         if not self.args.quiet and sys.stdout.isatty():
             from performance.install.logs import replace_console

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from performance.engine import Engine
-from performance.generator import WorkerCore
 from performance.protocol.actions import Outbox
 from performance.protocol.commands import Command
 from performance.show.config import Setlist
+from performance.worker.core import WorkerCore
 
 
 def simulate(setlist: Setlist, until: float, *, dt: float = 1 / 60, session_seed: int = 1,

@@ -147,8 +147,8 @@ def run_engine(setlist, until: float, *, dt: float = 0.05, commands=(), voice_li
     voice_line_s per line, one line at a time, as the sound system reports it, and a generator
     that writes at most `budget` tokens per step (a slow model)."""
     from performance.engine import Engine
-    from performance.generator import WorkerCore
     from performance.protocol.actions import Keep, SoundCtl, Speak, SpeechState
+    from performance.worker.core import WorkerCore
 
     events, files, worker_out = [], [], []
     core = WorkerCore(worker_out.append, None)

@@ -13,7 +13,7 @@ from performance.cli import build_parser
 from performance.show.config import load_scene, load_setlist
 from performance.show.schema import ConfigError
 from performance.textgen.base import ModelFileError
-from performance.textgen.registry import read_card
+from performance.textgen.cards import read_card
 
 BASE = 'model = "markov"\nlength = { words = 20 }\n'
 

@@ -12,13 +12,13 @@ import pytest
 from conftest import ROOT, ScriptModel
 from safetensors.numpy import load_file, save_file
 
-from performance.generator import MAX_FAILURES, WorkerCore
 from performance.protocol.worker import Done, Failed, Grant, Open, TokenOut
 from performance.show.config import MAX_PROMPT_CHARS, load_scene
 from performance.show.schema import ConfigError
 from performance.textgen import load_model
 from performance.textgen.base import ModelFileError
 from performance.textgen.lengths import LengthRule
+from performance.worker.core import MAX_FAILURES, WorkerCore
 
 
 def copy_model(tmp_path, name: str):
@@ -85,29 +85,43 @@ def test_prompts_are_capped(tmp_path):
 
 
 class SlowStartModel(ScriptModel):
-    """A model stuck reading its prompt (the 50 KB prompt stall), in Python-level steps."""
+    """A model stuck reading its prompt (the 50 KB prompt stall) for a while, in Python-level steps."""
 
     def start(self, seed: int, prompt: str = ""):
         import time
 
-        for _ in range(3000):
+        for _ in range(150):
             time.sleep(0.01)
         return super().start(seed, prompt)
 
 
-def test_a_stalled_worker_is_really_stopped_when_replaced():
+def test_a_stalled_worker_is_abandoned_and_replaced_then_ends_by_itself():
+    """No thread is killed from outside: the replacement serves at once on fresh queues, the
+    stalled thread's late tokens reach nobody, and it ends at its next turn once its call returns."""
     import time
 
-    from performance.generator import GeneratorThread
+    from performance.protocol.worker import TokenOut
+    from performance.worker.thread import GeneratorThread
 
-    w = GeneratorThread(loader=lambda n: SlowStartModel(n))
+    w = GeneratorThread(loader=lambda n: SlowStartModel(n) if n == "slow" else ScriptModel(n))
     w.start()
     w.send(Open(1, "slow", 1, "", LengthRule("words", 5)))
     time.sleep(0.3)  # now inside start()
-    stuck = w._thread
+    stuck, old_outbox = w._thread, w.outbox
     w.restart()
+    assert w.alive() and w.stalled_threads() == 1 and w.outbox is not old_outbox
+    w.send(Open(2, "fast", 2, "", LengthRule("words", 5)))
+    w.send(Grant(2, (0.8,) * 4))
     t0 = time.monotonic()
-    while stuck.is_alive() and time.monotonic() - t0 < 5:
+    got = []
+    while sum(isinstance(m, TokenOut) for m in got) < 4 and time.monotonic() - t0 < 5:
+        try:
+            got.append(w.outbox.get(timeout=0.1))
+        except Exception:
+            pass
+    assert [m.id for m in got if isinstance(m, TokenOut)] == [2, 2, 2, 2]  # the new worker, before the old returns
+    while stuck.is_alive() and time.monotonic() - t0 < 10:
         time.sleep(0.05)
     assert not stuck.is_alive() and w.stalled_threads() == 0 and w.alive()
+    assert all(getattr(m, "id", 1) == 1 for m in list(old_outbox.queue))  # its late answers reached nobody
     w.stop()

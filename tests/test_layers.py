@@ -1,6 +1,7 @@
 """The layers of performance/ import one way, and nothing imports in a circle.
 
-The AST is read, not imported: module-level and function-level imports count alike. Each module
+The AST is read, not imported: module-level and function-level imports count alike (only those
+under `if TYPE_CHECKING:`, which never run, are left out). Each module
 belongs to the first layer whose prefix matches its dotted name (longest prefix wins); an import
 may point to its own layer or any lower one, never up. docs/architecture.md explains the layers.
 """
@@ -26,6 +27,7 @@ LAYERS: dict[str, int] = {
     "performance.runtime": 6,
     "performance.play": 7, "performance.check": 7, "performance.render": 7, "performance.simulate": 7,
     "performance.cli": 7, "performance.install.supervisor": 7, "performance.install.still": 7,
+    "performance.model_commands": 7, "performance.model_bench": 7,  # run.py train/sample/bench
 }
 LAYER_NAMES = {0: "leaves", 1: "protocol", 2: "textgen", 3: "show", 4: "engine+worker",
                5: "adapters (controllers, stage, sound, record, operator, install)", 6: "runtime", 7: "entry points"}
@@ -45,11 +47,21 @@ def layer_of(name: str) -> int:
     return LAYERS[best]
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (getattr(test, "id", None) == "TYPE_CHECKING"
+                                         or getattr(test, "attr", None) == "TYPE_CHECKING")
+
+
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     """Every performance module that `name` imports, anywhere in the file."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block) for n in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:  # `if TYPE_CHECKING:` imports never run: annotations only
+            continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -17,8 +17,8 @@ import pytest
 aiohttp = pytest.importorskip("aiohttp")
 
 from performance.controllers import auth, remote  # noqa: E402
-from performance.protocol.commands import CommandError, interpret  # noqa: E402
 from performance.controllers.remote import RemoteServer  # noqa: E402
+from performance.protocol.commands import CommandError, interpret  # noqa: E402
 
 SCENES = ["first light", "second wind"]
 

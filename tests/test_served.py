@@ -24,11 +24,11 @@ import pytest
 from conftest import ROOT
 from served_server import ALIAS, LlamaServer, free_port, missing, write_card
 
-from performance.generator import WorkerCore
 from performance.protocol.worker import Failed, Grant, Open, ServedState, TokenOut
 from performance.textgen import load_model
 from performance.textgen.base import ModelFileError
 from performance.textgen.lengths import LengthRule
+from performance.worker.core import WorkerCore
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ import pytest
 from conftest import ROOT
 from served_server import ALIAS, FakeServer, free_port, write_card
 
-from performance.generator import Failed, Grant, Open, ServedState, TokenOut, WorkerCore
 from performance.textgen import load_model
 from performance.textgen.base import ModelFileError, ServedError
 from performance.textgen.lengths import LengthRule
+from performance.worker.core import Failed, Grant, Open, ServedState, TokenOut, WorkerCore
 
 PATIENCE = 2.0
 

@@ -16,8 +16,8 @@ from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from performance.model_bench import bench_flick
 from performance.textgen.base import ModelFileError
-from performance.textgen.bench import bench_flick
 from performance.textgen.fused import Dense
 from performance.textgen.lengths import _WORD, LengthCounter, LengthRule
 from performance.textgen.nets import RNNLM

@@ -189,7 +189,7 @@ def test_awd_qrnn_trains_saves_and_samples(tmp_path):
     s2 = gen.start(3)
     assert text == "".join(s2.next(0.8).text for _ in range(40)) and len(text) >= 40
     # its bench case, limits included (it crashed on the QRNN's two lookup tables)
-    from performance.textgen.bench import bench_neural
+    from performance.model_bench import bench_neural
 
     cases = bench_neural(gen, [1, 4], seconds=0.05, repeats=1, floors=(10.0, 10.0))
     assert [c["streams"] for c in cases] == [1, 4]

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from performance.generator import WorkerCore
 from performance.protocol.worker import Close, Grant, Open, Opened, TokenOut
 from performance.textgen import ModelFileError, load_model
 from performance.textgen.corpus import read_corpus
 from performance.textgen.lengths import LengthRule
 from performance.textgen.train import TrainConfig, train
 from performance.textgen.vintages import kept_steps, step_dir
+from performance.worker.core import WorkerCore
 
 ROOT = Path(__file__).resolve().parents[1]
 

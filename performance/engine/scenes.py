@@ -118,7 +118,7 @@ class ScenesMixin:
 
     def _osc_models(self) -> set[str]:
         """Models a performer may name: folders under models/ (by name) and those the setlist uses."""
-        from performance.textgen.registry import MODELS_DIR
+        from performance.textgen.cards import MODELS_DIR
 
         names = {m for e in self.setlist.entries for m in e.scene.models}
         if MODELS_DIR.is_dir():

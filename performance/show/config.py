@@ -219,8 +219,8 @@ def _train(t: Table, models: list[str]) -> Any:
         return None
     if not wants:
         raise t.error("train", t.raw("train"), 'a [train] table needs model = { train = "DIR" }')
+    from performance.textgen.kinds import NEURAL_KINDS
     from performance.textgen.live import TrainSpec
-    from performance.textgen.registry import NEURAL_KINDS
 
     tt = t.sub("train")
     corpus = tt.str("corpus", "assets/corpora/poetry_en")
@@ -372,7 +372,7 @@ def _merge(base: dict, override: dict) -> dict:
 def at_model_names(entries) -> set[str]:
     """The models an `[[at]]` (or OSC) `model NAME` may name: those the setlist's scenes use, and
     folders under models/ by name (no paths: a timetable never reaches outside models/)."""
-    from performance.textgen.registry import MODELS_DIR
+    from performance.textgen.cards import MODELS_DIR
 
     names = {m for e in entries for m in e.scene.models}
     if MODELS_DIR.is_dir():

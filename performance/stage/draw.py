@@ -13,7 +13,8 @@ import pygame
 
 from performance.show.look import colour
 from performance.stage.fonts import LRU, Fonts
-from performance.stage.layouts import Layouter, Placed, Rule
+from performance.stage.layouts import Layouter
+from performance.stage.placed import Placed, Rule
 from performance.stage.view import StageView
 
 LINE_CACHE_BYTES = 64 << 20  # rendered lines kept; a 1080p page of text is ~2 MB

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from performance.show.look import Look, colour, mix
 from performance.stage.fonts import LRU, MIN_SIZE, Fonts
+from performance.stage.placed import Placed, Rule
 from performance.stage.view import ColumnView, StageView
 
 READER_MEASURE_EM = 30  # a reader's line length in ems (~55 characters): a page, not a banner
@@ -24,31 +25,6 @@ COLUMN_GUTTER = 0.035  # of the stage's width
 SMALL_TEXT_MIN = 0.022  # captions, titles and countdowns: at least this share of the screen height
 FLICK_MAX_SIZE = 0.09  # a flick poem grows up to this share of the height while it fits
 COLUMN_LINES = 14  # columns are set so that this many lines (with wraps) fill their height
-
-
-@dataclass(frozen=True, slots=True)
-class Placed:
-    """One line of text at its pixel position (top-left of the line box)."""
-
-    text: str
-    font: str  # font file (fallback runs are resolved when rendering)
-    size: int  # pixels
-    rgb: tuple[int, int, int]
-    x: int
-    y: int
-    alpha: int = 255
-    bg: tuple[int, int, int] | None = None  # drawn on this colour instead of the stage's (x-ray units)
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """A thin horizontal line (under a column's header)."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-    rgb: tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)

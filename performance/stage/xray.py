@@ -77,7 +77,7 @@ def _lines(lay, path: str, size: int, text: str, width: int) -> list[tuple[str, 
 
 def place_xray(lay, view, box: tuple[int, int, int, int], base: int, scale: float) -> list:
     """Every run and box of an x-ray frame inside box = (x, y, w, h)."""
-    from performance.stage.layouts import Placed, Rule
+    from performance.stage.placed import Placed, Rule
 
     xv: XrayView = view.xray
     look = view.look

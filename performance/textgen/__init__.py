@@ -10,7 +10,8 @@ from performance.textgen.base import (
     Stream,
     Token,
 )
-from performance.textgen.registry import load_model, resolve_model_dir
+from performance.textgen.cards import resolve_model_dir
+from performance.textgen.registry import load_model
 
 __all__ = [
     "BatchStream",

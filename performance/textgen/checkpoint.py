@@ -13,7 +13,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from performance.textgen.base import ModelFileError
-from performance.textgen.registry import write_card  # noqa: F401  (re-exported for training code)
 
 
 def _tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:

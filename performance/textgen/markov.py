@@ -19,16 +19,17 @@ import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from performance import __version__
 from performance.textgen.base import ModelFileError, SequentialBatch, Token
+from performance.textgen.cards import write_card
 from performance.textgen.classic_text import verse_text
 from performance.textgen.corpus import Corpus
 from performance.textgen.originality import DEFAULT_RATIO, OriginalityGuard, corpus_words
-from performance.textgen.registry import write_card
 from performance.textgen.tokenizers import WordTokenizer
 
 ORDERS = (1, 2, 3)
@@ -396,3 +397,9 @@ def bench_case(gen: MarkovGenerator, seconds: float) -> dict:
         g = gen.start(1)
         case["guarded_tok_s"] = round(timed(lambda: g.next(temperature)), 1)  # originality guard on
     return case
+
+
+def train_from_args(corpus: Corpus, args: Any) -> str:
+    """`run.py train --kind markov`: an n-gram chain of --order words."""
+    train_markov(corpus, args.out, args.order, args.seed)
+    return f"wrote {args.out}"

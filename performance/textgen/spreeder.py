@@ -30,16 +30,17 @@ import warnings
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from performance import __version__
 from performance.textgen.base import ModelFileError, SequentialBatch, Token
+from performance.textgen.cards import write_card
 from performance.textgen.classic_text import verse_text
 from performance.textgen.corpus import Corpus
 from performance.textgen.inflect import article_for, can_inflect, form_of, inflect, match_case
-from performance.textgen.registry import write_card
 
 LINES_PER_TEMPLATE = 12
 # words, numbers, single punctuation marks and line breaks; what lies between them (spaces,
@@ -524,3 +525,9 @@ def bench_case(gen: SpreederGenerator, seconds: float) -> dict:
     rate = n / (time.perf_counter() - t0)
     return {"model": gen.name, "kind": "spreeder", "poems_per_s": round(rate, 1),
             "lines_per_poem": LINES_PER_TEMPLATE, "rate": 0.5}
+
+
+def train_from_args(corpus: Corpus, args: Any) -> str:
+    """`run.py train --kind spreeder`: the corpus's lines and their WordNet replacements."""
+    train_spreeder(corpus, args.out, args.seed)
+    return f"wrote {args.out}"

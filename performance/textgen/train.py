@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -26,7 +27,8 @@ from torch.nn import functional as F
 from performance import __version__
 from performance.textgen.awd import AWDConfig, NTTrigger, WeightAverage
 from performance.textgen.base import ModelFileError
-from performance.textgen.checkpoint import load_train_state, save_train_state, save_weights, write_card
+from performance.textgen.cards import write_card
+from performance.textgen.checkpoint import load_train_state, save_train_state, save_weights
 from performance.textgen.corpus import Corpus
 from performance.textgen.nets import build_net
 from performance.textgen.schedule import lr_at, progress, warmup_share
@@ -194,7 +196,7 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
         vocab = None
     init_card = None
     if cfg.init_from and not resume:
-        from performance.textgen.registry import read_card, resolve_model_dir
+        from performance.textgen.cards import read_card, resolve_model_dir
 
         init_dir = resolve_model_dir(cfg.init_from)
         init_card = read_card(init_dir)
@@ -412,3 +414,22 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
     _plot(history, out_dir / "loss.png")
     write_card(out_dir, final)
     return final
+
+
+def train_from_args(corpus: Corpus, args: Any) -> str:
+    """`run.py train --kind <neural kind>`: the command line's sizes and recipe, then `train`."""
+    recurrent = not args.kind.endswith("transformer")
+    dropout = args.dropout if args.dropout is not None else (
+        (0.1 if args.kind.startswith("char") else 0.4) if recurrent else 0.1)
+    cfg = TrainConfig(kind=args.kind, layers=args.layers, hidden=args.hidden, embed=args.embed, heads=args.heads,
+                      context=args.context, seq_len=args.seq_len, batch=args.batch, steps=args.steps, lr=args.lr,
+                      dropout=dropout, tie=args.tie, positions=args.positions, eval_every=args.eval_every,
+                      save_every=args.save_every,
+                      patience=args.patience, seed=args.seed, max_minutes=args.max_minutes, device=args.device,
+                      max_vocab=args.max_vocab, eval_batches=args.eval_batches, wdrop=args.wdrop,
+                      dropoute=args.dropoute, dropouti=args.dropouti, dropouth=args.dropouth, alpha=args.alpha,
+                      beta=args.beta, nt_asgd=args.nt_asgd, weight_decay=args.weight_decay,
+                      init_from=args.init_from, keep_every=max(0, args.keep_every))
+    card = train(corpus, args.out, cfg, resume=args.resume)
+    return (f"wrote {args.out}: validation loss {card['val_loss']} after {card['steps']} steps "
+            f"({card['training_seconds']:.0f} s on {card['device']})")

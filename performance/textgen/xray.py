@@ -70,19 +70,22 @@ class XrayMarkovStream:
         return Token(tok.text, tok.p, tok.temperature, top, None)
 
 
+def open_markov(gen, seed: int, prompt: str, spec: XraySpec) -> XrayMarkovStream:
+    """The Markov kind's x-ray: its chain's own top-k for the state it is in."""
+    return XrayMarkovStream(gen.start(seed, prompt), spec)
+
+
 def start_xray(gen, seed: int, prompt: str, spec: XraySpec):
-    """Open an x-ray stream on any generator: neural kinds give top-k and a unit, Markov its top-k,
-    kinds with their own `start_xray` (served models fill `top` from logprobs) theirs, others
-    their plain stream."""
-    from performance.textgen.registry import NEURAL_KINDS
+    """Open an x-ray stream on any generator: the kind's own opener from the registry (neural
+    kinds give top-k and a unit, Markov its top-k), else a generator's own `start_xray` (served
+    models fill `top` from logprobs), else its plain stream."""
+    from performance.textgen.kinds import kind
 
-    if getattr(gen, "kind", "") in NEURAL_KINDS and getattr(gen, "net", None) is not None:
-        from performance.textgen.xray_neural import open_neural
-
-        return open_neural(gen, seed, prompt, spec)
-    if getattr(gen, "kind", "") == "markov":
-        return XrayMarkovStream(gen.start(seed, prompt), spec)
-    opener = getattr(gen, "start_xray", None)
-    if opener is not None:
-        return opener(seed, prompt, spec)
+    entry = kind(getattr(gen, "kind", ""))
+    opener = entry.function("xray") if entry is not None else None
+    if opener is not None and (not entry.neural or getattr(gen, "net", None) is not None):
+        return opener(gen, seed, prompt, spec)
+    own = getattr(gen, "start_xray", None)
+    if own is not None:
+        return own(seed, prompt, spec)
     return gen.start(seed, prompt)

@@ -157,9 +157,9 @@ def bench_neural(gen, streams_list: list[int], seconds: float, repeats: int = 5,
 def bench_flick(gen, repeats: int = 3, ahead: int = 4, words: int = 222) -> dict:
     """The poem flick's need: `ahead` poems of `words` words written together by the generator
     worker (batched streams, as the engine opens them), poems per second, median of `repeats`."""
-    from performance.generator import WorkerCore
     from performance.protocol.worker import Done, Grant, Open
     from performance.textgen.lengths import LengthRule
+    from performance.worker.core import WorkerCore
 
     rule = LengthRule("words", words)
     cap = rule.max_tokens(gen.word_tokens)
@@ -226,6 +226,7 @@ def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None
               stage: float = 0.0, quality_temperature: float = 0.7) -> dict:
     from performance.textgen import load_model
     from performance.textgen.base import ModelFileError, ServedError
+    from performance.textgen.kinds import kind
     from performance.textgen.threads import use_sampler_threads
 
     threads = use_sampler_threads()
@@ -239,12 +240,11 @@ def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None
         except ModelFileError as e:
             print(f"bench: skipping {name}: {e}", file=sys.stderr)
             continue
-        if gen.kind in ("markov", "spreeder", "served"):
+        entry = kind(gen.kind)
+        own_bench = entry.function("bench") if entry is not None else None
+        if own_bench is not None:  # kinds outside the neural bench bring their own case
             try:
-                mod = __import__(f"performance.textgen.{gen.kind}", fromlist=["bench_case"])
-                cases.append(mod.bench_case(gen, seconds))
-            except (ImportError, AttributeError) as e:
-                print(f"bench: no bench for {gen.kind} ({e})", file=sys.stderr)
+                cases.append(own_bench(gen, seconds))
             except ServedError as e:
                 print(f"bench: skipping {name}: {e}", file=sys.stderr)
             if quality and gen.kind == "markov":

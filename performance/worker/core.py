@@ -11,16 +11,14 @@ and the fake-clock simulator (deterministic, no threads).
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 from performance import faults
+from performance.protocol.commands import MAX_TEMPERATURE
 from performance.protocol.worker import (
     FALLBACK_MODEL,
     Close,
@@ -40,13 +38,11 @@ from performance.protocol.worker import (
     WorkerOut,
 )
 from performance.textgen.base import ModelFileError, ServedError, Token
+from performance.textgen.kinds import kind as kind_entry
 from performance.textgen.lengths import LengthCounter
 
 log = logging.getLogger("lectern.generator")
 
-# Kinds whose "temperature" is a 0..1 scale (Spreeder's replacement rate): a live override given on
-# the contract's 0..3 scale is divided by 3 for them.
-UNIT_SCALE_KINDS = ("spreeder",)
 MAX_FAILURES = 3  # a model that fails this many poems in a row is replaced by the fallback for the session
 FOLLOW_WAIT_S = 180.0  # a trainer started by the scene needs torch and its corpus before its step 0
 _FAULT_FIRED = False
@@ -60,7 +56,7 @@ def _fire_fault() -> None:
 
 
 class _Req:
-    __slots__ = ("id", "gen", "stream", "counter", "credits", "done", "kind", "model", "seed", "prompt", "open")
+    __slots__ = ("id", "gen", "stream", "counter", "credits", "done", "kind", "temperature_scale", "model", "seed", "prompt", "open")
 
     def __init__(self, id: int, gen, stream, counter: LengthCounter, model: str = "", seed: int = 0,
                  prompt: str = "", open: Open | None = None) -> None:
@@ -72,6 +68,8 @@ class _Req:
         self.credits: deque[tuple[float, int, float]] = deque()
         self.done = False
         self.kind = getattr(gen, "kind", "")
+        entry = kind_entry(self.kind)
+        self.temperature_scale = entry.temperature_scale if entry is not None else MAX_TEMPERATURE
 
 
 class WorkerCore:
@@ -145,9 +143,12 @@ class WorkerCore:
         elif isinstance(msg, Grant):
             req = self._reqs.get(msg.id)
             if req is not None and not req.done:
+                scale = req.temperature_scale
                 for t in msg.temperatures:
-                    if msg.override and req.kind in UNIT_SCALE_KINDS:
-                        t = min(1.0, t / 3.0)
+                    if msg.override and scale != MAX_TEMPERATURE:
+                        # a live override comes on the contract's 0..3 scale: map it onto the kind's
+                        # own (Spreeder's "temperature" is its 0..1 replacement rate)
+                        t = min(scale, t * scale / MAX_TEMPERATURE)
                     req.credits.append((t, msg.top_k, msg.top_p))
         elif isinstance(msg, Close):
             self._reqs.pop(msg.id, None)
@@ -244,8 +245,8 @@ class WorkerCore:
 
     def _follow(self, name: str, rid: int = 0):
         """The newest readable checkpoint of a run (reloaded between poems), its label and curve."""
+        from performance.textgen.cards import MODELS_DIR, resolve_model_dir
         from performance.textgen.live import Follower
-        from performance.textgen.registry import MODELS_DIR, resolve_model_dir
         from performance.textgen.vintages import split_ref
 
         f = self._followers.get(name)
@@ -436,83 +437,3 @@ class WorkerCore:
         """Generate everything granted (for the synchronous simulator)."""
         while self.work(4096):
             pass
-
-
-class WorkerStopped(BaseException):
-    """Raised inside a stalled worker thread to end it (BaseException: no model code swallows it)."""
-
-
-class GeneratorThread:
-    """The live worker: a daemon thread around WorkerCore, restarted by its owner if it dies."""
-
-    def __init__(self, loader: Callable[[str], object] | None = None) -> None:
-        self.inbox: queue.Queue[WorkerIn] = queue.Queue()
-        self.outbox: queue.Queue[WorkerOut] = queue.Queue()
-        self._loader = loader
-        self._stop = threading.Event()
-        self.restarts = 0
-        self.tokens = 0
-        self._thread: threading.Thread | None = None
-        self._stopping: list[threading.Thread] = []  # stalled threads told to stop, until they have
-        self.core: WorkerCore | None = None
-
-    def stalled_threads(self) -> int:
-        """Threads of replaced workers that are still running (0 once each has really stopped)."""
-        self._stopping = [t for t in self._stopping if t.is_alive()]
-        return len(self._stopping)
-
-    def start(self) -> None:
-        self.core = WorkerCore(self.outbox.put, self._loader)
-        self._thread = threading.Thread(target=self._run, name="lectern-generator", daemon=True)
-        self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def restart(self) -> None:
-        """Start a fresh worker after a crash or a stall, on fresh queues (a stalled thread may still
-        hold the old ones); open requests are gone and the engine re-opens its poems."""
-        self.restarts += 1
-        if self.core is not None:
-            self._stop.set()
-            self.inbox.put(Close(-1))
-        old = self._thread
-        if old is not None and old.is_alive() and old.ident is not None:
-            # stuck inside a model call: stop it there (raised at its next Python instruction), so a
-            # stalled worker is really ended, never left running beside its replacement
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(old.ident), ctypes.py_object(WorkerStopped))
-            self._stopping = [t for t in self._stopping if t.is_alive()] + [old]
-            if len(self._stopping) > 1:
-                log.error("%d stalled generator threads have not ended yet", len(self._stopping))
-        self._stop = threading.Event()
-        self.inbox = queue.Queue()
-        self.outbox = queue.Queue()
-        self.start()
-
-    def send(self, msg: WorkerIn) -> None:
-        self.inbox.put(msg)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self.core is not None:
-            self.core.stop_training()
-        self.inbox.put(Close(-1))
-
-    def _run(self) -> None:
-        core, stop, inbox = self.core, self._stop, self.inbox
-        assert core is not None
-        try:
-            while not stop.is_set():
-                block = not core.busy()
-                try:
-                    msg = inbox.get(block=block, timeout=0.5 if block else None)
-                    core.handle(msg)
-                    while True:  # drain everything waiting before generating more
-                        core.handle(inbox.get_nowait())
-                except queue.Empty:
-                    pass
-                self.tokens += core.work(8)
-        except WorkerStopped:
-            log.warning("stalled generator worker stopped")
-        except Exception:
-            log.exception("generator worker died")

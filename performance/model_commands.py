@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-KINDS = ("char-lstm", "char-gru", "word-lstm", "word-gru", "char-qrnn", "word-qrnn", "char-transformer", "word-transformer", "markov", "spreeder")
+from performance.textgen.kinds import TRAINABLE as KINDS
+from performance.textgen.kinds import kind
 
 
 def register_train(sub: argparse._SubParsersAction) -> None:
@@ -73,38 +74,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         corpus = read_corpus(args.corpus)
-        if args.kind == "markov":
-            from performance.textgen.markov import train_markov
-
-            train_markov(corpus, args.out, args.order, args.seed)
-            print(f"wrote {args.out}")
-            return 0
-        if args.kind == "spreeder":
-            from performance.textgen.spreeder import train_spreeder
-
-            train_spreeder(corpus, args.out, args.seed)
-            print(f"wrote {args.out}")
-            return 0
-        from performance.textgen.train import TrainConfig, train
-
-        recurrent = not args.kind.endswith("transformer")
-        dropout = args.dropout if args.dropout is not None else (
-            (0.1 if args.kind.startswith("char") else 0.4) if recurrent else 0.1)
-        cfg = TrainConfig(kind=args.kind, layers=args.layers, hidden=args.hidden, embed=args.embed, heads=args.heads,
-                          context=args.context, seq_len=args.seq_len, batch=args.batch, steps=args.steps, lr=args.lr,
-                          dropout=dropout, tie=args.tie, positions=args.positions, eval_every=args.eval_every,
-                          save_every=args.save_every,
-                          patience=args.patience, seed=args.seed, max_minutes=args.max_minutes, device=args.device,
-                          max_vocab=args.max_vocab, eval_batches=args.eval_batches, wdrop=args.wdrop,
-                          dropoute=args.dropoute, dropouti=args.dropouti, dropouth=args.dropouth, alpha=args.alpha,
-                          beta=args.beta, nt_asgd=args.nt_asgd, weight_decay=args.weight_decay,
-                          init_from=args.init_from, keep_every=max(0, args.keep_every))
         try:
-            card = train(corpus, args.out, cfg, resume=args.resume)
+            print(kind(args.kind).function("train")(corpus, args))
         except KeyboardInterrupt:
             return 130
-        print(f"wrote {args.out}: validation loss {card['val_loss']} after {card['steps']} steps "
-              f"({card['training_seconds']:.0f} s on {card['device']})")
         return 0
     except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -213,18 +186,13 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     import json
 
-    from performance.textgen.bench import bench_all
+    from performance.model_bench import bench_all
 
     models = args.models or ["default", "markov", "spreeder"]
-    served = [m for m in models if _is_served(m)]
-    result = bench_all([m for m in models if m not in served], seconds=args.seconds,
+    result = bench_all(models, seconds=args.seconds,
                        streams=[int(s) for s in args.streams.split(",")], quality=args.quality,
                        repeats=max(1, args.repeats), precision=args.precision, flick=not args.no_flick,
                        stage=args.stage, quality_temperature=args.quality_temperature)
-    for name in served:
-        case = _bench_served(name, args.seconds, max(1, args.repeats))
-        if case is not None:
-            result["cases"].append(case)
     if args.json:
         print(json.dumps(result))
     else:
@@ -255,27 +223,3 @@ def run_bench(args: argparse.Namespace) -> int:
             else:
                 print(f"  {c}")
     return 0
-
-
-def _is_served(name: str) -> bool:
-    """Whether a bench argument names a served model (its card says so; anything else: bench_all's)."""
-    from performance.textgen.base import ModelFileError
-    from performance.textgen.registry import read_card, resolve_model_dir
-
-    try:
-        return read_card(resolve_model_dir(name)).get("kind") == "served"
-    except ModelFileError:
-        return False
-
-
-def _bench_served(name: str, seconds: float, repeats: int) -> dict | None:
-    """A served model's bench case, or one line on stderr saying why there is none."""
-    from performance.textgen import load_model
-    from performance.textgen.base import ModelFileError, ServedError
-    from performance.textgen.served_bench import bench_served
-
-    try:
-        return bench_served(load_model(name), seconds, repeats=repeats)
-    except (ModelFileError, ServedError) as e:
-        print(f"bench: skipping {name}: {e}", file=sys.stderr)
-        return None

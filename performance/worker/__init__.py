@@ -1,0 +1,1 @@
+"""The generator worker: owns the models, streams tokens ahead of the stage under credit."""
