@@ -145,19 +145,3 @@ def _check_at_models(setlist, cards: _Cards) -> None:
                 cards.read(str(e.args[0]))
             except ModelFileError as err:
                 raise ConfigError(f"{setlist.file}: key 'at[{e.n}].do' = {e.do!r}: {err}") from None
-
-
-def served_fallbacks(setlist) -> list[str]:
-    """The fallback models of scenes that perform with a served model."""
-    from performance.textgen.base import ModelFileError
-    from performance.textgen.cards import read_card, resolve_model_dir
-
-    out = []
-    for entry in setlist.entries:
-        for m in entry.scene.models:
-            try:
-                if read_card(resolve_model_dir(m))["kind"] == "served":
-                    out.append(entry.scene.fallback)
-            except ModelFileError:
-                pass
-    return out

@@ -13,7 +13,8 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any
+
+from performance.protocol.snapshot import Snapshot
 
 STATE_LABELS = {"panic": "[bold red]PANIC[/] (GO resumes)", "waiting_go": "[yellow]waiting for GO[/]",
                 "ended": "ended", "idle": "starting", "playing": "playing"}
@@ -41,13 +42,14 @@ class OperatorView:
         self._stop.set()
         self._thread.join(2.0)
 
-    def update(self, snap: dict, engine: Any, worker: Any, stats: Any) -> None:
-        t, n = time.monotonic(), getattr(worker, "tokens", 0)
+    def update(self, snap: Snapshot, fps: float) -> None:
+        """The latest state (from the publisher; the view never reads the Engine) and the frame rate."""
+        t, n = time.monotonic(), snap.tokens
         t0, n0 = self._tokens_prev
         if t - t0 >= 0.5:
             self._tok_s = (n - n0) / (t - t0)
             self._tokens_prev = (t, n)
-        self._snap = {**snap, "fps": stats.fps(), "tok_s": self._tok_s, "errors": list(engine.errors)[-3:]}
+        self._snap = {**snap.to_dict(), "fps": fps, "tok_s": self._tok_s, "errors": list(snap.errors)[-3:]}
 
     def command(self, line: str) -> None:
         self._commands.append(line)

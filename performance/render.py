@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from performance.media import MediaError, encoder, mux, pix_fmt_of, raw_bytes
-from performance.transcript import read_events
+from performance.record.transcript import read_events
 
 RATE = 48000
 
 
 def _size(text: str) -> tuple[int, int]:
-    from performance.runtime.args import _size as parse
+    from performance.cli_types import window_size as parse
 
     return parse(text)
 

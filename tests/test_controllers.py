@@ -20,7 +20,8 @@ from performance.controllers.mapping import (
     message,
     parse,
 )
-from performance.controllers.publisher import StatePublisher
+from performance.protocol.snapshot import Snapshot
+from performance.runtime.publisher import StatePublisher
 from performance.show.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def test_publisher_fans_out_to_osc_subscribers_and_other_listeners():
     osc.start()
     seen: list[dict] = []
     try:
-        pub.subscribe(osc.publish_state)
+        pub.subscribe(lambda snap: osc.publish_state(snap.to_dict()))  # as OscControl.on_state does
         pub.subscribe(seen.append)
         pub.subscribe(lambda s: 1 / 0)  # a broken listener is dropped, the others go on
         sub = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -109,8 +110,8 @@ def test_publisher_fans_out_to_osc_subscribers_and_other_listeners():
         m.add_arg(sub.getsockname()[1])
         sub.sendto(m.build().dgram, ("127.0.0.1", osc.port))
         time.sleep(0.2)
-        pub.publish({"temperature": 1.25, "seed": 7})
-        pub.publish({"temperature": 1.5, "seed": 7})
+        pub.publish(Snapshot(temperature=1.25, seed=7))
+        pub.publish(Snapshot(temperature=1.5, seed=7))
         got = {}
         end = time.monotonic() + 3
         while (got.get("/lectern/state/temperature") != [1.5] or "/lectern/state/seed" not in got) and time.monotonic() < end:
@@ -120,10 +121,10 @@ def test_publisher_fans_out_to_osc_subscribers_and_other_listeners():
             except TimeoutError:
                 pass
         assert got["/lectern/state/temperature"] == [1.5] and got["/lectern/state/seed"] == [7]
-        assert [s["temperature"] for s in seen] == [1.25, 1.5]
+        assert [s.temperature for s in seen] == [1.25, 1.5]
         late: list[dict] = []
         pub.subscribe(late.append)  # a late listener gets the latest at once
-        assert late == [{"temperature": 1.5, "seed": 7}]
+        assert late == [Snapshot(temperature=1.5, seed=7)]
         assert pub.published == 2
     finally:
         osc.stop()

@@ -13,8 +13,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
+from performance.record.transcript import TranscriptWriter
 from performance.sound.audio import BLOCK, WavTap
-from performance.transcript import TranscriptWriter
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_recording_on_a_full_disk_stops_in_one_line_that_says_why(full_disk, thr
     import pygame
 
     from performance.media import ffmpeg
-    from performance.recorder import Recorder
+    from performance.record.recorder import Recorder
 
     try:
         ffmpeg()

@@ -9,8 +9,8 @@ import threading
 import time
 from datetime import datetime
 
+from performance.record.transcript import TranscriptWriter, read_events, session_wall0
 from performance.show.clock import MonotonicClock
-from performance.transcript import TranscriptWriter, read_events, session_wall0
 
 
 def ev(t: float, event: str = "pause", **kw) -> dict:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pygame
 from conftest import script_loader  # noqa: F401  (sets SDL to dummy)
 
-from performance.controllers.keyboard import command_for_key
+from performance.controllers.keyboard import command_for_key as key_command
 from performance.engine import Engine
+from performance.runtime.publisher import compose
 from performance.show.config import load_setlist
+
+
+def command_for_key(key, engine):
+    """The keyboard reads the state Snapshot, as the publisher builds it from the engine."""
+    return key_command(key, compose(engine.snapshot()))
 
 
 def engine(tmp_path) -> Engine:

@@ -142,7 +142,7 @@ def test_check_reports_a_bad_time_and_accepts_the_gallery(tmp_path):
 def test_play_fires_at_the_simulated_minute_and_the_transcript_wall_agrees(tmp_path):
     """End to end under --time-scale: the firing lands at its simulated time, and each event's
     "wall" is the engine's wall clock at its "t" (it was off by the start-up time x time-scale)."""
-    from performance.transcript import read_events
+    from performance.record.transcript import read_events
 
     setlist = tmp_path / "at.toml"
     setlist.write_text(f'name = "at"\n\n[[scene]]\nfile = "{ROOT / "scenes/markov-stream.toml"}"\n\n'

@@ -10,9 +10,9 @@ from conftest import script_loader
 
 from performance.protocol.actions import Keep
 from performance.protocol.commands import Command
+from performance.record.transcript import TranscriptWriter, read_events
 from performance.show.config import load_setlist
 from performance.simulate import simulate
-from performance.transcript import TranscriptWriter, read_events
 
 
 def test_transcript_holds_every_poem_and_parses(tmp_path):

@@ -1,15 +1,25 @@
-"""The performer's keys, turned into the same Commands OSC produces.
+"""The performer's keys, turned into the same validated Commands every controller produces.
 
 space GO · b back · p pause/resume · Esc panic · ↑/↓ temperature ±0.1 · 0 release the override ·
-r reseed · k keep · c caption · f fullscreen (handled by the runtime) · Ctrl+Q twice in 2 s quits.
-Esc never quits: a panicking performer must not end the show by accident.
+r reseed · k keep · c caption · n/m x-ray unit · f fullscreen · Ctrl+Q twice in 2 s quits.
+Esc never quits: a panicking performer must not end the show by accident. Under --install the
+keys are locked until the setlist's unlock chord. The keys read the last state Snapshot, never
+the Engine (for what p toggles and where ↑/↓ start from).
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
+import time
 from typing import Any
 
-from performance.protocol.commands import PREFIX, Command
+from performance.controllers.base import Context, Controller
+from performance.controllers.inbox import Inbox
+from performance.protocol.commands import Command, CommandError, validate
+from performance.protocol.snapshot import Snapshot
+
+log = logging.getLogger("lectern.keyboard")
 
 KEY_HELP = [
     ("space", "GO: start the scene standing by"),
@@ -25,34 +35,104 @@ KEY_HELP = [
     ("n / m", "x-ray: next / previous hidden unit"),
     ("Ctrl+Q twice", "quit"),
 ]
-
 TEMPERATURE_STEP = 0.1
+QUIT_WITHIN_S = 2.0  # Ctrl+Q must come twice within this long
 
 
-def command_for_key(key: int, engine: Any) -> Command | None:
-    """Map a pygame key code to a Command, reading the engine only for current values."""
+def _simple_keys() -> dict[int, str]:
     import pygame
 
-    simple = {
-        pygame.K_SPACE: "go",
-        pygame.K_b: "back",
-        pygame.K_ESCAPE: "panic",
-        pygame.K_0: "temperature/release",
-        pygame.K_KP0: "temperature/release",
-        pygame.K_r: "reseed",
-        pygame.K_k: "keep",
-        pygame.K_c: "caption",
-    }
+    return {pygame.K_SPACE: "go", pygame.K_b: "back", pygame.K_ESCAPE: "panic", pygame.K_0: "temperature/release",
+            pygame.K_KP0: "temperature/release", pygame.K_r: "reseed", pygame.K_k: "keep", pygame.K_c: "caption",
+            pygame.K_f: "fullscreen"}
+
+
+def _key(name: str, args: tuple = (), scene_count: int = 1) -> Command:
+    return validate(name, args, scene_count=scene_count, source="key", network=False, received=time.monotonic())
+
+
+def command_for_key(key: int, snap: Snapshot) -> Command | None:
+    """Map a pygame key code to a Command, reading the snapshot only for current values."""
+    import pygame
+
+    simple = _simple_keys()
     if key in simple:
-        return Command(f"{PREFIX}/{simple[key]}", source="key")
+        return _key(simple[key])
     if key == pygame.K_p:
-        paused = engine.paused or engine.blacked_out
-        return Command(f"{PREFIX}/{'resume' if paused else 'pause'}", source="key")
-    if key in (pygame.K_n, pygame.K_m) and getattr(engine.scene, "xray", None) is not None:
-        unit = engine.neuron_shown if engine.neuron_shown is not None else 0
-        return Command(f"{PREFIX}/neuron", (max(0, unit + (1 if key == pygame.K_n else -1)),), source="key")
+        return _key("resume" if snap.paused else "pause")
+    if key in (pygame.K_n, pygame.K_m) and snap.xray:
+        unit = snap.neuron if snap.neuron is not None else 0
+        return _key("neuron", (max(0, unit + (1 if key == pygame.K_n else -1)),))
     if key in (pygame.K_UP, pygame.K_DOWN):
-        base = engine.override if engine.override is not None else engine.current_temperature
         delta = TEMPERATURE_STEP if key == pygame.K_UP else -TEMPERATURE_STEP
-        return Command(f"{PREFIX}/temperature", (round(min(3.0, max(0.0, base + delta)), 3),), source="key")
+        return _key("temperature", (round(snap.temperature + delta, 3),))  # the table clamps it
     return None
+
+
+def chord_matches(chord: str, ev: Any) -> bool:
+    """Does a KEYDOWN event press `chord` ("ctrl+shift+u": modifiers exactly, then the key)?"""
+    import pygame
+
+    parts = chord.lower().split("+")
+    return (bool(ev.mod & pygame.KMOD_CTRL) == ("ctrl" in parts) and bool(ev.mod & pygame.KMOD_SHIFT) == ("shift" in parts)
+            and bool(ev.mod & pygame.KMOD_ALT) == ("alt" in parts) and pygame.key.name(ev.key) == parts[-1])
+
+
+class Keyboard(Controller):
+    """The stage window's keys (read on the frame thread: SDL delivers them there)."""
+
+    name = "keyboard"
+
+    def __init__(self, locked: bool = False, unlock_chord: str = "ctrl+shift+u", install: bool = False) -> None:
+        self.locked = locked
+        self.install = install  # an installation ignores the window's close button
+        self.unlock_chord = unlock_chord
+        self.snap = Snapshot()
+        self.inbox: Inbox | None = None
+        self._last_ctrl_q = -1e9
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, ctx: Context) -> Keyboard:
+        install = getattr(ctx.setlist, "install", None)
+        chord = getattr(install, "unlock_chord", "ctrl+shift+u") if install else "ctrl+shift+u"
+        install = bool(getattr(args, "install", False))
+        return cls(locked=install, unlock_chord=chord, install=install)
+
+    def start(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    def on_state(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def poll(self, now: float, events: list) -> None:
+        """This frame's key presses (and the window's close button) to Commands on the inbox."""
+        import pygame
+
+        for ev in events:
+            if ev.type == pygame.QUIT:
+                cmd = None if self.install else _key("quit")
+            elif ev.type == pygame.KEYDOWN:
+                cmd = self.command(ev)
+            else:
+                continue
+            if cmd is not None and self.inbox is not None:
+                self.inbox.put_nowait(cmd)
+
+    def command(self, ev: Any) -> Command | None:
+        """One key press to its Command (None: nothing, a locked key, the first Ctrl+Q)."""
+        import pygame
+
+        if self.locked:
+            if chord_matches(self.unlock_chord, ev):
+                self.locked = False
+                log.warning("keyboard unlocked by the unlock chord")
+            return None
+        if ev.mod & pygame.KMOD_CTRL and ev.key == pygame.K_q:
+            t = time.monotonic()
+            twice, self._last_ctrl_q = t - self._last_ctrl_q <= QUIT_WITHIN_S, t
+            return _key("quit") if twice else None
+        try:
+            return command_for_key(ev.key, self.snap)
+        except CommandError as e:  # a key the table refuses (none should): said once, never raised
+            log.warning("key refused: %s", e)
+            return None

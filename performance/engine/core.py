@@ -29,6 +29,7 @@ from performance.protocol.actions import Outbox, SpeechStarted, SpeechState, Wor
 from performance.protocol.commands import Command
 from performance.protocol.worker import Done, Failed, Loaded, Opened, ServedState, TokenOut
 from performance.show.config import Scene, Setlist
+from performance.show.programs import next_pause_text
 from performance.show.timed import DueQueue
 
 log = logging.getLogger("lectern.engine")
@@ -108,6 +109,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
                 else:  # the last lines are still spoken: the next scene starts when they end
                     for col in self.columns:
                         col.until = max(col.until, now)
+        self._out.awaiting_tokens = self.waiting_for_worker()
         return self._flush()
 
     def end(self, now: float) -> Outbox:
@@ -128,11 +130,13 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
             return nxt
         return 0 if self.setlist.loop else None
 
-    def snapshot(self) -> dict:
-        """State for the operator view and OSC feedback (plain values only)."""
+    def snapshot(self) -> dict[str, Any]:
+        """The engine's part of the state Snapshot (plain values; the runtime's publisher adds its
+        own and builds the one `Snapshot`: performance.runtime.publisher.compose)."""
         col = self.columns[0] if self.columns else None
         poem = col.poem if col else None
         sb = self.standby
+        pacing = self.scene.pacing
         return {
             "scene": (self.scene_idx + 1, self.scene.name),
             "standby": (sb + 1, self.setlist.entries[sb].scene.name) if sb is not None else (0, ""),
@@ -146,6 +150,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
             "blackout": int(self.blacked_out),
             "voice": int(self.voice_on),
             "volume": self.volume,
+            "sonify": int(self.sonify_on),
             "state": self.state,
             "override": self.override,
             "model_override": self.model_override or "",
@@ -153,7 +158,12 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
             "poems": self.poem_counter,
             "notice": self.notice,
             "neuron": self.neuron_shown if self.scene.xray is not None else None,
-            **({"served": "; ".join(f"{m} {v}" for m, v in self.served.items())} if self.served else {}),
+            "xray": self.scene.xray is not None,
+            "served": "; ".join(f"{m} {v}" for m, v in self.served.items()) if self.served else None,
+            "next_pause": next_pause_text(col.poems_done if col else 0, pacing.pause_every, pacing.pause_seconds,
+                                          self.scene.poems),
+            "awaiting_tokens": self.waiting_for_worker(),
+            "errors": tuple(self.errors),
         }
 
     def waiting_for_worker(self) -> bool:

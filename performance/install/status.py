@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from performance.install.diskguard import DiskGuard
+from performance.protocol.snapshot import Snapshot
 
 STALE_S = 10.0  # the engine writes every second; this much silence means it is not running
 STATE_ENV = "LECTERN_STATE_DIR"
@@ -69,6 +70,14 @@ class StatusWriter:
         with self._lock:
             self._latest = data
         self._wake.set()
+
+    def publish(self, snap: Snapshot) -> None:
+        """status.json from the state Snapshot (the publisher calls it; never the Engine)."""
+        uptime, fps, _, restarts, rss = snap.health
+        self.update({"uptime_s": uptime, "fps": fps, "poems": snap.poems, "restarts": restarts, "rss_mb": rss,
+                     "scene": snap.scene[1], "open": snap.open, "next_change": snap.next_change,
+                     "next_at": list(snap.next_at) or None, "setlist": snap.setlist,
+                     "errors": list(snap.errors)[-5:] + list(snap.warnings)[-5:], "pid": os.getpid()})
 
     def close(self, timeout: float = 2.0) -> None:
         """Write the last fields once more marked "stopped" (a clean end, not a crash) and end the thread."""

@@ -67,6 +67,8 @@ class Outbox:
     files: list = field(default_factory=list)
     # (reply, ok, detail): answers to commands, called by the router (not on the engine's step)
     replies: list = field(default_factory=list)
+    # a poem on stage waits for tokens the worker owes it (the runtime's stall watchdog reads it)
+    awaiting_tokens: bool = False
 
     def answer(self) -> None:
         """Call the reply closures (the router does, after the step; a failing one is logged)."""

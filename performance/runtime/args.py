@@ -3,54 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(x) for x in text.lower().split("x"))
-        if w < 64 or h < 64 or w > 16384 or h > 16384:
-            raise ValueError
-        return w, h
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--window/--size {text!r}: expected WxH, e.g. 1280x720") from None
-
-
-def _start_wall(text: str):
-    from datetime import datetime
-
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--start-wall {text!r}: expected an ISO time, e.g. 2026-11-27T09:00") from None
-    return t if t.tzinfo else t.astimezone()
-
-
-def _ranged(kind: type, lo: float, hi: float, lo_open: bool = False):
-    """An argparse type: a finite number of `kind` in [lo, hi] (lo excluded when lo_open)."""
-
-    def parse(text: str) -> float:
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
-        if not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
-            raise argparse.ArgumentTypeError(f"{text!r}: allowed {'> ' if lo_open else 'from '}{lo:g}"
-                                             f"{' and <= ' if lo_open else ' to '}{hi:g}")
-        return v
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-def _passcode(text: str) -> str:
-    """--osc-passcode: an empty code would silently turn protection off."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("an empty passcode protects nothing; give a code or leave the option out")
-    if len(text) > 256:
-        raise argparse.ArgumentTypeError("at most 256 characters")
-    return text
+from performance.cli_types import ranged as _ranged
+from performance.cli_types import start_wall as _start_wall
+from performance.cli_types import window_size as _size
+from performance.controllers.registry import add_controller_arguments
 
 
 def add_play_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,15 +30,6 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no operator view in the terminal")
     g.add_argument("--install", action="store_true", help="unattended installation: supervised, keyboard locked, opening hours")
     g.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
-    g = p.add_argument_group("OSC")
-    g.add_argument("--osc-host", default="127.0.0.1", metavar="H", help="address to listen on (default loopback)")
-    g.add_argument("--osc-port", type=_ranged(int, 0, 65535), default=9000, metavar="P", help="UDP port (default 9000; 0 = off)")
-    g.add_argument("--osc-allow", metavar="IP[,IP]", help="only these sender addresses may steer")
-    g.add_argument("--osc-passcode", type=_passcode, metavar="CODE", help="senders must /lectern/connect CODE first")
-    g.add_argument("--no-advertise", action="store_true",
-                   help="do not announce OSC over Zeroconf/Bonjour (_osc._udp; only done beyond loopback)")
-    g.add_argument("--osc-rate", type=_ranged(float, 1, 1e7), default=200.0, metavar="N",
-                   help="messages per second one sender may send (default 200; more are dropped and counted)")
     g = p.add_argument_group("output")
     g.add_argument("--record", type=Path, metavar="OUT.mp4", help="record the session as video with sound")
     g.add_argument("--audio-out", type=Path, metavar="OUT.wav", help="write the audio mix to a WAV file")
@@ -88,6 +37,4 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--transcript-dir", type=Path, default=Path("sessions"), metavar="DIR", help="where transcripts go (default sessions/)")
     g.add_argument("--stats-json", type=Path, metavar="FILE", help="write frame statistics as JSON at the end")
     g.add_argument("--screenshot", type=Path, metavar="FILE", help="save the last frame as PNG at the end")
-    from performance.controllers.controllers import add_controller_arguments
-
-    add_controller_arguments(p)
+    add_controller_arguments(p)  # OSC, MIDI, the remote, the console: each controller's own

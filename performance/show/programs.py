@@ -176,3 +176,14 @@ class SeedProgram:
             kw["values"] = tuple(values)
         t.check_unknown()
         return cls(**kw)
+
+
+def next_pause_text(poems_done: int, pause_every: int, pause_seconds: float, poems: int | None) -> str:
+    """When the scene's next timed pause comes: after which poem (of the scene), and how long."""
+    if not pause_every or pause_seconds <= 0:
+        return ""
+    after = (poems_done // pause_every + 1) * pause_every
+    if poems is not None and after >= poems:
+        return ""
+    left = after - poems_done
+    return f"pause after poem {after} (in {left}), {pause_seconds:g} s"

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import pygame
 
+from performance.protocol.snapshot import Snapshot
 from performance.show.font_probe import FONTS_DIR
+from performance.show.programs import next_pause_text  # noqa: F401  (the monitor's pause line; tests)
 from performance.stage.fonts import LRU, Fonts
 from performance.stage.view import StageView
 
@@ -48,36 +50,15 @@ class MonitorInfo:
     warnings: tuple[str, ...] = ()
 
 
-def next_pause_text(poems_done: int, pause_every: int, pause_seconds: float, poems: int | None) -> str:
-    """When the scene's next timed pause comes: after which poem (of the scene), and how long."""
-    if not pause_every or pause_seconds <= 0:
-        return ""
-    after = (poems_done // pause_every + 1) * pause_every
-    if poems is not None and after >= poems:
-        return ""
-    left = after - poems_done
-    return f"pause after poem {after} (in {left}), {pause_seconds:g} s"
-
-
-def monitor_info(engine, wall, timetable=None, warnings: tuple[str, ...] = ()) -> MonitorInfo:
-    """Build the MonitorInfo from the engine (read only, on the frame loop's thread, which owns it),
-    the engine's wall time, the [[at]] timetable (or None) and the runtime's warnings."""
-    snap = engine.snapshot()
-    n, of = snap["poem"]
-    scene = engine.scene
-    col = engine.columns[0] if engine.columns else None
-    pacing = scene.pacing
-    nxt = ""
-    if timetable is not None:
-        up = timetable.upcoming(wall, 1)
-        if up:
-            nxt = f"{up[0][0]:%H:%M} {up[0][1].do}"
-    sb_n, sb_name = snap["standby"]
+def monitor_info(snap: Snapshot, wall) -> MonitorInfo:
+    """The MonitorInfo from the state snapshot and the engine's wall time (never the Engine)."""
+    n, of = snap.poem
+    sb_n, sb_name = snap.standby
     return MonitorInfo(
-        clock=f"{wall:%H:%M:%S}", scene=f"{snap['scene'][0]} {snap['scene'][1]}",
+        clock=f"{wall:%H:%M:%S}", scene=f"{snap.scene[0]} {snap.scene[1]}",
         standby=f"{sb_n} {sb_name}" if sb_n else "", poem=f"poem {n} of {of}" if of else f"poem {n}",
-        next_pause=next_pause_text(col.poems_done if col else 0, pacing.pause_every, pacing.pause_seconds, scene.poems),
-        next_at=nxt, warnings=tuple(list(engine.errors)[-2:]) + tuple(warnings))
+        next_pause=snap.next_pause, next_at=snap.next_at[0] if snap.next_at else "",
+        warnings=tuple(snap.errors[-2:]) + tuple(snap.warnings[-1:]))
 
 
 def placement(display: int, desktops: list[tuple[int, int]], stage_display: int,
