@@ -5,7 +5,7 @@ PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 APT_PKGS := espeak-ng libespeak-ng1 libportaudio2 liblo-tools wordnet-base ffmpeg xvfb sox fonts-dejavu-core \
-            xdotool imagemagick openbox x11-utils tmux jackd2 chromium chromium-driver
+            xdotool imagemagick openbox x11-utils tmux jackd2 chromium chromium-driver netcat-openbsd
 
 .PHONY: setup apt venv venv-test run test lint bench soak clean-venv corpus corpus-check served-setup serve-smollm2
 

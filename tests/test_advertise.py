@@ -155,7 +155,7 @@ def test_play_advertises_on_the_network_unless_loopback_or_no_advertise(tmp_path
     if not lan:
         pytest.skip("no non-loopback IPv4 interface to browse on")
     ports = {"open": free_port(), "no-advertise": free_port(), "loopback": free_port()}
-    extra = {"open": ["--osc-host", "0.0.0.0", "--allow-open-network"], "no-advertise": ["--osc-host", "0.0.0.0", "--no-advertise"],
+    extra = {"open": ["--osc-host", "0.0.0.0", "--allow-open-network"], "no-advertise": ["--osc-host", "0.0.0.0", "--allow-open-network", "--no-advertise"],
              "loopback": []}
     setlist = tmp_path / "markov.toml"  # no neural model: three engines start quickly side by side
     setlist.write_text(f'name = "adv"\n\n[[scene]]\nfile = "{ROOT / "scenes/markov-stream.toml"}"\n')

@@ -85,13 +85,13 @@ def test_at_model_arguments_that_exist_pass(tmp_path, capsys):
 
 
 def test_at_model_whose_card_is_broken_is_refused_by_check(tmp_path, capsys, monkeypatch):
-    from performance.textgen import registry
+    from performance.textgen import cards
 
     models = tmp_path / "models"
     (models / "broken").mkdir(parents=True)
     (models / "broken" / "model.json").write_text('{"kind": "nonsense"}')
     shutil.copytree(ROOT / "models" / "markov", models / "markov")
-    monkeypatch.setattr(registry, "MODELS_DIR", models)
+    monkeypatch.setattr(cards, "MODELS_DIR", models)
     p = tmp_path / "set.toml"
     p.write_text('name = "at"\n[[scene]]\nname = "one"\nmodel = "markov"\n\n[[at]]\ntime = "12:00"\ndo = "model broken"\n')
     rc, out = check(capsys, p)
