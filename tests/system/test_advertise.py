@@ -86,7 +86,7 @@ def private_network(test):
         if why:
             pytest.skip(why)
         r = subprocess.run(["unshare", "--net", "sh", "-c", NETNS_SETUP, "sh", sys.executable, "-m", "pytest",
-                            "-o", "addopts=", "-q", "-rs", "-m", "", "-p", "no:cacheprovider", f"tests/test_advertise.py::{test.__name__}"],
+                            "-o", "addopts=", "-q", "-rs", "-m", "", "-p", "no:cacheprovider", f"tests/system/test_advertise.py::{test.__name__}"],
                            cwd=ROOT, env={**os.environ, NETNS_ENV: "1"}, capture_output=True, text=True, timeout=300)
         tail = (r.stdout + r.stderr)[-3000:]
         if r.returncode == 0 and " skipped" in r.stdout and " passed" not in r.stdout:

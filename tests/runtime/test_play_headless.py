@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 # learning.toml trains a model on stage: its first poem waits for the trainer's first checkpoint
-# (tens of seconds of torch start-up); tests/test_xray_stage.py plays a small one to the end
+# (tens of seconds of torch start-up); tests/stage/test_xray_stage.py plays a small one to the end
 SETLISTS = sorted(p.stem for p in (ROOT / "setlists").glob("*.toml") if p.stem != "learning")
 STATS_KEYS = {"fps", "frame_ms_p50", "frame_ms_p99", "frames", "dropped", "first_token_s", "width", "height"}
 

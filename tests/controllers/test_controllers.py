@@ -24,7 +24,7 @@ from performance.protocol.snapshot import Snapshot
 from performance.runtime.publisher import StatePublisher
 from performance.show.schema import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "assets" / "controllers").glob("*.toml"))
 
 

@@ -1,6 +1,6 @@
 """The phone remote as a hostile network sees it (issue 27): origins, tokens, the guess budget,
 deadlines and caps, crafted messages. A real RemoteServer on loopback, aiohttp clients bound to
-127.0.0.x source addresses; no browser (tests/test_remote_xsite.py has the Chromium case)."""
+127.0.0.x source addresses; no browser (tests/system/test_remote_xsite.py has the Chromium case)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import pytest
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PASSCODE = "lantern"
 PHONE = (390, 844)
 SETLIST = """name = "remote-test"

@@ -1,6 +1,6 @@
 """Golden transcripts: the demo, the ELO 2015 set and the gallery loop under the fake clock.
 
-`python tests/golden/record.py` writes them (only when behaviour is meant to change: say why in
+`python tests/engine/golden/record.py` writes them (only when behaviour is meant to change: say why in
 the commit); tests/engine/test_golden.py replays them and compares event for event. The script
 model stands in for every kind, so the figures do not depend on a CPU's float rounding; the
 commands exercise every engine-owned command at fixed times.
@@ -12,10 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests"))  # conftest: the script model
 
 # (setlist, engine seconds, step, commands as (t, address, args))
 CASES = {

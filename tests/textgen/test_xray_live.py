@@ -20,7 +20,7 @@ from performance.textgen.train import TrainConfig, train
 from performance.textgen.vintages import kept_steps, step_dir
 from performance.worker.core import WorkerCore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from performance.controllers.mapping import load_mapping
 from performance.controllers.midi import MidiController
 from performance.protocol.commands import Command
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GENERIC = ROOT / "assets" / "controllers" / "generic-8x16.toml"
 rtmidi = pytest.importorskip("rtmidi")
 
