@@ -20,7 +20,7 @@ _REGISTRARS = [
     ("performance.model_commands", "register_sample"),
     ("performance.model_commands", "register_bench"),
     ("performance.render", "register_render"),
-    ("performance.controllers.osc_table", "register_osc"),
+    ("performance.controllers.osc.help", "register_osc"),
     ("performance.controllers.midi", "register_midi"),
     ("performance.install.status", "register_status"),
     ("performance.install.supervisor", "register_supervise"),

@@ -53,3 +53,15 @@ class ScriptModel:
 
 def script_loader(name: str) -> ScriptModel:
     return ScriptModel(name)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_guess_budget(monkeypatch):
+    """Every test starts with the process-wide passcode budget unspent (it is shared on purpose)."""
+    from performance.controllers import auth
+
+    monkeypatch.setattr(auth, "_SHARED_BUDGET", auth.GuessBudget())
+    monkeypatch.setattr(auth, "_SHARED_LOG", auth.GuessLog())

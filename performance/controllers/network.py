@@ -56,7 +56,8 @@ class OscControl(Controller):
         allow = [x.strip() for x in a.osc_allow.split(",")] if a.osc_allow else None
         try:
             self.server = OscServer(inbox, host=a.osc_host, port=a.osc_port, allow=allow, passcode=a.osc_passcode,
-                                    scene_count=self.ctx.scene_count, clock=self.ctx.clock, rate_limit=a.osc_rate)
+                                    scene_count=self.ctx.scene_count, clock=self.ctx.clock, rate_limit=a.osc_rate,
+                                    token=self.ctx.extras.get("token"))
             self.server.start()
         except OSError as e:
             self.server = None

@@ -166,14 +166,10 @@ def test_localhost_and_the_lan_address_are_own_origins():
 
 
 def test_open_network_needs_a_passcode_or_an_explicit_flag():
-    from performance.controllers.controllers import add_controller_arguments, check_controller_args
+    from performance.controllers.registry import add_controller_arguments, check_controller_args
 
     p = argparse.ArgumentParser()
-    p.add_argument("--osc-host", default="127.0.0.1")
-    p.add_argument("--osc-port", type=int, default=9000)
-    p.add_argument("--osc-passcode")
-    p.add_argument("--osc-allow")
-    add_controller_arguments(p)
+    add_controller_arguments(p)  # OSC's options are the OSC controller's own
     setlist = argparse.Namespace(midi=None, midi_map=None)
     problem = check_controller_args(p.parse_args(["--osc-host", "0.0.0.0"]), setlist)
     assert problem and "--allow-open-network" in problem and "\n" not in problem
@@ -423,7 +419,7 @@ def test_fuzz_remote_message_shapes(make_server):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from performance.controllers.osc_table import COMMANDS
+    from performance.controllers.osc.help import COMMANDS
 
     r, q = make_server()
     addresses = [f"/lectern/{c.name}" for c in COMMANDS] + ["/lectern/nope", "", "/x"]

@@ -9,8 +9,10 @@ from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 from test_osc import Client, msg, replies, slip
 
-import performance.controllers.osc as osc_mod
 from performance.controllers.osc import OscServer
+from performance.controllers.osc import guard as guard_mod
+from performance.controllers.osc import server as osc_mod
+from performance.controllers.osc import session as session_mod
 from performance.engine import Engine
 from performance.protocol.commands import Command
 from performance.runtime.stats import FrameStats
@@ -109,7 +111,7 @@ def test_passcode_guesses_are_limited_in_total_and_lockouts_survive_a_sender_flo
         for _ in range(5):
             first.send(msg("/lectern/connect", "nope"))
         first.collect(0.3)
-        for i in range(osc_mod.MAX_SENDERS + 50):  # fill the sender table: the lockout must stay
+        for i in range(guard_mod.MAX_SENDERS + 50):  # fill the sender table: the lockout must stay
             srv._datagram(msg("/lectern/ping"), (f"10.{i // 250}.{i % 250}.9", 1))
         first.send(msg("/lectern/connect", "right"))
         assert "too many wrong passcodes" in replies(first.collect(0.5, until=lambda o: len(o) >= 1))[0][2]
@@ -120,7 +122,7 @@ def test_passcode_guesses_are_limited_in_total_and_lockouts_survive_a_sender_flo
             got = replies(c.collect(0.1, until=lambda o: len(o) >= 1))
             tried += bool(got and got[0][2] == "wrong passcode")
             c.sock.close()
-        assert srv.counts["wrong_passcode"] <= osc_mod.PASSCODE_PER_MINUTE and srv.counts["passcode_limited"] > 150
+        assert srv.counts["wrong_passcode"] <= guard_mod.PASSCODE_PER_MINUTE and srv.counts["passcode_limited"] > 150
     finally:
         srv.stop()
 
@@ -147,7 +149,8 @@ def test_a_forged_subscribe_reflects_nothing_larger_than_itself(monkeypatch):
 
 def test_subscriptions_lapse_unless_renewed_and_are_capped(monkeypatch):
     monkeypatch.setattr(osc_mod, "SUBSCRIPTION_TTL_S", 0.5)
-    monkeypatch.setattr(osc_mod, "MAX_SUBSCRIBERS", 2)
+    monkeypatch.setattr(session_mod, "SUBSCRIPTION_TTL_S", 0.5)
+    monkeypatch.setattr(session_mod, "MAX_SUBSCRIBERS", 2)
     srv = OscServer(host="127.0.0.1", port=0)
     srv.start()
     try:
@@ -164,19 +167,44 @@ def test_subscriptions_lapse_unless_renewed_and_are_capped(monkeypatch):
         srv.stop()
 
 
-def test_idle_tcp_connections_time_out_and_free_their_slots():
+def test_idle_tcp_strangers_never_keep_a_controllers_go_out():
+    """Issue 27: idle unauthenticated TCP connections held every slot for a minute. Now strangers
+    wait in their own pool (the oldest makes room), a GO gets in at once, and strangers are closed
+    once their deadline to speak OSC has passed."""
     srv = OscServer(host="127.0.0.1", port=0, clock=FakeClock())
-    srv.tcp_idle_s = 0.5
     srv.start()
     try:
-        idle = [socket.create_connection(("127.0.0.1", srv.tcp_port)) for _ in range(osc_mod.MAX_TCP_CLIENTS)]
-        time.sleep(1.5)
+        idle = [socket.create_connection(("127.0.0.1", srv.tcp_port)) for _ in range(guard_mod.MAX_TCP_PENDING + 4)]
+        time.sleep(0.2)
         c = socket.create_connection(("127.0.0.1", srv.tcp_port), timeout=3)
         c.sendall(slip(msg("/lectern/go")))
-        time.sleep(0.3)
-        assert [x.name for x in srv.drain()] == ["go"] and srv.counts["tcp_idle_closed"] >= osc_mod.MAX_TCP_CLIENTS
+        time.sleep(0.4)
+        assert [x.name for x in srv.drain()] == ["go"]
+        time.sleep(guard_mod.TCP_PROVE_S + 1.0)
+        assert srv.counts["tcp_unproven_closed"] + srv.counts["tcp_evicted"] >= len(idle)
+        assert srv.tcp.count() == 1  # only the controller that spoke OSC holds a slot
         for s in idle + [c]:
             s.close()
+    finally:
+        srv.stop()
+
+
+def test_the_operator_with_the_session_token_gets_in_while_a_guesser_sprays():
+    """Issue 27: during a passcode spray the real operator was refused every time. The session
+    token is always checked, outside the shared budget."""
+    srv = OscServer(host="127.0.0.1", port=0, passcode="right", token="t" * 32)
+    srv.start()
+    try:
+        for k in range(60):  # far past the budget of 10 a minute
+            srv._datagram(msg("/lectern/connect", f"guess{k}"), (f"127.0.{k // 200}.{10 + k % 200}", 1))
+        assert srv.counts["wrong_passcode"] <= guard_mod.PASSCODE_PER_MINUTE
+        op = client_from("127.0.0.250", srv.port)
+        op.send(msg("/lectern/connect", "t" * 32))
+        got = replies(op.collect(0.5, until=lambda o: len(o) >= 1))
+        assert got[0][1:] == ["ok", "connected"]
+        op.send(msg("/lectern/go"))
+        time.sleep(0.2)
+        assert [x.name for x in srv.drain()] == ["go"]
     finally:
         srv.stop()
 

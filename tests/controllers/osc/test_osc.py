@@ -22,7 +22,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from performance.controllers.osc import OscServer
-from performance.controllers.osc_table import COMMANDS, table_text
+from performance.controllers.osc.help import COMMANDS, table_text
 from performance.protocol.commands import interpret
 from performance.show.clock import FakeClock
 
@@ -617,7 +617,7 @@ def test_allowlisted_out_sender_is_ignored_by_the_engine(tmp_path):
 
 
 def test_controller_layout_uses_only_known_addresses():
-    from performance.controllers.osc_table import SESSION, STATE
+    from performance.controllers.osc.help import SESSION, STATE
 
     session = json.loads((ROOT / "assets/controllers/lectern-open-stage-control.json").read_text())
     widgets = session["content"]["widgets"]

@@ -9,23 +9,10 @@ from __future__ import annotations
 import argparse
 
 from performance.protocol.commands import SESSION, TYPE_NAMES, network_commands
+from performance.protocol.snapshot import STATE
 
 COMMANDS = network_commands()  # the one table (performance.protocol.commands), as OSC reaches it
 TCP_COMMANDS = frozenset(c.name for c in COMMANDS + SESSION if c.tcp)  # also accepted over TCP with SLIP framing
-STATE = [
-    ("state/scene", "i s", "scene number and name"),
-    ("state/standby", "i s", "scene standing by (0 = none)"),
-    ("state/poem", "i i", "poem n, of N (0 = open-ended)"),
-    ("state/temperature", "f", "current temperature"),
-    ("state/seed", "i", "current seed"),
-    ("state/model", "s", "current model"),
-    ("state/model_override", "s", "model set by /lectern/model (\"\" = none: the scene's)"),
-    ("state/prompt_override", "s", "prompt set by /lectern/prompt (\"\" = none: the scene's)"),
-    ("state/paused", "i", "1 while paused or blacked out"),
-    ("state/voice", "i", "speech on"),
-    ("state/volume", "f", "master volume"),
-    ("state/health", "f f i i f [s]", "uptime_s, fps, poems, restarts, rss_mb[, served models: up N tok/s | down (why)]"),
-]
 
 
 def table_text() -> str:
