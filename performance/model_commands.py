@@ -63,6 +63,14 @@ def register_train(sub: argparse._SubParsersAction) -> None:
                    help="time budget: warm-up and cosine decay end with it, then a final evaluation; "
                         "the best weights are kept")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
+    g = p.add_argument_group("WaveNet (char-wavenet; --seq-len, --batch, --lr, --steps as above)")
+    g.add_argument("--wn-residual", type=int, help="residual channels (default 48)")
+    g.add_argument("--wn-dilation-channels", type=int, help="channels of the gated dilated convolutions (default 32)")
+    g.add_argument("--wn-skip", type=int, help="skip channels (default 96)")
+    g.add_argument("--wn-max-dilation", type=int, help="the dilation cycle 1, 2, 4 ... up to this (default 256)")
+    g.add_argument("--wn-cycles", type=int, help="times the dilation cycle repeats (default 2)")
+    g.add_argument("--wn-explode", type=float,
+                   help="a loss above this many times the running loss ends the run as dead (default 3)")
     g = p.add_argument_group("markov")
     g.add_argument("--order", type=int, default=2, choices=(1, 2, 3), help="n-gram order (default 2)")
     p.set_defaults(func=run_train)

@@ -53,6 +53,11 @@ KINDS: dict[str, KindSpec] = {k.name: k for k in [
     KindSpec("spreeder", "performance.textgen.spreeder:load_spreeder",
              train="performance.textgen.spreeder:train_from_args", bench="performance.textgen.spreeder:bench_case",
              unit="line", temperature_scale=1.0),
+    # dilated causal convolutions; its own trainer (gradient norms, death by explosion) and bench
+    # (queued vs naive sampling); no x-ray unit: plain streams in x-ray scenes
+    KindSpec("char-wavenet", "performance.textgen.wavenet:load_wavenet",
+             train="performance.textgen.wavenet_train:train_from_args",
+             bench="performance.textgen.wavenet_bench:bench_case", neural=True),
     # no weights: an endpoint of an existing serving engine (its own x-ray from logprobs)
     KindSpec("served", "performance.textgen.served:load_served", bench="performance.textgen.served_bench:bench_case",
              unit="word"),
