@@ -68,6 +68,7 @@ function handle(m) {
       waitingForCode = false;
       if (m.token) localStorage.setItem(TOKEN_KEY, m.token);  // reconnects need no passcode
       if (m.scenes) scenes = m.scenes;
+      if (m.commands) applyCommands(m.commands);
       drawScenes();
     }
     $("login").hidden = m.ok;
@@ -77,6 +78,19 @@ function handle(m) {
   } else if (m.type === "state") {
     state = m.state;
     drawState();
+  }
+}
+
+// The controls follow the show's command table: a fader's range, a button's help text, and a
+// control whose command the show does not offer is hidden (nothing on this page restates a bound).
+function applyCommands(commands) {
+  const byName = Object.fromEntries(commands.map((c) => [c.name, c]));
+  for (const el of document.querySelectorAll("[data-command]")) {
+    const c = byName[el.dataset.command];
+    el.hidden = !c;
+    if (!c) continue;
+    el.title = c.does;
+    if (el.type === "range" && c.min !== undefined) { el.min = c.min; el.max = c.max; }
   }
 }
 

@@ -23,7 +23,8 @@ Who gets in (a web server on a performer's laptop, reached by a browser that vis
 Protocol (JSON text frames, at most MAX_FRAME bytes):
   server → page  {"type": "hello", "passcode": bool, "authorised": bool, "token_refused": bool}
   page → server  {"type": "connect", "passcode": "..."}   (a passcode or the token)
-  server → page  {"type": "auth", "ok": bool, "detail": "...", "scenes": [...], "token": "..."}
+  server → page  {"type": "auth", "ok": bool, "detail": "...", "scenes": [...], "token": "...",
+                  "commands": [{"name", "args", "range", "does", "min", "max"}, ...]}  (the command table)
   page → server  {"type": "command", "address": "/lectern/go", "args": [...], "id": n}
   server → page  {"type": "reply", "id": n, "address": "...", "ok": bool, "detail": "field: ..."}
   server → page  {"type": "state", "state": {...}}
@@ -48,13 +49,25 @@ from urllib.parse import urlsplit
 
 from performance.controllers import auth
 from performance.controllers.inbox import put_latest
-from performance.protocol.commands import PREFIX, TABLE, Command, CommandError, UnknownCommand, interpret
+from performance.protocol.commands import (
+    PREFIX,
+    TABLE,
+    Command,
+    CommandError,
+    UnknownCommand,
+    interpret,
+    network_commands,
+)
 
 log = logging.getLogger("lectern.remote")
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "remote"
 FILES = {"/": ("index.html", "text/html"), "/remote.js": ("remote.js", "application/javascript"),
          "/remote.css": ("remote.css", "text/css")}
 FADERS = {a.name for a in TABLE.values() if a.fader}
+# the page's controls come from the one command table: which exist, their ranges and help text
+COMMANDS_FOR_PAGE = [{"name": c.name, "args": c.args, "range": c.range, "does": c.does,
+                      **({"min": c.bounds[0], "max": c.bounds[1]} if c.bounds is not None and c.fader else {})}
+                     for c in network_commands()]
 MAX_CLIENTS = 32  # authenticated pages
 MAX_PENDING = 32  # unauthenticated WebSockets, all addresses
 MAX_PENDING_PER_IP = 4
@@ -544,7 +557,7 @@ class RemoteServer:
             c.conn.state = "authed"
         c.sent_version = -1
         self._push(c, {"type": "auth", "ok": True, "detail": detail, "scenes": list(self.scene_names()),
-                       "token": self.token})
+                       "token": self.token, "commands": COMMANDS_FOR_PAGE})
 
     # ---- messages ------------------------------------------------------------------------------
     def _text(self, c: _Client, text: str) -> None:

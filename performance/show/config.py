@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from performance.protocol.commands import MAX_PROMPT_CHARS  # one limit for a prompt, from OSC as from a file
 from performance.safe_files import UnsafeFile, load_toml, read_text_limited
 from performance.show.programs import SeedProgram, TemperatureProgram
 from performance.show.schema import ConfigError, Table
 from performance.textgen.lengths import DEFAULT_SENTENCE_WORDS, UNITS, LengthRule
 
 ROOT = Path(__file__).resolve().parents[2]
-MAX_PROMPT_CHARS = 2000  # the model reads a prompt before its first token: a long one stalls the worker
+
 MAX_LENGTH = 100_000  # words, lines, chars or sentences in one poem
 LAYOUTS = ("stream", "flick", "sentence", "reader", "columns", "xray")
 REVEALS = ("chars", "words", "instant")

@@ -10,11 +10,11 @@ import math
 import random
 from dataclasses import dataclass
 
+from performance.protocol.commands import MAX_TEMPERATURE  # the one temperature scale
 from performance.show.schema import ConfigError, Table
 
 TEMPERATURE_PROGRAMS = ("constant", "ramp", "sine", "random", "sawtooth", "list")
 SEED_PROGRAMS = ("fixed", "new", "list")
-MAX_TEMPERATURE = 3.0
 
 
 def _unit_random(*key: int | str) -> float:
