@@ -123,12 +123,22 @@ def render(transcript: Path, out: Path, fps: int = 30, size: tuple[int, int] | N
 
 def build_audio(events: list[dict], wav_path: Path, end: float) -> None:
     """The session's sound from its events: speech at its recorded times, sonified tokens, fades."""
-    from performance.show.sound_settings import SonifySettings, VoiceSettings
     from performance.sound.audio import Mixer
     from performance.sound.sonify import Sonifier
-    from performance.sound.voice import SpeechWorker
 
     mixer, son = Mixer(RATE), Sonifier(RATE)
+    plan, poems, speech_jobs = _audio_timeline(events)
+    if speech_jobs:
+        plan.extend(_speech_cues(speech_jobs, poems))
+    plan.sort(key=lambda p: p[0])  # stable: cues at the same time keep the order they were found in
+    _mix_to_wav(mixer, son, plan, wav_path, end)
+
+
+def _audio_timeline(events: list[dict]) -> tuple[list[tuple[float, str, object]], dict[int, str], list]:
+    """Walk the events once: the timed cues (grains, fades, volume), each poem's text as its tokens
+    spelled it, and the speech events paired with the voice settings of their scene."""
+    from performance.show.sound_settings import SonifySettings, VoiceSettings
+
     poems: dict[int, str] = {}
     sonify: SonifySettings | None = None
     voice = VoiceSettings()
@@ -157,32 +167,61 @@ def build_audio(events: list[dict], wav_path: Path, end: float) -> None:
             plan.append((e["t"], "fade", (1.0, 0.3)))
         elif kind == "command" and e.get("address") == "/lectern/volume" and e.get("applied"):
             plan.append((e["t"], "volume", float(e["args"][0])))
-    if speech_jobs:
-        done = threading.Event()
-        rendered: dict[int, np.ndarray] = {}
-        answered = [0]
+    return plan, poems, speech_jobs
 
-        def got(job, samples, engine):
-            if samples is not None:
-                rendered[job["key"]] = samples
-            answered[0] += 1
-            if answered[0] >= len(speech_jobs):
-                done.set()
 
-        worker = SpeechWorker(got, rate=RATE)
-        worker.start()
-        for key, (e, v) in enumerate(speech_jobs):
-            lines = [ln for ln in poems.get(e["poem"], "").strip("\n").split("\n") if ln.strip()]
-            text = lines[e["line"]].strip() if e["line"] < len(lines) else ""
-            worker.submit({"text": text or " ", "voice": v.voice, "rate": v.rate, "pitch": v.pitch,
-                           "volume": v.volume, "key": key})
-        done.wait(30 + 5 * len(speech_jobs))
-        worker.close()
-        for key, (e, _) in enumerate(speech_jobs):
-            if key in rendered:
-                length = int((e["end"] - e["start"]) * RATE)
-                plan.append((e["start"], "speech", rendered[key][:max(1, length)]))
-    plan.sort(key=lambda p: p[0])
+def _speech_cues(speech_jobs: list, poems: dict[int, str]) -> list[tuple[float, str, object]]:
+    """Speak every recorded line again with its scene's voice, in one speech worker; each answer
+    becomes a cue at the line's recorded start, cut to its recorded length. Lines the worker does
+    not answer in time are left silent."""
+    from performance.sound.voice import SpeechWorker
+
+    done = threading.Event()
+    rendered: dict[int, np.ndarray] = {}
+    answered = [0]
+
+    def got(job, samples, engine):
+        if samples is not None:
+            rendered[job["key"]] = samples
+        answered[0] += 1
+        if answered[0] >= len(speech_jobs):
+            done.set()
+
+    worker = SpeechWorker(got, rate=RATE)
+    worker.start()
+    for key, (e, v) in enumerate(speech_jobs):
+        lines = [ln for ln in poems.get(e["poem"], "").strip("\n").split("\n") if ln.strip()]
+        text = lines[e["line"]].strip() if e["line"] < len(lines) else ""
+        worker.submit({"text": text or " ", "voice": v.voice, "rate": v.rate, "pitch": v.pitch,
+                       "volume": v.volume, "key": key})
+    done.wait(30 + 5 * len(speech_jobs))
+    worker.close()
+    cues: list[tuple[float, str, object]] = []
+    for key, (e, _) in enumerate(speech_jobs):
+        if key in rendered:
+            length = int((e["end"] - e["start"]) * RATE)
+            cues.append((e["start"], "speech", rendered[key][:max(1, length)]))
+    return cues
+
+
+def _apply_cue(mixer, son, t: float, what: str, arg) -> None:
+    """One timed cue into the mixer: a grain or a speech line scheduled at its sample, a fade or a
+    volume change from the current block."""
+    at = int(t * RATE)
+    if what == "grain":
+        mixer.schedule(at, son.grain(*arg)[0])
+    elif what == "speech":
+        mixer.schedule(at, arg)
+    elif what == "fade":
+        target, secs = arg
+        mixer.fade_to(target, secs)  # from this block's start: within 21 ms of the event
+    elif what == "volume":
+        mixer.volume = arg
+
+
+def _mix_to_wav(mixer, son, plan: list[tuple[float, str, object]], wav_path: Path, end: float) -> None:
+    """Render the sorted cues block by block (1024 samples) into a 16-bit stereo WAV of `end`
+    seconds plus a tenth; each cue is applied in the block it falls in."""
     total = int(end * RATE) + RATE // 10
     with wave.open(str(wav_path), "wb") as w:
         w.setnchannels(2)
@@ -192,17 +231,7 @@ def build_audio(events: list[dict], wav_path: Path, end: float) -> None:
         while mixer.position < total:
             block_end = mixer.position + 1024
             while j < len(plan) and int(plan[j][0] * RATE) < block_end:
-                t, what, arg = plan[j]
-                at = int(t * RATE)
-                if what == "grain":
-                    mixer.schedule(at, son.grain(*arg)[0])
-                elif what == "speech":
-                    mixer.schedule(at, arg)
-                elif what == "fade":
-                    target, secs = arg
-                    mixer.fade_to(target, secs)  # from this block's start: within 21 ms of the event
-                elif what == "volume":
-                    mixer.volume = arg
+                _apply_cue(mixer, son, *plan[j])
                 j += 1
             block = mixer.render(min(1024, total - mixer.position))
             pcm = (np.clip(block, -1, 1) * 32767).astype(np.int16)

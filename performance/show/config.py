@@ -243,11 +243,8 @@ def _train(t: Table, models: list[str]) -> Any:
     return spec
 
 
-def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
-    """Validate a scene table (from a file or inline in a setlist)."""
-    t = Table(data, file)
-    name = t.str("name", name_default)
-    layout = t.str("layout", "stream", LAYOUTS)
+def _models(t: Table, layout: str) -> list[str]:
+    """model = "NAME", model = { follow/train = "DIR" } or models = [...]; several only in columns."""
     if t.has("model") and t.has("models"):
         raise t.error("models", t.raw("models"), "give either 'model' or 'models', not both")
     if t.has("models"):
@@ -260,8 +257,11 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         models = [t.str("model", "default")]
     if layout != "columns" and len(models) > 1:
         raise t.error("models", models, "several models need layout = \"columns\"")
-    length = _length(t.sub("length")) if t.has("length") else LengthSpec("lines", 8, 8)
-    pacing_t = t.sub("pacing")
+    return models
+
+
+def _pacing(pacing_t: Table) -> Pacing:
+    """[pacing]: reveal, rate, hold, and the timed pause every n poems."""
     pacing = Pacing(
         reveal=pacing_t.str("reveal", "chars", REVEALS),
         rate=pacing_t.float("rate", 30.0, lo=0.1, hi=100000.0),
@@ -272,7 +272,12 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
     if pacing.pause_every and not pacing.pause_seconds:
         raise pacing_t.error("pause_seconds", 0, "must be > 0 when pause_every is set")
     pacing_t.check_unknown()
-    bl_t = t.sub("blocklist")
+    return pacing
+
+
+def _blocklist(bl_t: Table, file: str | Path) -> Blocklist:
+    """[blocklist]: words inline and/or one a line in a file (found next to the scene file, else
+    from the project root; # starts a comment), and the mode."""
     words = set(w.lower() for w in (bl_t.list("words", [], str) or []))
     bl_file = bl_t.str("file", None)
     if bl_file:
@@ -288,15 +293,33 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         words |= {ln.strip().lower() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")}
     blocklist = Blocklist(frozenset(words), bl_t.str("mode", "mask", ("mask", "regenerate")))
     bl_t.check_unknown()
+    return blocklist
+
+
+def _originality(t: Table) -> float | None:
+    """originality = true (a share of 0.7), false (off) or a share 0 < x <= 1."""
     orig = t.raw("originality", True)
     if orig is True:
-        originality: float | None = 0.7
-    elif orig is False:
-        originality = None
-    elif isinstance(orig, int | float) and 0 < orig <= 1:
-        originality = float(orig)
-    else:
-        raise t.error("originality", orig, "true (the default: a share of 0.7), false, or a share of a corpus line 0 < x <= 1")
+        return 0.7
+    if orig is False:
+        return None
+    if isinstance(orig, int | float) and 0 < orig <= 1:
+        return float(orig)
+    raise t.error("originality", orig, "true (the default: a share of 0.7), false, or a share of a corpus line 0 < x <= 1")
+
+
+def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
+    """Validate a scene table (from a file or inline in a setlist)."""
+    t = Table(data, file)
+    # one parser per table, called in the order the keys were always read, so the first error a
+    # broken file reports is the same one
+    name = t.str("name", name_default)
+    layout = t.str("layout", "stream", LAYOUTS)
+    models = _models(t, layout)
+    length = _length(t.sub("length")) if t.has("length") else LengthSpec("lines", 8, 8)
+    pacing = _pacing(t.sub("pacing"))
+    blocklist = _blocklist(t.sub("blocklist"), file)
+    originality = _originality(t)
     scene = Scene(
         name=name,
         file=str(file),

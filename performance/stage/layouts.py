@@ -223,42 +223,67 @@ class Layouter:
         base = max(MIN_SIZE, int(round(look.size * scale)))
         mx, my = int(w * look.margin), int(h * look.margin)
         box = (mx, my, w - 2 * mx, h - 2 * my)
-        out: list[Placed | Rule] = []
+        text, text_left = self._place_text(view, box, base, scale)
+        return text + self._place_footer(view, text_left, scale, (mx, my))
+
+    def _reader_box(self, box: tuple[int, int, int, int], base: int) -> tuple[int, int, int, int]:
+        """The reader's measure: a column of READER_MEASURE_EM ems centred across the screen."""
+        measure = min(box[2], int(base * READER_MEASURE_EM))
+        return ((self.size[0] - measure) // 2, box[1], measure, box[3])
+
+    def _place_text(self, view: StageView, box: tuple[int, int, int, int], base: int,
+                    scale: float) -> tuple[list[Placed | Rule], int]:
+        """The poem text as the scene's layout places it, and the x the caption lines up with
+        (the left edge of the text it describes)."""
+        look = view.look
         cols = view.columns
         layout = view.layout
-        text_left = mx  # the caption lines up with the text it describes
+        text_left = box[0]
         if getattr(view, "xray", None) is not None and layout in ("xray", "stream", "reader"):
             from performance.stage.xray import place_xray
 
             if layout == "reader":
-                measure = min(box[2], int(base * READER_MEASURE_EM))
-                box = ((w - measure) // 2, box[1], measure, box[3])
+                box = self._reader_box(box, base)
                 text_left = box[0]
-            out += place_xray(self, view, box, base, scale)
-        elif layout == "columns" and cols:
-            out += self._columns(view, box, base, scale)
-        elif cols:
-            col = cols[0]
-            n = col.poems[-1].n if col.poems else 0
-            if layout == "stream":
-                out += self.block(col, look, box, base, (0, n, box), "scroll")
-            elif layout == "sentence":
-                out += self.block(col, look, box, base, (0, n, box), look.overflow, "center", "center")
-            elif layout == "reader":
-                measure = min(box[2], int(base * READER_MEASURE_EM))
-                rbox = ((w - measure) // 2, box[1], measure, box[3])
-                text_left = rbox[0]
-                out += self.block(col, look, rbox, base, (0, n, rbox), look.overflow, "upper", look.align)
-            else:  # flick: the whole poem at once, as large as fits, centred on the screen
-                grow = max(base, int(h * FLICK_MAX_SIZE))
-                overflow = "shrink" if look.overflow in ("shrink", "grow") else look.overflow
-                lines = self.block(col, look, box, grow, (0, n, box), overflow, "center", look.align)
-                if lines and look.align == "left":  # a left-aligned block, centred as a whole
-                    right = max(p.x + self.fonts.width(p.font, p.size, p.text) for p in lines)
-                    dx = max(0, (box[0] + box[2] - right) // 2)
-                    lines = [dataclasses.replace(p, x=p.x + dx) for p in lines]
-                    text_left = mx + dx
-                out += lines
+            return place_xray(self, view, box, base, scale), text_left
+        if layout == "columns" and cols:
+            return self._columns(view, box, base, scale), text_left
+        if not cols:
+            return [], text_left
+        col = cols[0]
+        n = col.poems[-1].n if col.poems else 0
+        if layout == "stream":
+            return self.block(col, look, box, base, (0, n, box), "scroll"), text_left
+        if layout == "sentence":
+            return self.block(col, look, box, base, (0, n, box), look.overflow, "center", "center"), text_left
+        if layout == "reader":
+            rbox = self._reader_box(box, base)
+            return self.block(col, look, rbox, base, (0, n, rbox), look.overflow, "upper", look.align), rbox[0]
+        return self._place_flick(col, look, box, base, n)
+
+    def _place_flick(self, col, look, box: tuple[int, int, int, int], base: int,
+                     n: int) -> tuple[list[Placed | Rule], int]:
+        """Flick: the whole poem at once, as large as fits, centred on the screen; a left-aligned
+        block is centred as a whole. Returns the lines and their left edge."""
+        grow = max(base, int(self.size[1] * FLICK_MAX_SIZE))
+        overflow = "shrink" if look.overflow in ("shrink", "grow") else look.overflow
+        lines = self.block(col, look, box, grow, (0, n, box), overflow, "center", look.align)
+        text_left = box[0]
+        if lines and look.align == "left":  # a left-aligned block, centred as a whole
+            right = max(p.x + self.fonts.width(p.font, p.size, p.text) for p in lines)
+            dx = max(0, (box[0] + box[2] - right) // 2)
+            lines = [dataclasses.replace(p, x=p.x + dx) for p in lines]
+            text_left = box[0] + dx
+        return lines, text_left
+
+    def _place_footer(self, view: StageView, text_left: int, scale: float,
+                      margins: tuple[int, int]) -> list[Placed | Rule]:
+        """The bottom margin: the caption under the text, the countdown at the right (or, in the
+        reader, large and centred)."""
+        look = view.look
+        w, h = self.size
+        mx, my = margins
+        out: list[Placed | Rule] = []
         # read from the back of a room: never under 2.2% of the screen height (24 px at 1080 lines)
         small = max(MIN_SIZE, int(round(look.caption_size * scale)), int(math.ceil(h * SMALL_TEXT_MIN)))
         fg, bg = colour(look.color), colour(look.background)
@@ -273,7 +298,7 @@ class Layouter:
             secs = max(0, int(view.countdown + 0.999))
             label = f"{secs // 60}:{secs % 60:02d}"
             rgb = mix(colour(look.highlight), bg, 0.15)
-            if layout == "reader":  # the reader's audience waits for the next poem: show it plainly
+            if view.layout == "reader":  # the reader's audience waits for the next poem: show it plainly
                 size = max(MIN_SIZE, int(round(look.size * 0.9 * scale)))
                 lh = self.fonts.line_height(path, size)
                 x = (w - self.fonts.width(path, size, label)) // 2

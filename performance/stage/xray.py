@@ -77,8 +77,6 @@ def _lines(lay, path: str, size: int, text: str, width: int) -> list[tuple[str, 
 
 def place_xray(lay, view, box: tuple[int, int, int, int], base: int, scale: float) -> list:
     """Every run and box of an x-ray frame inside box = (x, y, w, h)."""
-    from performance.stage.placed import Placed, Rule
-
     xv: XrayView = view.xray
     look = view.look
     x0, y0, bw, bh = box
@@ -87,6 +85,7 @@ def place_xray(lay, view, box: tuple[int, int, int, int], base: int, scale: floa
     small = max(MIN_SIZE, int(round(look.caption_size * scale)))
     slh = lay.fonts.line_height(path, small)
     st = xv.settings
+    # the box from the bottom up: the trace, the top-k panel under the newest line, then the text
     trace_h = int(bh * 0.09) if st.trace else 0
     panel_h = (st.k * slh + slh // 2) if st.k else 0
     text_h = max(slh, bh - trace_h - panel_h - (slh if trace_h else 0))
@@ -97,6 +96,23 @@ def place_xray(lay, view, box: tuple[int, int, int, int], base: int, scale: floa
     lines = lines[-fit:]
     while lines and not lines[0][0]:
         lines.pop(0)
+    out, newest = _coloured_text(lay, look, path, size, lines, ps, us, (x0, y0), lh)
+    fgd = mix(colour(look.color), colour(look.background), 0.45)
+    if st.k and xv.top:
+        out += _top_guesses(lay, look, xv.top[:st.k], path, size, small, slh, newest, x0 + bw, fgd)
+    if trace_h:
+        out += _surprise_trace(look, xv.surprise, (x0, y0 + bh - trace_h, bw, trace_h), scale, path, small, slh, fgd)
+    out += _top_margin(lay, view, (x0, y0, bw), path, small, slh, fgd)
+    return out
+
+
+def _coloured_text(lay, look, path: str, size: int, lines: list, ps: list, us: list,
+                   origin: tuple[int, int], lh: int) -> tuple[list, tuple[int, int]]:
+    """The poem's lines, each cut into runs of one foreground (confidence) and one background
+    (the unit's activation) colour; also where the newest line ends, for the top-k panel."""
+    from performance.stage.placed import Placed
+
+    x0, y0 = origin
     uscale = max([1.0] + [abs(u) for u in us if u is not None])  # LSTM/GRU h lies in [-1, 1]
     out: list = []
     y = y0
@@ -114,34 +130,62 @@ def place_xray(lay, view, box: tuple[int, int, int, int], base: int, scale: floa
                 i = j
             newest = (x0 + lay.fonts.width(path, size, ln), y)
         y += lh
-    fgd = mix(colour(look.color), colour(look.background), 0.45)
-    if st.k and xv.top:
-        px = min(newest[0], x0 + bw - int(small * 9))
-        py = newest[1] + lay.fonts.line_height(path, size) + slh // 4
-        bar_w = int(small * 4)
-        for s, q in xv.top[:st.k]:
-            label = SHOW.get(s, s.replace("\n", "↵"))
-            out.append(Placed(f"{label}", path, small, confidence_rgb(look, q), px, py))
-            bx = px + int(small * 2.2)
-            out.append(Rule(bx, py + slh // 3, max(1, int(bar_w * q)), max(1, slh // 3), confidence_rgb(look, q)))
-            out.append(Placed(f"{q:.2f}", path, small, fgd, bx + bar_w + small // 2, py))
-            py += slh
-    if trace_h:
-        ty = y0 + bh - trace_h
-        n = len(xv.surprise)
-        if n:
-            step = bw / max(n, 120)
-            for k, s in enumerate(xv.surprise):
-                hgt = max(1, int(trace_h * min(1.0, s / TRACE_BITS)))
-                bx = int(x0 + k * step)
-                out.append(Rule(bx, ty + trace_h - hgt, max(1, int(step) - 1 if step >= 3 else 1), hgt,
-                                confidence_rgb(look, 2.0 ** -s)))
-        out.append(Rule(x0, ty + trace_h, bw, max(1, int(scale)), fgd))
-        out.append(Placed("surprise (bits)", path, small, fgd, x0, ty - slh))
-    right = x0 + bw  # the top margin: the loss curve at the right, the unit left of it, the label left
-    if st.curve and len(xv.curve) >= 2:
+    return out, newest
+
+
+def _top_guesses(lay, look, top: list, path: str, size: int, small: int, slh: int,
+                 newest: tuple[int, int], right: int, fgd) -> list:
+    """The top-k panel under the newest line: each guess, a bar as long as its probability, the
+    probability as a number; kept inside the box's right edge."""
+    from performance.stage.placed import Placed, Rule
+
+    out: list = []
+    px = min(newest[0], right - int(small * 9))
+    py = newest[1] + lay.fonts.line_height(path, size) + slh // 4
+    bar_w = int(small * 4)
+    for s, q in top:
+        label = SHOW.get(s, s.replace("\n", "↵"))
+        out.append(Placed(f"{label}", path, small, confidence_rgb(look, q), px, py))
+        bx = px + int(small * 2.2)
+        out.append(Rule(bx, py + slh // 3, max(1, int(bar_w * q)), max(1, slh // 3), confidence_rgb(look, q)))
+        out.append(Placed(f"{q:.2f}", path, small, fgd, bx + bar_w + small // 2, py))
+        py += slh
+    return out
+
+
+def _surprise_trace(look, surprise: list, area: tuple[int, int, int, int], scale: float, path: str,
+                    small: int, slh: int, fgd) -> list:
+    """The surprise trace in area = (x, top, w, h): one bar per token (at least 120 slots across),
+    its baseline, and its label above."""
+    from performance.stage.placed import Placed, Rule
+
+    x0, ty, bw, trace_h = area
+    out: list = []
+    n = len(surprise)
+    if n:
+        step = bw / max(n, 120)
+        for k, s in enumerate(surprise):
+            hgt = max(1, int(trace_h * min(1.0, s / TRACE_BITS)))
+            bx = int(x0 + k * step)
+            out.append(Rule(bx, ty + trace_h - hgt, max(1, int(step) - 1 if step >= 3 else 1), hgt,
+                            confidence_rgb(look, 2.0 ** -s)))
+    out.append(Rule(x0, ty + trace_h, bw, max(1, int(scale)), fgd))
+    out.append(Placed("surprise (bits)", path, small, fgd, x0, ty - slh))
+    return out
+
+
+def _top_margin(lay, view, top_edge: tuple[int, int, int], path: str, small: int, slh: int, fgd) -> list:
+    """The margin above the text: the loss curve at the right, the unit's name left of it, and
+    the checkpoint's label at the left (unless the caption names it already)."""
+    from performance.stage.placed import Placed, Rule
+
+    xv: XrayView = view.xray
+    x0, y0, bw = top_edge
+    out: list = []
+    right = x0 + bw
+    if xv.settings.curve and len(xv.curve) >= 2:
         cw = int(bw * 0.18)
-        out += _curve(xv.curve, (right - cw, max(1, int(y0 * 0.2)), cw, max(4, int(y0 * 0.55))), look, Rule)
+        out += _curve(xv.curve, (right - cw, max(1, int(y0 * 0.2)), cw, max(4, int(y0 * 0.55))), view.look, Rule)
         right -= cw + small
     if xv.unit is not None:
         label = f"unit {xv.unit}"

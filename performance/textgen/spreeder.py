@@ -182,15 +182,8 @@ def context_slot(prev: str, word: str, following: str) -> int:
     return SLOT_DEFAULT
 
 
-def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path | None = None) -> None:
-    """Build templates, replacement candidates and the reservoir from `corpus` into `out_dir`.
-
-    Needs the WordNet files (ModelFileError with the install line if they are missing);
-    `wordnet_dir` overrides the default /usr/share/wordnet."""
-    from performance.textgen.wordnet import DEFAULT_DIR, WordNet
-
-    t0 = time.monotonic()
-    wn = WordNet(wordnet_dir or DEFAULT_DIR)
+def _irregular_forms(wn) -> dict[str, dict[str, str]]:
+    """WordNet's exception lists turned round: base -> irregular plural, base -> simple past."""
     irregular_plural: dict[str, str] = {}
     for form, bases in wn.exceptions["n"].items():
         for b in bases:
@@ -200,31 +193,46 @@ def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path |
         for b in bases:
             if not form.endswith("n"):  # prefer "went" over "gone": the simple past
                 irregular_past.setdefault(b, form)
-    irregular = {"plural": irregular_plural, "past": irregular_past}
+    return {"plural": irregular_plural, "past": irregular_past}
 
-    templates = _templates(corpus.text)
-    if not templates:
-        raise ModelFileError(f"corpus {corpus.name}: no run of {LINES_PER_TEMPLATE} verse lines to use as a template")
-    split = [_split(t) for t in templates]
+
+def _word_stats(split: list[tuple[list[str], list[str]]]) -> tuple[Counter, set[str], set[str]]:
+    """The templates' word counts, the words seen in lowercase, and (lowercased) the words seen
+    capitalised where no line or sentence starts."""
     counts = Counter(w for _, toks in split for w in toks)
     lowercase_seen = {w for w in counts if w.islower()}
     # capitalised where no line or sentence starts: a name, unless it is also seen in lowercase
     midline_capital = {w.lower() for _, toks in split for prev, w in zip(toks, toks[1:], strict=False)
                        if w[:1].isupper() and prev not in ("\n", ".", "!", "?", '"', "“", "‘", "'")}
-    vocab: list[str] = sorted(counts)
-    index = {w: i for i, w in enumerate(vocab)}
+    return counts, lowercase_seen, midline_capital
 
-    def vid(w: str) -> int:
-        if w not in index:
-            index[w] = len(vocab)
-            vocab.append(w)
-        return index[w]
 
+class _Vocab:
+    """The model's words: the templates' words sorted, then each new word (an inflected relative,
+    a reservoir word) appended as it is first met, so ids are stable from one training to the next."""
+
+    def __init__(self, words) -> None:
+        self.words: list[str] = sorted(words)
+        self.index = {w: i for i, w in enumerate(self.words)}
+
+    def id(self, w: str) -> int:
+        if w not in self.index:
+            self.index[w] = len(self.words)
+            self.words.append(w)
+        return self.index[w]
+
+
+def _replacements(counts: Counter, lowercase_seen: set[str], wn, irregular: dict,
+                  vocab: _Vocab) -> tuple[dict[int, list[int]], dict[tuple[int, int], list[int]], list[str]]:
+    """For every content word: its WordNet relatives, inflected like it, under its likeliest
+    reading; under its other noun or verb reading where the context asks for that; and the words
+    WordNet does not know (archaisms, names), which the reservoir replaces."""
     def relatives(word: str, pos: str, base: str, form: str) -> list[int]:
         forms = [match_case(word, inflect(rel, form, irregular)) for rel in wn.related(base, pos)
                  if not (pos == "v" and rel == "be") and can_inflect(rel, form)]
-        return [vid(f) for f in dict.fromkeys(forms) if f != word]
+        return [vocab.id(f) for f in dict.fromkeys(forms) if f != word]
 
+    index = vocab.index
     candidates: dict[int, list[int]] = {}  # word id -> relatives under its likeliest reading
     by_context: dict[tuple[int, int], list[int]] = {}  # (word id, slot) -> relatives, where that differs
     unknown_words: list[str] = []
@@ -255,9 +263,13 @@ def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path |
                 alt = relatives(word, pos, *readings[pos][:2])
                 if alt:
                     by_context[(index[word], slot)] = alt
-    folder = str(wn.folder)
-    wn.close()
+    return candidates, by_context, unknown_words
 
+
+def _reservoir(unknown_words: list[str], lowercase_seen: set[str], midline_capital: set[str],
+               vocab: _Vocab) -> dict[str, Any]:
+    """The unknown words grouped by shape (_shape): the classes, their word ids one class after
+    another with offsets, and each unknown word's class."""
     names = {w.lower() for w in unknown_words if w.lower() not in lowercase_seen and w.lower() in midline_capital}
     by_shape: dict[str, set[str]] = {}
     for w in unknown_words:
@@ -268,16 +280,24 @@ def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path |
         by_shape.setdefault("'" if s.startswith("'") else "", set()).update(by_shape.pop(s))
     shapes = sorted(by_shape)
     class_of = {w: k for k, s in enumerate(shapes) for w in by_shape[s]}
-    reservoir = [vid(w) for s in shapes for w in sorted(by_shape[s])]
-    reservoir_offsets = np.cumsum([0] + [len(by_shape[s]) for s in shapes]).astype(np.int32)
-    shape_of = {index[w]: class_of[_reservoir_form(w)] for w in unknown_words}
-    unknown = sorted(shape_of)
+    reservoir = [vocab.id(w) for s in shapes for w in sorted(by_shape[s])]
+    offsets = np.cumsum([0] + [len(by_shape[s]) for s in shapes]).astype(np.int32)
+    shape_of = {vocab.index[w]: class_of[_reservoir_form(w)] for w in unknown_words}
+    return {"shapes": shapes, "ids": reservoir, "offsets": offsets, "shape_of": shape_of}
 
+
+def _spreeder_arrays(split: list[tuple[list[str], list[str]]], index: dict[str, int],
+                     candidates: dict[int, list[int]], by_context: dict[tuple[int, int], list[int]],
+                     reservoir: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Everything sampling needs as flat int32 arrays with offsets (model.safetensors), and the
+    gap strings the template_gaps array indexes."""
     ids = [[index[w] for w in toks] for _, toks in split]
     gap_vocab = sorted({g for gaps, _ in split for g in gaps})
     gap_index = {g: i for i, g in enumerate(gap_vocab)}
     keys = sorted(candidates)
     ctx_keys = sorted(by_context)
+    shape_of = reservoir["shape_of"]
+    unknown = sorted(shape_of)
     arrays = {
         "templates": np.array([i for t in ids for i in t], dtype=np.int32),
         "template_gaps": np.array([gap_index[g] for gaps, _ in split for g in gaps], dtype=np.int32),
@@ -288,24 +308,52 @@ def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path |
         "ctx_keys": np.array(ctx_keys, dtype=np.int32).reshape(-1, 2),
         "ctx_offsets": np.cumsum([0] + [len(by_context[k]) for k in ctx_keys]).astype(np.int32),
         "ctx_ids": np.array([c for k in ctx_keys for c in by_context[k]], dtype=np.int32),
-        "reservoir": np.array(reservoir, dtype=np.int32),
-        "reservoir_offsets": reservoir_offsets,
+        "reservoir": np.array(reservoir["ids"], dtype=np.int32),
+        "reservoir_offsets": reservoir["offsets"],
         "unknown": np.array(unknown, dtype=np.int32),
         "unknown_shape": np.array([shape_of[u] for u in unknown], dtype=np.int32),
     }
+    return arrays, gap_vocab
+
+
+def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path | None = None) -> None:
+    """Build templates, replacement candidates and the reservoir from `corpus` into `out_dir`.
+
+    Needs the WordNet files (ModelFileError with the install line if they are missing);
+    `wordnet_dir` overrides the default /usr/share/wordnet."""
+    from performance.textgen.wordnet import DEFAULT_DIR, WordNet
+
+    t0 = time.monotonic()
+    wn = WordNet(wordnet_dir or DEFAULT_DIR)
+    irregular = _irregular_forms(wn)
+
+    templates = _templates(corpus.text)
+    if not templates:
+        raise ModelFileError(f"corpus {corpus.name}: no run of {LINES_PER_TEMPLATE} verse lines to use as a template")
+    split = [_split(t) for t in templates]
+    counts, lowercase_seen, midline_capital = _word_stats(split)
+    vocab = _Vocab(counts)
+    candidates, by_context, unknown_words = _replacements(counts, lowercase_seen, wn, irregular, vocab)
+    folder = str(wn.folder)
+    wn.close()
+    reservoir = _reservoir(unknown_words, lowercase_seen, midline_capital, vocab)
+    arrays, gap_vocab = _spreeder_arrays(split, vocab.index, candidates, by_context, reservoir)
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(arrays, str(out_dir / "model.safetensors"))
     card = {"kind": "spreeder", "name": out_dir.name, "engine_version": __version__, "format": 2,
             "hyperparameters": {"lines_per_template": LINES_PER_TEMPLATE,
                                 "relations": "synonyms, hypernyms, hyponyms, similar (first 2 senses, 16 per word)",
-                                "reservoir_shapes": shapes},
-            "vocab": vocab, "vocab_size": len(vocab), "gaps": gap_vocab, "templates": len(templates),
-            "replaceable_words": len(candidates), "context_readings": len(by_context), "reservoir_words": len(reservoir), "corpus": corpus.card(),
+                                "reservoir_shapes": reservoir["shapes"]},
+            "vocab": vocab.words, "vocab_size": len(vocab.words), "gaps": gap_vocab, "templates": len(templates),
+            "replaceable_words": len(candidates), "context_readings": len(by_context),
+            "reservoir_words": len(reservoir["ids"]), "corpus": corpus.card(),
             "wordnet": folder, "training_seconds": round(time.monotonic() - t0, 2), "device": "cpu",
             "date": datetime.now(UTC).isoformat(timespec="seconds"), "seed": seed,
             "temperature": "replacement rate 0..1 (the live OSC temperature 0..3 is divided by 3)"}
     write_card(out_dir, card)
+    # the samples come from the model as saved, loaded the way the engine loads it
     gen = load_spreeder(out_dir, card)
     card["samples"] = {}
     for rate in (0.3, 0.6, 0.9):

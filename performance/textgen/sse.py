@@ -156,25 +156,7 @@ class Endpoint:
                     if len(buf) > MAX_LINE:
                         raise ServedError(f"{url}: malformed stream after {events} events (a line over "
                                           f"{MAX_LINE >> 20} MiB)")
-                    limit, why = (self.timeout if events else self.first_timeout), ""
-                    left = clock.left() if clock is not None else None
-                    if left is not None and left < limit:
-                        if left <= 0:
-                            raise ServedError(f"{url}: {clock.why}" + _after(events, comments))
-                        limit, why = left, clock.why
-                    sock.settimeout(limit)
-                    try:
-                        chunk = resp.read1(65536)
-                    except TimeoutError:
-                        if why:
-                            raise ServedError(f"{url}: {why}" + _after(events, comments)) from None
-                        raise ServedError(f"{url}: stream stalled, nothing for {limit:g} s after "
-                                          f"{events} events (timeout)") from None
-                    except (OSError, http.client.HTTPException) as e:
-                        raise ServedError(f"{url}: stream cut after {events} events ({type(e).__name__})") from None
-                    if not chunk:
-                        raise ServedError(f"{url}: stream cut after {events} events (connection closed before [DONE])")
-                    buf += chunk
+                    buf += self._read_chunk(url, resp, sock, clock, events, comments)
                     continue
                 raw, buf = buf[:nl], buf[nl + 1:]
                 line = raw.decode("utf-8", "replace").rstrip("\r")
@@ -194,6 +176,31 @@ class Endpoint:
                 yield event
         finally:
             _close(conn, resp)
+
+    def _read_chunk(self, url: str, resp: http.client.HTTPResponse, sock, clock: TokenClock | None,
+                    events: int, comments: int) -> bytes:
+        """The next bytes of the stream, waiting no longer than the first or the later timeout, or
+        what the clock has left if that is sooner; a stall, a cut or a closed connection raise
+        ServedError saying how far the stream had come."""
+        limit, why = (self.timeout if events else self.first_timeout), ""
+        left = clock.left() if clock is not None else None
+        if left is not None and left < limit:
+            if left <= 0:
+                raise ServedError(f"{url}: {clock.why}" + _after(events, comments))
+            limit, why = left, clock.why
+        sock.settimeout(limit)
+        try:
+            chunk = resp.read1(65536)
+        except TimeoutError:
+            if why:
+                raise ServedError(f"{url}: {why}" + _after(events, comments)) from None
+            raise ServedError(f"{url}: stream stalled, nothing for {limit:g} s after "
+                              f"{events} events (timeout)") from None
+        except (OSError, http.client.HTTPException) as e:
+            raise ServedError(f"{url}: stream cut after {events} events ({type(e).__name__})") from None
+        if not chunk:
+            raise ServedError(f"{url}: stream cut after {events} events (connection closed before [DONE])")
+        return chunk
 
     def _whole(self, url: str, resp: http.client.HTTPResponse) -> dict:
         """A non-streamed answer: one JSON document, read within the timeout."""

@@ -16,7 +16,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -177,11 +177,10 @@ def _optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
-def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False) -> dict:
-    """Train `cfg.kind` on `corpus` into `out_dir`; returns the card."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+def _starting_point(cfg: TrainConfig, out_dir: Path, resume: bool) -> tuple[list | None, dict | None, Path | None]:
+    """Where the weights and vocabulary come from: --resume takes the run's own card (its sizes
+    override the command line's), --init-from another model's (its kind must match); else none.
+    Returns (vocab, the --init-from card, its folder)."""
     if resume:
         card_path = out_dir / "model.json"
         if not card_path.exists():
@@ -194,7 +193,7 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
         cfg.positions = saved_cfg.get("positions", "learned")
     else:
         vocab = None
-    init_card = None
+    init_card, init_dir = None, None
     if cfg.init_from and not resume:
         from performance.textgen.cards import read_card, resolve_model_dir
 
@@ -206,6 +205,12 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
         for k in ("layers", "hidden", "embed", "heads", "context", "tie"):
             setattr(cfg, k, init_card["hyperparameters"].get(k, getattr(cfg, k)))
         cfg.positions = init_card["hyperparameters"].get("positions", "learned")
+    return vocab, init_card, init_dir
+
+
+def _tokenize(corpus: Corpus, cfg: TrainConfig, vocab: list | None):
+    """The tokenizer (built from the corpus, or from a given vocabulary) and the corpus as ids,
+    split 90% train, 10% validation."""
     is_char = cfg.kind.startswith("char")
     if vocab is None:
         tok = CharTokenizer.build(corpus.text) if is_char else WordTokenizer.build(corpus.text, cfg.max_vocab)
@@ -213,7 +218,12 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
         tok = CharTokenizer(vocab) if is_char else WordTokenizer(vocab)
     ids = torch.tensor(tok.encode(corpus.text), dtype=torch.long)
     split = int(len(ids) * 0.9)
-    train_ids, val_ids = ids[:split], ids[split:]
+    return tok, ids[:split], ids[split:]
+
+
+def _hyperparameters(cfg: TrainConfig, resume: bool) -> tuple[AWDConfig | None, dict]:
+    """The card's hyperparameters (the config less device and budget, with the AWD settings of a
+    recurrent kind); a new transformer's context becomes its --seq-len."""
     awd = resolve_awd(cfg)
     hp = {k: v for k, v in asdict(cfg).items() if k not in ("device", "max_minutes")}
     if awd is not None:
@@ -224,75 +234,121 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
             print(f"note: --context {cfg.context} set to --seq-len {cfg.seq_len}, the window the model trains on",
                   file=sys.stderr)
         hp["context"] = cfg.context = cfg.seq_len if not resume else cfg.context
-    net = build_net(hp, len(tok.vocab)).to(device)
-    if init_card is not None:
-        from performance.textgen.checkpoint import load_weights
+    return awd, hp
 
-        load_weights(net, init_dir / "model.safetensors", device)
-    opt = _optimizer(net, cfg)
-    step, best, history, elapsed0 = 0, float("inf"), {"train": [], "val": []}, 0.0
-    if resume:
-        meta = load_train_state(out_dir, net, opt, device)
-        step, best, history, elapsed0 = meta["step"], meta["best_val"], meta["history"], meta["elapsed"]
-        print(f"resuming at step {step} (best validation loss {best:.4f})", file=sys.stderr)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
+
+def _validation_windows(cfg: TrainConfig, val_ids: torch.Tensor) -> torch.Tensor:
+    """Where each validation window starts: all of the split, or --eval-batches random batches
+    (always the same ones: their generator has its own seed)."""
     val_gen = torch.Generator().manual_seed(12345)
     n_val = max(1, len(val_ids) - cfg.seq_len - 1)
     if cfg.eval_batches > 0:
-        val_starts = torch.randint(0, n_val, (cfg.eval_batches * cfg.batch,), generator=val_gen)
-    else:  # the whole split, in consecutive windows (the shipped corpus: 508 windows of 128)
-        val_starts = torch.arange(0, n_val, cfg.seq_len)
+        return torch.randint(0, n_val, (cfg.eval_batches * cfg.batch,), generator=val_gen)
+    # the whole split, in consecutive windows (the shipped corpus: 508 windows of 128)
+    return torch.arange(0, n_val, cfg.seq_len)
 
-    def batch_from(data: torch.Tensor, starts: torch.Tensor):
-        idx = starts[:, None] + torch.arange(cfg.seq_len + 1)[None, :]
+
+@dataclass(eq=False)
+class _Run:
+    """One training run: what it trains on, the net and optimiser, and the state that changes
+    step by step (what a checkpoint saves and the card reports)."""
+
+    cfg: TrainConfig
+    corpus: Corpus
+    out_dir: Path
+    device: str
+    tok: Any
+    train_ids: torch.Tensor
+    val_ids: torch.Tensor
+    awd: AWDConfig | None
+    hp: dict
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+    init_card: dict | None
+    val_starts: torch.Tensor | None = None
+    gen: torch.Generator | None = None
+    step: int = 0
+    best: float = float("inf")
+    history: dict = field(default_factory=lambda: {"train": [], "val": []})
+    elapsed0: float = 0.0
+    budget_s: float | None = None
+    warm: float = 0.0
+    trigger: NTTrigger | None = None
+    averager: WeightAverage | None = None
+    averaged_from: int | None = None
+    t_start: float = 0.0
+    step0: int = 0
+    progress_line: _Progress | None = None
+    since_best: int = 0
+    running: float | None = None
+    tokens_done: int = 0
+    stop_reason: str = "steps"
+    lr_now: float = 0.0
+    eval_s: float = 0.0
+
+    def resume(self) -> None:
+        """Take the step, best loss, history and time so far from train_state.*."""
+        meta = load_train_state(self.out_dir, self.net, self.opt, self.device)
+        self.step, self.best, self.history, self.elapsed0 = (meta["step"], meta["best_val"], meta["history"],
+                                                              meta["elapsed"])
+        print(f"resuming at step {self.step} (best validation loss {self.best:.4f})", file=sys.stderr)
+
+    def start_clock(self) -> None:
+        """The schedule, the NT-ASGD trigger and the progress line, from now."""
+        cfg = self.cfg
+        self.budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+        self.warm = warmup_share(cfg.steps, self.budget_s)
+        self.trigger = NTTrigger(cfg.nt_asgd or 0)
+        self.t_start = time.monotonic()
+        self.step0 = self.step
+        self.progress_line = _Progress(cfg.steps)
+        self.lr_now = cfg.lr
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.monotonic() - self.t_start
+
+    def batch_from(self, data: torch.Tensor, starts: torch.Tensor):
+        idx = starts[:, None] + torch.arange(self.cfg.seq_len + 1)[None, :]
         chunk = data[idx]
-        return chunk[:, :-1].to(device), chunk[:, 1:].to(device)
+        return chunk[:, :-1].to(self.device), chunk[:, 1:].to(self.device)
 
     @torch.no_grad()
-    def evaluate() -> float:
+    def evaluate(self) -> float:
+        """Mean loss per token over the validation windows, in eval mode."""
+        net = self.net
         net.eval()
         total, n = 0.0, 0
-        eb = max(cfg.batch, 64)
-        for i in range(0, len(val_starts), eb):
-            x, y = batch_from(val_ids, val_starts[i:i + eb])
+        eb = max(self.cfg.batch, 64)
+        for i in range(0, len(self.val_starts), eb):
+            x, y = self.batch_from(self.val_ids, self.val_starts[i:i + eb])
             logits, _ = net(x)
             total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
             n += y.numel()
         net.train()
         return total / max(1, n)
 
-    if init_card is not None and not history["val"]:
-        # the starting point is the bar to beat on this corpus's split: kept unless bettered
-        best = evaluate()
-        history["val"].append((0, best))
-        save_weights(net, out_dir / "model.safetensors")
-        print(f"validation loss of {cfg.init_from} on this split: {best:.4f}", file=sys.stderr)
-    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
-    warm = warmup_share(cfg.steps, budget_s)
-    trigger = NTTrigger(cfg.nt_asgd or 0)
-    averager: WeightAverage | None = None
-    averaged_from: int | None = None
-    t_start = time.monotonic()
-    step0 = step
-    progress_line = _Progress(cfg.steps)
-    since_best, running, tokens_done, stop_reason = 0, None, 0, "steps"
-    lr_now, eval_s = cfg.lr, 0.0
+    def baseline(self) -> None:
+        """--init-from: the starting point is the bar to beat on this corpus's split, kept unless bettered."""
+        self.best = self.evaluate()
+        self.history["val"].append((0, self.best))
+        save_weights(self.net, self.out_dir / "model.safetensors")
+        print(f"validation loss of {self.cfg.init_from} on this split: {self.best:.4f}", file=sys.stderr)
 
-    def elapsed() -> float:
-        return elapsed0 + time.monotonic() - t_start
-
-    def card(final: bool) -> dict:
+    def card(self, final: bool) -> dict:
+        """The model card as the run stands (model.json)."""
+        cfg, hp, history, init_card, device = self.cfg, self.hp, self.history, self.init_card, self.device
         return {
-            "kind": cfg.kind, "name": out_dir.name, "engine_version": __version__, "format": 1,
-            "hyperparameters": hp, "vocab": tok.vocab, "vocab_size": len(tok.vocab),
-            "corpus": corpus.card(), "steps": step, "epochs": round(step * cfg.batch * cfg.seq_len / max(1, len(train_ids)), 3),
+            "kind": cfg.kind, "name": self.out_dir.name, "engine_version": __version__, "format": 1,
+            "hyperparameters": hp, "vocab": self.tok.vocab, "vocab_size": len(self.tok.vocab),
+            "corpus": self.corpus.card(), "steps": self.step,
+            "epochs": round(self.step * cfg.batch * cfg.seq_len / max(1, len(self.train_ids)), 3),
             "train_loss": round(history["train"][-1][1], 4) if history["train"] else None,
-            "val_loss": round(best, 4) if best < float("inf") else None, "loss_unit": "nats/token",
+            "val_loss": round(self.best, 4) if self.best < float("inf") else None, "loss_unit": "nats/token",
             "last_eval_step": history["val"][-1][0] if history["val"] else None,
-            "validation": {"tokens": int(len(val_ids)), "windows": int(len(val_starts)), "window": cfg.seq_len,
-                           "whole_split": cfg.eval_batches <= 0},
-            "schedule": {"warmup_share": round(warm, 4), "peak_lr": cfg.lr, "last_lr": round(lr_now, 8),
-                         "min_lr": round(cfg.lr * 0.1, 8), "follows": "time budget" if budget_s else "steps"},
+            "validation": {"tokens": int(len(self.val_ids)), "windows": int(len(self.val_starts)),
+                           "window": cfg.seq_len, "whole_split": cfg.eval_batches <= 0},
+            "schedule": {"warmup_share": round(self.warm, 4), "peak_lr": cfg.lr, "last_lr": round(self.lr_now, 8),
+                         "min_lr": round(cfg.lr * 0.1, 8), "follows": "time budget" if self.budget_s else "steps"},
             "sampler_context": ({"context": hp["context"], "trained_window": cfg.seq_len,
                                  "when_full": "re-reads the last context/2 tokens into the KV cache and goes on "
                                               "(a sliding window re-run per token would cost the whole context)"}
@@ -301,119 +357,169 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
                                   "val_loss": init_card.get("val_loss"), "steps": init_card.get("steps"),
                                   "training_seconds": init_card.get("training_seconds")}
                                  if init_card is not None else None),
-            "averaging": {"nt_asgd": cfg.nt_asgd, "started_at_step": averaged_from} if awd is not None else None,
-            "training_seconds": round(elapsed(), 1), "device": device,
+            "averaging": ({"nt_asgd": cfg.nt_asgd, "started_at_step": self.averaged_from}
+                          if self.awd is not None else None),
+            "training_seconds": round(self.elapsed(), 1), "device": device,
             "device_name": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "date": datetime.now(UTC).isoformat(timespec="seconds"), "finished": final,
-            "stopped_because": stop_reason, "loss_plot": "loss.png",
+            "stopped_because": self.stop_reason, "loss_plot": "loss.png",
             "command": "python run.py train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None,
         }
 
-    def checkpoint(final: bool) -> None:
-        save_train_state(out_dir, net, opt, {"step": step, "best_val": best, "history": history,
-                                             "elapsed": elapsed()})
-        write_card(out_dir, card(final))
+    def checkpoint(self, final: bool) -> None:
+        """train_state.* for --resume, and the card."""
+        save_train_state(self.out_dir, self.net, self.opt, {"step": self.step, "best_val": self.best,
+                                                            "history": self.history, "elapsed": self.elapsed()})
+        write_card(self.out_dir, self.card(final))
 
-    def validate() -> float:
+    def validate(self) -> float:
         """Evaluate (the averaged weights once averaging has begun); keep the best on disk."""
-        nonlocal best, since_best, averager, averaged_from, eval_s
         t0 = time.monotonic()
-        if averager is not None:
-            averager.swap()
-        val = evaluate()
-        history["val"].append((step, val))
-        if val < best - 1e-4:
-            best, since_best = val, 0
-            save_weights(net, out_dir / "model.safetensors")
+        if self.averager is not None:
+            self.averager.swap()
+        val = self.evaluate()
+        self.history["val"].append((self.step, val))
+        if val < self.best - 1e-4:
+            self.best, self.since_best = val, 0
+            save_weights(self.net, self.out_dir / "model.safetensors")
         else:
-            since_best += 1
-        if averager is not None:
-            averager.swap()
-        elif trigger.update(val):
-            averager = WeightAverage([p for p in net.parameters()])
-            averaged_from, since_best = step, 0
-            print(f"\nstep {step}: validation stalled, averaging weights from here (NT-ASGD)", file=sys.stderr)
-        eval_s = time.monotonic() - t0
+            self.since_best += 1
+        if self.averager is not None:
+            self.averager.swap()
+        elif self.trigger.update(val):
+            self.averager = WeightAverage([p for p in self.net.parameters()])
+            self.averaged_from, self.since_best = self.step, 0
+            print(f"\nstep {self.step}: validation stalled, averaging weights from here (NT-ASGD)", file=sys.stderr)
+        self.eval_s = time.monotonic() - t0
         return val
 
-    def keep() -> None:
+    def keep(self) -> None:
         """--keep-every: this step as a model folder of its own, with the latest validation loss."""
         from performance.textgen.vintages import keep_checkpoint
 
-        kc = card(False)
-        kc["name"] = f"{out_dir.name}@{step}"
-        kc["val_loss"] = round(history["val"][-1][1], 4) if history["val"] else None
-        kc["val_curve"] = [[s, round(v, 4)] for s, v in history["val"]]
-        keep_checkpoint(out_dir, net, kc)
+        kc = self.card(False)
+        kc["name"] = f"{self.out_dir.name}@{self.step}"
+        kc["val_loss"] = round(self.history["val"][-1][1], 4) if self.history["val"] else None
+        kc["val_curve"] = [[s, round(v, 4)] for s, v in self.history["val"]]
+        keep_checkpoint(self.out_dir, self.net, kc)
 
-    if cfg.keep_every and step == 0:
-        history["val"].append((0, evaluate()))
-        keep()
+    def set_lr(self) -> float:
+        """This step's learning rate from the schedule; returns the schedule's progress (1.0: the end).
+
+        The schedule's clock leaves room for one more step and the final evaluation; when it
+        reaches the end, this step runs at the minimum rate and is the last."""
+        cfg = self.cfg
+        step_s = (time.monotonic() - self.t_start) / max(1, self.step - self.step0)
+        if self.budget_s and self.step - self.step0 == WARMUP_PROBE_STEPS:  # the budget's length in steps, measured
+            self.warm = warmup_share(cfg.steps, self.budget_s, step_s)
+        p = progress(self.step, cfg.steps, self.elapsed(),
+                     self.budget_s and max(1e-9, self.budget_s - self.eval_s - step_s))
+        self.lr_now = lr_at(cfg.lr, p, self.warm)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_now
+        return p
+
+    def train_step(self) -> None:
+        """One optimiser step on a random batch; the running loss goes into the history every 10 steps."""
+        cfg, net = self.cfg, self.net
+        starts = torch.randint(0, len(self.train_ids) - cfg.seq_len - 1, (cfg.batch,), generator=self.gen)
+        x, y = self.batch_from(self.train_ids, starts)
+        logits, _ = net(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        total = loss + net.reg_loss if self.awd is not None else loss
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
+        self.opt.step()
+        if self.averager is not None:
+            self.averager.update()
+        self.step += 1
+        self.tokens_done += x.numel()
+        lv = loss.item()
+        self.running = lv if self.running is None else 0.95 * self.running + 0.05 * lv
+        if self.step % 10 == 0 or self.step == 1:
+            self.history["train"].append((self.step, self.running))
+
+    def ensure_weights_file(self) -> None:
+        """model.safetensors always exists at the end, even if no evaluation bettered anything."""
+        if not (self.out_dir / "model.safetensors").exists():
+            save_weights(self.net, self.out_dir / "model.safetensors")
+
+    def finish(self) -> dict:
+        """The closing evaluation, the last checkpoint, and the final card with samples and plot."""
+        if not self.history["val"] or self.history["val"][-1][0] != self.step:
+            self.validate()  # every run ends with an evaluation of where it ended
+        sys.stderr.write("\n")
+        self.ensure_weights_file()
+        self.checkpoint(True)
+        # the card's samples and plot come from the best weights, as shipped
+        from performance.textgen.checkpoint import load_weights
+
+        load_weights(self.net, self.out_dir / "model.safetensors", self.device)
+        final = self.card(True)
+        final["samples"] = _samples(self.net, self.tok, self.cfg.kind, self.device, self.cfg.seed)
+        _plot(self.history, self.out_dir / "loss.png")
+        write_card(self.out_dir, final)
+        return final
+
+
+def _train_loop(run: _Run) -> None:
+    """Step until --steps, early stopping, or the time budget; Ctrl-C saves before it re-raises."""
+    cfg = run.cfg
     try:
-        net.train()
-        while step < cfg.steps:
-            # the schedule's clock leaves room for one more step and the final evaluation; when it
-            # reaches the end, this step runs at the minimum rate and is the last
-            step_s = (time.monotonic() - t_start) / max(1, step - step0)
-            if budget_s and step - step0 == WARMUP_PROBE_STEPS:  # the budget's length in steps, measured
-                warm = warmup_share(cfg.steps, budget_s, step_s)
-            p = progress(step, cfg.steps, elapsed(), budget_s and max(1e-9, budget_s - eval_s - step_s))
-            lr_now = lr_at(cfg.lr, p, warm)
-            for g in opt.param_groups:
-                g["lr"] = lr_now
-            starts = torch.randint(0, len(train_ids) - cfg.seq_len - 1, (cfg.batch,), generator=gen)
-            x, y = batch_from(train_ids, starts)
-            logits, _ = net(x)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            total = loss + net.reg_loss if awd is not None else loss
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
-            opt.step()
-            if averager is not None:
-                averager.update()
-            step += 1
-            tokens_done += x.numel()
-            lv = loss.item()
-            running = lv if running is None else 0.95 * running + 0.05 * lv
-            if step % 10 == 0 or step == 1:
-                history["train"].append((step, running))
-            val = validate() if step % cfg.eval_every == 0 else None
-            if cfg.keep_every and step % cfg.keep_every == 0:
-                keep()
-            rate = tokens_done / max(1e-9, time.monotonic() - t_start)
-            progress_line.show(step, running, val, rate, force=val is not None)
-            if step % cfg.save_every == 0:
-                checkpoint(False)
-            if since_best >= cfg.patience:
-                stop_reason = f"early stop: no better validation loss in {cfg.patience} evaluations"
+        run.net.train()
+        while run.step < cfg.steps:
+            p = run.set_lr()
+            run.train_step()
+            val = run.validate() if run.step % cfg.eval_every == 0 else None
+            if cfg.keep_every and run.step % cfg.keep_every == 0:
+                run.keep()
+            rate = run.tokens_done / max(1e-9, time.monotonic() - run.t_start)
+            run.progress_line.show(run.step, run.running, val, rate, force=val is not None)
+            if run.step % cfg.save_every == 0:
+                run.checkpoint(False)
+            if run.since_best >= cfg.patience:
+                run.stop_reason = f"early stop: no better validation loss in {cfg.patience} evaluations"
                 break
-            if budget_s and p >= 1.0:
-                stop_reason = f"time budget of {cfg.max_minutes:g} min"
+            if run.budget_s and p >= 1.0:
+                run.stop_reason = f"time budget of {cfg.max_minutes:g} min"
                 break
     except KeyboardInterrupt:
-        stop_reason = "interrupted (Ctrl-C); resume with --resume"
+        run.stop_reason = "interrupted (Ctrl-C); resume with --resume"
         print("\ninterrupted: saving before exit", file=sys.stderr)
-        if not (out_dir / "model.safetensors").exists():
-            save_weights(net, out_dir / "model.safetensors")
-        checkpoint(False)
+        run.ensure_weights_file()
+        run.checkpoint(False)
         raise
-    if not history["val"] or history["val"][-1][0] != step:
-        validate()  # every run ends with an evaluation of where it ended
-    sys.stderr.write("\n")
-    if not (out_dir / "model.safetensors").exists():
-        save_weights(net, out_dir / "model.safetensors")
-    checkpoint(True)
-    # the card's samples and plot come from the best weights, as shipped
-    from performance.textgen.checkpoint import load_weights
 
-    load_weights(net, out_dir / "model.safetensors", device)
-    final = card(True)
-    final["samples"] = _samples(net, tok, cfg.kind, device, cfg.seed)
-    _plot(history, out_dir / "loss.png")
-    write_card(out_dir, final)
-    return final
+
+def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False) -> dict:
+    """Train `cfg.kind` on `corpus` into `out_dir`; returns the card."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    vocab, init_card, init_dir = _starting_point(cfg, out_dir, resume)
+    tok, train_ids, val_ids = _tokenize(corpus, cfg, vocab)
+    awd, hp = _hyperparameters(cfg, resume)
+    net = build_net(hp, len(tok.vocab)).to(device)
+    if init_card is not None:
+        from performance.textgen.checkpoint import load_weights
+
+        load_weights(net, init_dir / "model.safetensors", device)
+    run = _Run(cfg=cfg, corpus=corpus, out_dir=out_dir, device=device, tok=tok, train_ids=train_ids,
+               val_ids=val_ids, awd=awd, hp=hp, net=net, opt=_optimizer(net, cfg), init_card=init_card)
+    if resume:
+        run.resume()
+    run.gen = torch.Generator().manual_seed(cfg.seed * 1000 + run.step)
+    run.val_starts = _validation_windows(cfg, val_ids)
+    if init_card is not None and not run.history["val"]:
+        run.baseline()
+    run.start_clock()
+    if cfg.keep_every and run.step == 0:
+        run.history["val"].append((0, run.evaluate()))
+        run.keep()
+    _train_loop(run)
+    return run.finish()
 
 
 def train_from_args(corpus: Corpus, args: Any) -> str:
