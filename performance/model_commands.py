@@ -34,6 +34,22 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--positions", choices=("rope", "learned"), default="rope",
                    help="transformer kinds: rotary positions (default) or a learned position table")
     g.add_argument("--max-vocab", type=int, default=30000, help="word kinds: vocabulary size cap (default 30000)")
+    _add_recipe_arguments(p)
+    g = p.add_argument_group("WaveNet (char-wavenet; --seq-len, --batch, --lr, --steps as above)")
+    g.add_argument("--wn-residual", type=int, help="residual channels (default 48)")
+    g.add_argument("--wn-dilation-channels", type=int, help="channels of the gated dilated convolutions (default 32)")
+    g.add_argument("--wn-skip", type=int, help="skip channels (default 96)")
+    g.add_argument("--wn-max-dilation", type=int, help="the dilation cycle 1, 2, 4 ... up to this (default 256)")
+    g.add_argument("--wn-cycles", type=int, help="times the dilation cycle repeats (default 2)")
+    g.add_argument("--wn-explode", type=float,
+                   help="a loss above this many times the running loss ends the run as dead (default 3)")
+    g = p.add_argument_group("markov")
+    g.add_argument("--order", type=int, default=2, choices=(1, 2, 3), help="n-gram order (default 2)")
+    p.set_defaults(func=run_train)
+
+
+def _add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """`run.py train`'s regularisation and optimisation options (neural kinds)."""
     g = p.add_argument_group("AWD-LSTM regularisation (recurrent kinds: lstm, gru, qrnn; 0 turns one off)")
     g.add_argument("--wdrop", type=float, help="DropConnect on hidden-to-hidden weights (default 0.5)")
     g.add_argument("--dropoute", type=float, help="embedding dropout, whole rows (default 0 char, 0.1 word)")
@@ -63,17 +79,6 @@ def register_train(sub: argparse._SubParsersAction) -> None:
                    help="time budget: warm-up and cosine decay end with it, then a final evaluation; "
                         "the best weights are kept")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
-    g = p.add_argument_group("WaveNet (char-wavenet; --seq-len, --batch, --lr, --steps as above)")
-    g.add_argument("--wn-residual", type=int, help="residual channels (default 48)")
-    g.add_argument("--wn-dilation-channels", type=int, help="channels of the gated dilated convolutions (default 32)")
-    g.add_argument("--wn-skip", type=int, help="skip channels (default 96)")
-    g.add_argument("--wn-max-dilation", type=int, help="the dilation cycle 1, 2, 4 ... up to this (default 256)")
-    g.add_argument("--wn-cycles", type=int, help="times the dilation cycle repeats (default 2)")
-    g.add_argument("--wn-explode", type=float,
-                   help="a loss above this many times the running loss ends the run as dead (default 3)")
-    g = p.add_argument_group("markov")
-    g.add_argument("--order", type=int, default=2, choices=(1, 2, 3), help="n-gram order (default 2)")
-    p.set_defaults(func=run_train)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -143,3 +143,23 @@ def test_imports_point_down_the_layers() -> None:
             if layer_of(dep) > layer_of(mod):
                 upward.append(f"{mod} ({LAYER_NAMES[layer_of(mod)]}) imports {dep} ({LAYER_NAMES[layer_of(dep)]})")
     assert not upward, "imports that point up a layer:\n" + "\n".join(sorted(upward))
+
+
+MAX_CLASS_LINES = 400
+MAX_FUNCTION_LINES = 60
+# (module path, name): why it may be longer; docs/architecture.md lists the same (none today)
+LONG_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+def test_classes_and_functions_stay_small() -> None:
+    """A class past 400 lines or a function past 60 is split by concern (or listed above, with why)."""
+    long = []
+    for path in PKG.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                span = node.end_lineno - node.lineno + 1
+                limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
+                key = (str(path.relative_to(ROOT)), node.name)
+                if span > limit and key not in LONG_ALLOWED:
+                    long.append(f"{key[0]}:{node.lineno} {node.name}: {span} lines (at most {limit})")
+    assert not long, "split by concern, or list with a reason in LONG_ALLOWED and docs/architecture.md:\n" + "\n".join(long)

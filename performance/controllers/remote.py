@@ -402,7 +402,7 @@ class RemoteServer(PageMessages):
         return host in {urlsplit(o).netloc for o in self.origins} and urlsplit(origin.lower()).netloc == host
 
     async def _ws(self, request: Any) -> Any:
-        from aiohttp import WSMsgType, web
+        from aiohttp import web
 
         conn = self._conns.get(request.transport)
         if not self._origin_ok(request):
@@ -419,15 +419,7 @@ class RemoteServer(PageMessages):
                 resp.force_close()
                 return resp
         else:
-            mine = [c for c in self._pending_clients() if c.ip == ip]
-            if len(mine) >= MAX_PENDING_PER_IP:
-                await self._drop(min(mine, key=lambda c: c.opened))
-            pending = self._pending_clients()
-            if len(pending) >= MAX_PENDING:
-                by_ip: dict[str, list[_Client]] = {}
-                for c in pending:
-                    by_ip.setdefault(c.ip, []).append(c)
-                await self._drop(min(max(by_ip.values(), key=len), key=lambda c: c.opened))
+            await self._make_room(ip)
         ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=MAX_FRAME)
         try:
             await ws.prepare(request)
@@ -446,25 +438,44 @@ class RemoteServer(PageMessages):
         if by_token or self.gate.open:
             self._authorise(c, "connected")
         try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    try:
-                        self._text(c, msg.data)
-                    except Exception as e:  # noqa: BLE001 (a bug must not take the socket with a traceback)
-                        self.counts["internal"] += 1
-                        log.error("remote: message refused after an internal error (%s: %s)", type(e).__name__, e)
-                        self._reply(c, None, None, False, "message: not accepted (internal error, logged)")
-                elif msg.type == WSMsgType.BINARY:
-                    self._reply(c, None, None, False, "message: binary frames are not accepted (JSON text)")
-                if not c.authorised:
-                    c.messages += 1
-                    if c.messages >= PRE_AUTH_MESSAGES:
-                        await ws.close(code=4001, message=b"authenticate first")
-                        break
+            await self._listen(c, ws)
         finally:
             self._clients.discard(c)
             writer.cancel()
         return ws
+
+    async def _make_room(self, ip: str) -> None:
+        """A stranger's socket: the oldest stranger from its address (or the busiest address) goes
+        when the pools are full, so sockets that never authenticate cannot keep the phone out."""
+        mine = [c for c in self._pending_clients() if c.ip == ip]
+        if len(mine) >= MAX_PENDING_PER_IP:
+            await self._drop(min(mine, key=lambda c: c.opened))
+        pending = self._pending_clients()
+        if len(pending) >= MAX_PENDING:
+            by_ip: dict[str, list[_Client]] = {}
+            for c in pending:
+                by_ip.setdefault(c.ip, []).append(c)
+            await self._drop(min(max(by_ip.values(), key=len), key=lambda c: c.opened))
+
+    async def _listen(self, c: _Client, ws: Any) -> None:
+        """One page's messages until it closes (a stranger may say only a few before it must authenticate)."""
+        from aiohttp import WSMsgType
+
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                try:
+                    self._text(c, msg.data)
+                except Exception as e:  # noqa: BLE001 (a bug must not take the socket with a traceback)
+                    self.counts["internal"] += 1
+                    log.error("remote: message refused after an internal error (%s: %s)", type(e).__name__, e)
+                    self._reply(c, None, None, False, "message: not accepted (internal error, logged)")
+            elif msg.type == WSMsgType.BINARY:
+                self._reply(c, None, None, False, "message: binary frames are not accepted (JSON text)")
+            if not c.authorised:
+                c.messages += 1
+                if c.messages >= PRE_AUTH_MESSAGES:
+                    await ws.close(code=4001, message=b"authenticate first")
+                    break
 
     async def _drop(self, c: _Client) -> None:
         self.counts["evicted"] += 1

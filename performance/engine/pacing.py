@@ -181,70 +181,81 @@ class PacingMixin:
                    column=col.index, temperature=first_t, **poem.info)
 
     def _advance(self, now: float, col: _Column) -> None:
+        """Move one column on to `now`: out of its hold or pause, start its poem, reveal, end it."""
         for _ in range(10000):  # bounded: a step never spins forever
-            if col.phase == "done":
+            if col.phase == "done" or col.phase in ("hold", "pause") and not self._leave_hold(now, col):
                 return
-            if col.phase in ("hold", "pause"):
-                if now < col.until:
-                    return
-                if self._speaking and (self.voice_holds_stage() or self.pause_waits_for_voice() and col.phase == "pause"):
-                    col.until = now  # the voice has not finished the poem on screen: the next one waits
-                    return
-                if self._scene_over(col.until, col):
-                    col.phase = "done"
-                    return
-                col.start_at = col.until
-                col.phase = "poem"
-                if col.poem is None:
-                    self._open_poem(col.until, col)
             poem = col.poem
             if poem is None:
                 col.phase = "done"
                 return
-            if not poem.started:
-                if now < col.start_at:
-                    return
-                start_t = col.start_at
-                if self._shown_whole():
-                    # a poem shown whole starts (caption included) when it is on screen: when it is
-                    # written, or, if the model is too slow for the scene's pace, when its patience
-                    # runs out and it is cut short at its last whole word (the show degrades, it
-                    # never stalls)
-                    if not poem.done:
-                        patience = FIRST_POEM_PATIENCE_S if col.poems_done == 0 else self._patience()
-                        waited = now - col.start_at
-                        # past its patience a poem is cut once it has a few lines' worth of words;
-                        # past the longest patience, whatever it has (the flick slows, then thins)
-                        least = 1 if waited >= MAX_POEM_PATIENCE_S else CUT_MIN_WORDS
-                        if waited < patience or not self._cut_short(col, poem, least):
-                            self._grant(now, col)
-                            return
-                    start_t = max(col.start_at, poem.received[-1][1] if poem.received else now)
-                    if not poem.cut_short and self.notice is not None and "cut short" in self.notice:
-                        self.notice = None  # the model keeps pace again
-                self._start_poem(start_t, col)
+            if not poem.started and not self._begin(now, col, poem):
+                return
             if not self._reveal(now, col, poem):
                 return
-            # poem complete
-            t_end = poem.deadline
-            self._end_poem(t_end, col, partial=False)
-            col.poems_done += 1
-            every = self.scene.pacing.pause_every
-            last = self.scene.poems is not None and col.poems_done >= self.scene.poems
-            if every and col.poems_done % every == 0 and not last:
-                secs = self.scene.pacing.pause_seconds
-                col.phase, col.until = "pause", t_end + secs
-                self._emit(t_end, "pause", seconds=secs, until=t_end + secs, column=col.index)
-            else:
-                col.phase, col.until = "hold", t_end + self.scene.pacing.hold / self.speed
-            if self.pending_change is not None:
-                col.phase = "done"
-                col.until = t_end
-                continue
-            if not self._scene_over(col.until, col):
-                self._open_poem(t_end, col)  # write ahead during the hold
-            else:
-                col.poem = None
+            self._poem_complete(col, poem)
+
+    def _leave_hold(self, now: float, col: _Column) -> bool:
+        """A hold or pause that is over (and not held by the voice) gives way to the next poem."""
+        if now < col.until:
+            return False
+        if self._speaking and (self.voice_holds_stage() or self.pause_waits_for_voice() and col.phase == "pause"):
+            col.until = now  # the voice has not finished the poem on screen: the next one waits
+            return False
+        if self._scene_over(col.until, col):
+            col.phase = "done"
+            return False
+        col.start_at = col.until
+        col.phase = "poem"
+        if col.poem is None:
+            self._open_poem(col.until, col)
+        return True
+
+    def _begin(self, now: float, col: _Column, poem: _Poem) -> bool:
+        """Start the poem once its time has come; False while it must wait."""
+        if now < col.start_at:
+            return False
+        start_t = col.start_at
+        if self._shown_whole():
+            # a poem shown whole starts (caption included) when it is on screen: when it is
+            # written, or, if the model is too slow for the scene's pace, when its patience
+            # runs out and it is cut short at its last whole word (the show degrades, it
+            # never stalls)
+            if not poem.done:
+                patience = FIRST_POEM_PATIENCE_S if col.poems_done == 0 else self._patience()
+                waited = now - col.start_at
+                # past its patience a poem is cut once it has a few lines' worth of words;
+                # past the longest patience, whatever it has (the flick slows, then thins)
+                least = 1 if waited >= MAX_POEM_PATIENCE_S else CUT_MIN_WORDS
+                if waited < patience or not self._cut_short(col, poem, least):
+                    self._grant(now, col)
+                    return False
+            start_t = max(col.start_at, poem.received[-1][1] if poem.received else now)
+            if not poem.cut_short and self.notice is not None and "cut short" in self.notice:
+                self.notice = None  # the model keeps pace again
+        self._start_poem(start_t, col)
+        return True
+
+    def _poem_complete(self, col: _Column, poem: _Poem) -> None:
+        """The poem is whole: end it, then a pause or a hold, and write the next one ahead."""
+        t_end = poem.deadline
+        self._end_poem(t_end, col, partial=False)
+        col.poems_done += 1
+        every = self.scene.pacing.pause_every
+        last = self.scene.poems is not None and col.poems_done >= self.scene.poems
+        if every and col.poems_done % every == 0 and not last:
+            secs = self.scene.pacing.pause_seconds
+            col.phase, col.until = "pause", t_end + secs
+            self._emit(t_end, "pause", seconds=secs, until=t_end + secs, column=col.index)
+        else:
+            col.phase, col.until = "hold", t_end + self.scene.pacing.hold / self.speed
+        if self.pending_change is not None:
+            col.phase = "done"
+            col.until = t_end
+        elif not self._scene_over(col.until, col):
+            self._open_poem(t_end, col)  # write ahead during the hold
+        else:
+            col.poem = None
 
     _speaking = False
 

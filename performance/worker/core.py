@@ -55,6 +55,10 @@ def _fire_fault() -> None:
     raise RuntimeError("fault injection: model_worker_crash")
 
 
+def _word_tokens(gen) -> bool:
+    return bool(getattr(gen, "word_tokens", False))
+
+
 class _Req:
     __slots__ = ("id", "gen", "stream", "counter", "credits", "done", "kind", "temperature_scale", "model", "seed", "prompt", "open")
 
@@ -167,17 +171,36 @@ class WorkerCore:
                 self._emit(Failed(None, msg.model, str(e), None))
 
     def _open(self, msg: Open) -> None:
-        word_tokens_of = lambda g: bool(getattr(g, "word_tokens", False))  # noqa: E731
+        """A poem's request: continue a stream, or resolve its model (falling back) and start one."""
         if msg.continue_from is not None and msg.continue_from in self._reqs:
-            old = self._reqs.pop(msg.continue_from)
-            req = _Req(msg.id, old.gen, old.stream, LengthCounter(msg.length, word_tokens_of(old.gen)), old.model,
-                       old.seed, old.prompt, old.open)
-            self._cap(req)
-            self._reqs[msg.id] = req
-            self._order.append(msg.id)
+            self._continue(msg)
             return
+        resolved = self._resolve(msg)
+        if resolved is None:
+            return
+        gen, used, label, curve, served_down = resolved
+        req = _Req(msg.id, gen, None, LengthCounter(msg.length, _word_tokens(gen)), used, msg.seed, msg.prompt, msg)
+        if not self._start_stream(req, msg, used, served_down):
+            return
+        self._cap(req)
+        self._reqs[msg.id] = req
+        self._order.append(msg.id)
+        if msg.xray is not None or label is not None:
+            self._emit(Opened(msg.id, label, curve, getattr(req.stream, "unit_index", None)))
+
+    def _continue(self, msg: Open) -> None:
+        """The next poem goes on where the last one's stream stopped (a scene's `continue`)."""
+        old = self._reqs.pop(msg.continue_from)
+        req = _Req(msg.id, old.gen, old.stream, LengthCounter(msg.length, _word_tokens(old.gen)), old.model,
+                   old.seed, old.prompt, old.open)
+        self._cap(req)
+        self._reqs[msg.id] = req
+        self._order.append(msg.id)
+
+    def _resolve(self, msg: Open):
+        """(generator, model used, checkpoint label, loss curve, served model down) for a request, the
+        scene's fallback standing in for a broken or down model; None when nothing can write."""
         label, curve = None, ()
-        served_down = False
         try:
             if msg.model in self._broken:
                 raise ModelFileError(f"failed {MAX_FAILURES} poems in a row; replaced for this session")
@@ -189,47 +212,52 @@ class WorkerCore:
                     from performance.textgen.vintages import checkpoint_label
 
                     label = checkpoint_label(msg.model, getattr(gen, "card", {}) or {})
-            used = msg.model
             if getattr(gen, "kind", "") == "served":
                 self._served_check(msg.model, gen)
                 self._preload_fallback(msg.fallback)
                 if not gen.up:
                     raise ServedError(f"still down: {gen.last_error}")
+            return gen, msg.model, label, curve, False
         except (ModelFileError, ServedError) as e:
-            served_down = isinstance(e, ServedError)
-            fallback = msg.fallback if msg.model != msg.fallback else None
-            if isinstance(e, ServedError):  # already logged once when it went down; the watcher logs its return
-                log.info("served model %s %s; %s writes this poem", msg.model, e, fallback)
-            elif msg.model not in self._broken:
-                log.error("model %s failed: %s", msg.model, e)
-            gen = None
-            if fallback:
-                try:
-                    gen = self.model(fallback)
-                    used = fallback
-                except ModelFileError as e2:
-                    log.error("fallback model failed too: %s", e2)
-            self._emit(Failed(msg.id, msg.model, str(e), used if gen else None))
-            if gen is None:
-                return
+            gen, used = self._fall_back(msg, e)
+            return (gen, used, label, curve, isinstance(e, ServedError)) if gen is not None else None
+
+    def _fall_back(self, msg: Open, e: Exception):
+        """The scene's fallback for a model that failed: (generator or None, its name), said once."""
+        fallback = msg.fallback if msg.model != msg.fallback else None
+        if isinstance(e, ServedError):  # already logged once when it went down; the watcher logs its return
+            log.info("served model %s %s; %s writes this poem", msg.model, e, fallback)
+        elif msg.model not in self._broken:
+            log.error("model %s failed: %s", msg.model, e)
+        gen, used = None, msg.model
+        if fallback:
+            try:
+                gen, used = self.model(fallback), fallback
+            except ModelFileError as e2:
+                log.error("fallback model failed too: %s", e2)
+        self._emit(Failed(msg.id, msg.model, str(e), used if gen else None))
+        return gen, used
+
+    def _start_stream(self, req: _Req, msg: Open, used: str, served_down: bool) -> bool:
+        """Open the request's stream (an x-ray one when the scene shows it); False when it failed
+        and the request is gone. A model's warnings at start are logged once."""
         import warnings
 
-        req = _Req(msg.id, gen, None, LengthCounter(msg.length, word_tokens_of(gen)), used, msg.seed, msg.prompt, msg)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 if msg.xray is not None:
                     from performance.textgen.xray import start_xray
 
-                    req.stream = start_xray(gen, msg.seed, msg.prompt, msg.xray)
+                    req.stream = start_xray(req.gen, msg.seed, msg.prompt, msg.xray)
                 else:
                     # a served model's prompt is an instruction ("Write a poem about..."), not the poem's words
-                    req.stream = gen.start(msg.seed, "" if served_down else msg.prompt)
+                    req.stream = req.gen.start(msg.seed, "" if served_down else msg.prompt)
             except Exception as e:  # a model that loads but cannot write must not take the worker down
                 self._reqs[msg.id] = req
                 self._restart_on(req, e)
                 if msg.id not in self._reqs:
-                    return
+                    return False
         stream = req.stream
         if hasattr(stream, "set_originality"):
             stream.set_originality(msg.originality)
@@ -237,11 +265,7 @@ class WorkerCore:
             log.warning("model %s: %s", used, w.message)
         if msg.continuation and hasattr(stream, "continuation"):
             stream.continuation = msg.continuation
-        self._cap(req)
-        self._reqs[msg.id] = req
-        self._order.append(msg.id)
-        if msg.xray is not None or label is not None:
-            self._emit(Opened(msg.id, label, curve, getattr(stream, "unit_index", None)))
+        return True
 
     def _follow(self, name: str, rid: int = 0):
         """The newest readable checkpoint of a run (reloaded between poems), its label and curve."""

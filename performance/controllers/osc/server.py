@@ -24,16 +24,14 @@ from performance.controllers.osc.feedback import state_messages
 from performance.controllers.osc.guard import MAX_SENDERS, Guard, TcpAdmission, _Limiter, _Sender
 from performance.controllers.osc.help import TCP_COMMANDS
 from performance.controllers.osc.session import SUBSCRIPTION_TTL_S, session_verb
+from performance.controllers.osc.tcp import TcpMixin
 from performance.controllers.osc.wire import (
     _QUIET,
-    MAX_DATAGRAM,
     NTP_EPOCH,
-    SLIP_END,
     address_of,
     build_message,
     bundle_elements,
     parse_datagram,
-    slip_decode,
     slip_encode,
 )
 from performance.protocol.commands import (
@@ -53,14 +51,7 @@ TCP_IDLE_S = 60.0  # a TCP connection silent this long is closed
 QUIET = {"state", "reply", "pong"}  # our own outputs echoed back: ignored silently (no echo loops)
 
 
-def _shut(conn: socket.socket) -> None:
-    try:
-        conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class OscServer:
+class OscServer(TcpMixin):
     """A receive thread and a send thread around one UDP socket (plus an optional TCP listener).
 
     inbox: where accepted Commands go (the engine's bounded queue); None = an own queue, read with
@@ -320,87 +311,9 @@ class OscServer:
             self._slots[key] = cmd
         return True
 
-    def _listen_tcp(self, host: str, port: int) -> socket.socket | None:
-        try:
-            s = socket.socket(self.family, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-            s.listen(4)
-            s.settimeout(0.2)
-            return s
-        except OSError as e:
-            log.warning("OSC over TCP unavailable on %s:%d (%s); UDP only", host, port, e.strerror)
-            return None
 
-    def _accept(self) -> None:
-        assert self.tcp_sock is not None
-        while not self._stop.is_set():
-            try:
-                conn, addr = self.tcp_sock.accept()
-            except (TimeoutError, OSError):
-                continue
-            if not self.guard.allowed(addr[0]):
-                self.counts["dropped_not_allowed"] += 1
-                conn.close()
-                continue
-            evicted = self.tcp.admit(conn, addr[0])
-            if evicted is not None:  # the oldest stranger makes room: its thread sees it and ends
-                self.counts["tcp_evicted"] += 1
-                _shut(evicted)
-            threading.Thread(target=self._tcp_client, args=(conn, addr), name="lectern-osc-tcp-client",
-                             daemon=True).start()
 
-    def _tcp_client(self, conn: socket.socket, addr: tuple[str, int]) -> None:
-        conn.settimeout(0.5)
-        buf = bytearray()
-        heard = time.monotonic()
-        try:
-            while not self._stop.is_set() and self.tcp.still_held(conn):
-                if self.tcp.overdue(conn):  # unproven after its deadline: the slot goes to someone else
-                    self.counts["tcp_unproven_closed"] += 1
-                    return
-                try:
-                    chunk = conn.recv(4096)
-                except TimeoutError:
-                    if time.monotonic() - heard > self.tcp_idle_s:  # a silent client must not hold a slot
-                        self.counts["tcp_idle_closed"] += 1
-                        return
-                    continue
-                heard = time.monotonic()
-                if not chunk:
-                    return
-                buf += chunk
-                if not self._tcp_frames(conn, addr, buf):
-                    return
-        except OSError:
-            return
-        finally:
-            self.tcp.leave(conn)
-            conn.close()
 
-    def _tcp_frames(self, conn: socket.socket, addr: tuple[str, int], buf: bytearray) -> bool:
-        """Handle every whole SLIP frame in `buf` (consumed in place); False to close the connection."""
-        while (end := buf.find(bytes([SLIP_END]))) >= 0:
-            frame = bytes(buf[:end])
-            del buf[:end + 1]
-            if not frame:
-                continue
-            self.counts["tcp_frames"] += 1
-            try:
-                packet = slip_decode(frame)
-            except ValueError as e:
-                self.counts["malformed"] += 1
-                self._warn("malformed", "bad SLIP frame from %s: %s", addr[0], e)
-                continue
-            self._packet(packet, addr, conn)
-            sender = self.guard.senders.get(addr[0])
-            if sender is not None and not self.guard.needs_connect(sender) and not self.tcp.prove(conn):
-                self.counts["dropped_full"] += 1  # every slot is held by a proven controller
-                return False
-        if len(buf) > MAX_DATAGRAM:  # a frame that never ends: not a controller we can serve
-            self._warn("malformed", "OSC TCP stream from %s without frame ends; closing", addr[0])
-            return False
-        return True
 
     def _replier(self, addr: tuple[str, int], sender: _Sender, address: str,
                  conn: socket.socket | None) -> Callable[[bool, str], None]:
