@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 X264 = ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p", "-tune", "stillimage"]
@@ -55,7 +56,23 @@ def encoder(out: Path, size: tuple[int, int], fps: int, pix_fmt: str, container:
     w, h = size
     cmd = [ffmpeg(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-s", f"{w}x{h}", "-r", str(fps),
            "-i", "-", *(X264_FAST if fast else X264), "-g", str(fps * 2), *container, str(out)]
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    # ffmpeg's complaints go to a file: a pipe nobody reads until the end could fill and stall it
+    said = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=said)
+    proc.said = said  # read with encoder_said(proc) once it has ended
+    return proc
+
+
+def encoder_said(proc: subprocess.Popen) -> str:
+    """What an encoder wrote on stderr (its last lines matter: why it stopped)."""
+    f = getattr(proc, "said", None)
+    if f is None:
+        return ""
+    try:
+        f.seek(0)
+        return f.read()[-4000:].decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return ""
 
 
 def mux(video: Path, audio: Path | None, out: Path, duration: float | None = None) -> None:

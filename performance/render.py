@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from performance.media import MediaError, encoder, mux, pix_fmt_of, raw_bytes
+from performance.media import MediaError, encoder, encoder_said, mux, pix_fmt_of, raw_bytes
 from performance.record.transcript import read_events
 
 RATE = 48000
@@ -111,7 +111,7 @@ def render(transcript: Path, out: Path, fps: int = 30, size: tuple[int, int] | N
         proc.stdin.close()
         proc.wait()
     if proc.returncode != 0:
-        raise MediaError(f"{out}: ffmpeg failed ({proc.stderr.read().decode(errors='replace')[-300:]})")
+        raise MediaError(f"{out}: ffmpeg failed ({encoder_said(proc)[-300:]})")
     if audio_thread is not None:
         audio_thread.join()
     mux(video, wav if audio else None, out, duration=n_frames / fps)

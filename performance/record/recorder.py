@@ -14,7 +14,7 @@ import queue
 import threading
 from pathlib import Path
 
-from performance.media import MediaError, encoder, mux, pix_fmt_of, raw_bytes
+from performance.media import MediaError, encoder, encoder_said, mux, pix_fmt_of, raw_bytes
 
 log = logging.getLogger("lectern.recorder")
 # copies of 1080p surfaces are 8 MB each: bound those; repeats of an unchanged picture cost nothing
@@ -117,7 +117,7 @@ class Recorder:
         said = ""
         try:
             self._proc.wait(5)
-            said = self._proc.stderr.read().decode("utf-8", "replace") if self._proc.stderr else ""
+            said = encoder_said(self._proc)
         except Exception:
             pass
         lines = [ln.strip() for ln in said.splitlines() if ln.strip()]

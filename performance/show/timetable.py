@@ -137,16 +137,16 @@ def parse_do(t: Table, key: str, text: object, scene_names: list[str], scene_cou
                 args = (float(rest),) if spec.args == "f" else (int(rest),)
             except ValueError:
                 raise t.error(key, text, f"{name} needs {spec.range}") from None
+    if name == "scene" and args:  # checked as written: the validator would clamp a number into range
+        a = args[0]
+        if isinstance(a, int) and not 1 <= a <= scene_count or isinstance(a, str) and a not in scene_names:
+            raise t.error(key, text, f"no such scene; scenes: 1..{scene_count} or {', '.join(scene_names)}")
     try:
         name, args = interpret(name, args, scene_count, network=False)
     except CommandError as e:
         raise t.error(key, text, str(e)) from None
     if name == "restart":
         return name, ()  # the runtime's own: the transcript has always named it without the prefix
-    if name == "scene":
-        a = args[0]
-        if isinstance(a, int) and not 1 <= a <= scene_count or isinstance(a, str) and a not in scene_names:
-            raise t.error(key, text, f"no such scene; scenes: 1..{scene_count} or {', '.join(scene_names)}")
     return f"{PREFIX}/{name}", args
 
 

@@ -97,7 +97,7 @@ def test_a_running_engine_answers_keep_from_the_disk_and_stamps_true_wall_times(
     import sys
 
     from conftest import ROOT
-    from test_osc import Client, free_port, msg, replies
+    from osc_client import Client, free_port, msg, replies
 
     (tmp_path / "set.toml").write_text('[[scene]]\nmodel = "markov"\nlength = { words = 300 }\n'
                                        'pacing = { reveal = "words", rate = 25, hold = 0.2 }\n')

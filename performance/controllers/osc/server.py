@@ -163,7 +163,7 @@ class OscServer(TcpMixin):
                 return out
 
     def publish_state(self, state: dict) -> None:
-        """The engine's latest snapshot (plain values; keys as in ARCHITECTURE.md). O(1): the send
+        """The engine's latest snapshot (plain values: protocol/snapshot.py Snapshot.to_dict). O(1): the send
         thread pushes what changed to every subscriber, and everything at least once a second."""
         self._state = state
         if not self._state_dirty:  # wake the send thread once, however often this is called

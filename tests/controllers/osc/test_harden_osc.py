@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 import time
 
+from osc_client import Client, msg, replies, slip
 from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
-from test_osc import Client, msg, replies, slip
 
 from performance.controllers.osc import OscServer
 from performance.controllers.osc import guard as guard_mod

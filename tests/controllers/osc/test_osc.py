@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from osc_client import Client, free_port, msg, replies, slip  # noqa: F401  (also used by other tests)
 from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -25,43 +26,6 @@ from performance.controllers.osc import OscServer
 from performance.controllers.osc.help import COMMANDS, table_text
 from performance.protocol.commands import interpret
 from performance.show.clock import FakeClock
-
-
-def msg(address: str, *args) -> bytes:
-    b = OscMessageBuilder(address=address)
-    for a in args:
-        b.add_arg(a)
-    return b.build().dgram
-
-
-class Client:
-    """A UDP socket that sends from a fixed port and collects what comes back."""
-
-    def __init__(self, server_port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.server = ("127.0.0.1", server_port)
-
-    @property
-    def port(self) -> int:
-        return self.sock.getsockname()[1]
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendto(data, self.server)
-
-    def collect(self, seconds: float = 0.5, until=None) -> list[tuple[str, list]]:
-        out, t0 = [], time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except TimeoutError:
-                continue
-            m = OscMessage(data)
-            out.append((m.address, list(m.params)))
-            if until and until(out):
-                break
-        return out
 
 
 class FakeEngine:
@@ -255,10 +219,6 @@ def test_malformed_datagrams_never_stop_the_server(server):
     assert server.stats()["malformed"] >= 8
 
 
-def replies(got: list) -> list[list]:
-    return [m[1] for m in got if m[0] == "/lectern/reply"]
-
-
 def test_wrong_types_and_unknown_addresses_answer_error_with_the_reason(server):
     c = Client(server.port)
     for d in (msg("/lectern/temperature", "hot"), msg("/lectern/seed", 1.5), msg("/lectern/nope"),
@@ -391,12 +351,6 @@ def test_malformed_flood_is_logged_a_few_lines_not_one_per_packet(caplog):
     assert len([r for r in caplog.records if r.name == "lectern.osc"]) <= 8
 
 
-def slip(packet: bytes) -> bytes:
-    from performance.controllers.osc import slip_encode
-
-    return slip_encode(packet)
-
-
 def test_tcp_slip_carries_go_and_panic_and_answers_on_the_connection(server):
     from performance.controllers.osc import slip_decode
 
@@ -503,14 +457,6 @@ def test_fuzzed_engine_still_answers_and_applies(fuzz_engine):
 
 
 # ---- the real client: liblo's oscsend / oscdump against a headless engine ----------------------------
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def oscsend(port: int, address: str, types: str = "", *args) -> None:
     subprocess.run(["oscsend", "localhost", str(port), address, types, *map(str, args)] if types else
                    ["oscsend", "localhost", str(port), address], check=True, timeout=10)
