@@ -17,6 +17,12 @@ from performance.controllers.mapping import load_mapping
 from performance.controllers.midi import MidiController
 from performance.protocol.commands import Command
 
+# A JACK client torn down while JACK's own thread still touched it has crashed the whole test
+# process (a segfault inside rtmidi, twice in full runs): these tests run in a child process of
+# their own (tests/controllers/test_midi_process.py), so such a crash fails them, not the suite.
+pytestmark = pytest.mark.skipif(os.environ.get("LECTERN_MIDI_CHILD") != "1",
+                                reason="run in their own process by tests/controllers/test_midi_process.py")
+
 ROOT = Path(__file__).resolve().parents[2]
 GENERIC = ROOT / "assets" / "controllers" / "generic-8x16.toml"
 rtmidi = pytest.importorskip("rtmidi")
