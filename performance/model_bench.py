@@ -254,6 +254,10 @@ def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None
                 for orig in (0.7, None):
                     cases.append({"model": gen.name, "kind": gen.kind, "originality": orig,
                                   **measure(gen, originality=orig)})
+            elif quality and gen.kind not in ("served", "spreeder"):  # a neural kind with its own bench
+                from performance.textgen.quality import measure
+
+                cases.append({"model": gen.name, "kind": gen.kind, **measure(gen, temperature=quality_temperature)})
             continue
         if precision and getattr(gen, "fused", None) is not None and name not in SYNTHETIC:
             gen.set_precision(precision)

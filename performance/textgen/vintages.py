@@ -81,11 +81,14 @@ def keep_checkpoint(out_dir: Path, net, card: dict) -> Path:
 
 
 def checkpoint_label(name: str, card: dict) -> str:
-    """What the caption says about a checkpoint: name · step · epoch · validation loss."""
+    """What the caption says about a checkpoint: name · step · epoch · validation loss. A vintage
+    named by its step ("wavenet@500") already says it: then only the loss follows, so three
+    columns side by side keep the figure the audience compares."""
     parts = [name]
-    if card.get("steps") is not None:
+    tagged = card.get("steps") is not None and name.endswith(f"@{card['steps']}")
+    if card.get("steps") is not None and not tagged:
         parts.append(f"step {card['steps']}")
-    if card.get("epochs") is not None:
+    if card.get("epochs") is not None and not tagged:
         parts.append(f"epoch {float(card['epochs']):.2f}")
     if card.get("val_loss") is not None:
         parts.append(f"val {float(card['val_loss']):.2f}")
