@@ -29,6 +29,7 @@ class OperatorView:
         self._commands: deque[str] = deque(maxlen=6)
         self._log: deque[str] = deque(maxlen=4)
         self._warnings: dict[str, None] = {}  # pinned, in order, without repeats
+        self._pinned: dict[str, str] = {}  # label -> line: the ways in (the remote's token URL), for the operator only
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lectern-operator", daemon=True)
@@ -54,6 +55,11 @@ class OperatorView:
     def command(self, line: str) -> None:
         self._commands.append(line)
 
+    def pin(self, label: str, line: str) -> None:
+        """A line that stays at the top for the session (never sent beyond this terminal)."""
+        with self._lock:
+            self._pinned[label] = line
+
     def warn(self, line: str) -> None:
         """A warning that stays on screen for the rest of the session."""
         with self._lock:
@@ -77,7 +83,9 @@ class OperatorView:
         t.add_column(style="bold cyan")
         t.add_column()
         with self._lock:
-            warnings, logs = list(self._warnings), list(self._log)
+            warnings, logs, pinned = list(self._warnings), list(self._log), dict(self._pinned)
+        for label, line in pinned.items():
+            t.add_row(label, escape(line))
         for w in warnings:
             t.add_row("[bold yellow]warning[/]", escape(w))
         if not s:

@@ -83,5 +83,9 @@ class Controller:
         """What the operator must see once at start (an address, a QR code); "" for nothing."""
         return ""
 
+    def private_status(self) -> dict[str, str]:
+        """Lines for the operator's own screens only (a way in with its token), never for the network."""
+        return {}
+
     def stop(self) -> None:
         """End: close ports and threads (within about a second)."""

@@ -207,6 +207,11 @@ class Console(Controller):
     def status(self) -> dict[str, str]:
         return {"console": f"{self.host}:{self.port}"} if self.sock is not None else {}
 
+    def private_status(self) -> dict[str, str]:
+        if self.sock is None:
+            return {}
+        return {"console": f"nc {self.host} {self.port}, then: auth {self.token}"}
+
     # ---- connections -----------------------------------------------------------------------------
     def _accept_loop(self) -> None:
         while not self._stop.is_set():

@@ -195,6 +195,9 @@ class RemoteControl(Controller):
         # network (OSC, MIDI, the page itself) carries only the address
         return {"remote": self.server.url} if self.server is not None else {}
 
+    def private_status(self) -> dict[str, str]:
+        return {"remote": self.server.token_url} if self.server is not None else {}
+
     def announce(self) -> str:
         if self.server is None:
             return ""

@@ -111,6 +111,13 @@ class Controllers:
     def announce(self) -> str:
         return "".join(c.announce() for c in self.all)
 
+    def private_status(self) -> dict[str, str]:
+        """The ways in, with their secrets: the operator view only."""
+        out: dict[str, str] = {}
+        for c in self.all:
+            out.update(c.private_status())
+        return out
+
     def stop(self) -> None:
         for c in reversed(self.all):
             try:

@@ -143,6 +143,9 @@ class Session:
         text = self.controllers.announce()
         if text and not self.args.quiet:
             print(text, file=sys.stderr)
+        if self.operator is not None:  # the ways in stay on the operator's own screen, tokens and all
+            for label, line in self.controllers.private_status().items():
+                self.operator.pin(label, line)
 
     def _start_install_helpers(self) -> None:
         if not self.args.install:
