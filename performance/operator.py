@@ -17,6 +17,7 @@ from collections import deque
 from performance.protocol.snapshot import Snapshot
 
 STATE_LABELS = {"panic": "[bold red]PANIC[/] (GO resumes)", "waiting_go": "[yellow]waiting for GO[/]",
+                "cue_wait": "[yellow]waiting[/] (GO starts the next cue now)",
                 "ended": "ended", "idle": "starting", "playing": "playing"}
 
 
@@ -26,6 +27,7 @@ class OperatorView:
 
     def __init__(self) -> None:
         self._snap: dict = {}
+        self._cue = ""  # the next automatic start, in words (Snapshot.cue_text)
         self._commands: deque[str] = deque(maxlen=6)
         self._log: deque[str] = deque(maxlen=4)
         self._warnings: dict[str, None] = {}  # pinned, in order, without repeats
@@ -51,6 +53,7 @@ class OperatorView:
             self._tok_s = (n - n0) / (t - t0)
             self._tokens_prev = (t, n)
         self._snap = {**snap.to_dict(), "fps": fps, "tok_s": self._tok_s, "errors": list(snap.errors)[-3:]}
+        self._cue = snap.cue_text()
 
     def command(self, line: str) -> None:
         self._commands.append(line)
@@ -101,6 +104,11 @@ class OperatorView:
                 t.add_row("[yellow]notice[/]", escape(s["notice"]))
             t.add_row("scene", escape(f"{s['scene'][0]} {s['scene'][1]}"))
             t.add_row("standing by", escape(f"{s['standby'][0]} {s['standby'][1]}") if s["standby"][0] else "—")
+            running = s.get("running") or (0, "")
+            t.add_row("running", escape(f"{running[0]} {running[1]}  ({s.get('continue_mode', '')})")
+                      if running[0] else "—")
+            if self._cue:
+                t.add_row("[bold yellow]next cue[/]", escape(self._cue))
             n, of = s["poem"]
             t.add_row("poem", f"{n} of {of}" if of else str(n))
             over = " (override)" if s.get("override") is not None else ""

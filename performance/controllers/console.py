@@ -74,8 +74,9 @@ def status_line(s: Snapshot) -> str:
     n, of = s.poem
     state = "BLACKOUT" if s.blackout else ("paused" if s.paused else s.state)
     over = " (override)" if s.override is not None else ""
+    cue = s.cue_text()
     return (f"scene {s.scene[0]} {s.scene[1]} · poem {n}{f' of {of}' if of else ''} · temperature "
-            f"{s.temperature:.2f}{over} · seed {s.seed} · {s.model} · {state}")
+            f"{s.temperature:.2f}{over} · seed {s.seed} · {s.model} · {state}" + (f" · {cue}" if cue else ""))
 
 
 def help_text() -> str:

@@ -47,17 +47,21 @@ def run_command(engine: Engine, now: float, cmd: Command) -> Result:
 
 @handles("go")
 def go(e: Engine, now: float, cmd: Command) -> Result:
-    """GO: start the scene standing by; from a wait or after panic at once, else at the boundary."""
+    """GO: start the scene standing by; from a wait or after panic at once, else at the boundary;
+    a scene with a pre-wait starts when it runs out, and GO during a pre-wait skips it."""
     if now - e.last_go < e.setlist.min_go_interval:
         return False, f"GO refused: less than {e.setlist.min_go_interval:g} s since the last GO"
     e.last_go = now
     target = e.standby
     if target is None:
         return False, "nothing stands by (end of the setlist)"
-    if e.state in ("panic", "waiting_go", "ended"):
-        if e.state == "panic":
-            e._emit(now, "resume")
-            e._out.sound.append(SoundCtl("resume"))
+    if e.state == "panic":
+        e._emit(now, "resume")
+        e._out.sound.append(SoundCtl("resume"))
+    cued = e._go_cue(now, target)  # a pre-wait skipped or begun (cues.py)
+    if cued is not None:
+        return True, cued
+    if e.state in ("panic", "waiting_go", "ended", "cue_wait"):
         e._start_scene(now, target)
         return True, f"scene {target + 1} {e.scene.name}"
     e.pending_change = target
@@ -67,6 +71,7 @@ def go(e: Engine, now: float, cmd: Command) -> Result:
 
 @handles("back")
 def back(e: Engine, now: float, cmd: Command) -> Result:
+    e._cancel_wait(now, "back")
     return e._jump(now, max(0, e.scene_idx - 1))
 
 
@@ -75,6 +80,7 @@ def scene(e: Engine, now: float, cmd: Command) -> Result:
     idx = e.setlist.scene_index(cmd.args[0] if cmd.args else 0)
     if idx is None:
         return False, f"no scene {cmd.args[0]!r} (1..{len(e.setlist.entries)} or a scene name)"
+    e._cancel_wait(now, "scene")
     return e._jump(now, idx)
 
 
@@ -101,6 +107,9 @@ def resume(e: Engine, now: float, cmd: Command) -> Result:
 def panic(e: Engine, now: float, cmd: Command) -> Result:
     e._emit(now, "panic", fade_s=e.setlist.panic_fade)
     e._out.sound.append(SoundCtl("panic", e.setlist.panic_fade))
+    w = e._cancel_wait(now, "panic")  # every pending wait: nothing starts by itself
+    if w is not None:
+        e.pending_change = w.target  # GO resumes with the cue that was waiting
     e._stop_scene(now)
     e.state = "panic"
     e.paused = False

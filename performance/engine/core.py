@@ -8,7 +8,8 @@ fall at exact times.
 
 Times in events are the moments things happen on the engine clock (deadlines), not the moment a
 step noticed them, so coarse steps still give exact timelines. The class is split by concern:
-commands.py (one handler per command), scenes.py, pacing.py and reveal.py; docs/architecture.md.
+commands.py (one handler per command), scenes.py, pacing.py, reveal.py and cues.py (pre-wait,
+post-wait, continue modes); docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from performance import __version__
 from performance.engine.commands import run_command
+from performance.engine.cues import MAX_CUE_HOPS, CuesMixin
 from performance.engine.pacing import PacingMixin
 from performance.engine.reveal import RevealMixin
 from performance.engine.scenes import ScenesMixin
@@ -35,7 +37,7 @@ from performance.show.timed import DueQueue
 log = logging.getLogger("lectern.engine")
 
 
-class Engine(ScenesMixin, PacingMixin, RevealMixin):
+class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
     """The show's state and rules. Not thread-safe: only the frame loop calls it."""
 
     def __init__(self, setlist: Setlist, *, session_seed: int | None = None, stage: dict | None = None,
@@ -51,7 +53,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
         self.scene_idx = (start_scene if start_scene is not None else setlist.start) - 1
         self.scene: Scene = setlist.entries[self.scene_idx].scene
         self.scene_t0 = 0.0
-        self.state = "idle"  # idle | playing | waiting_go | panic | ended
+        self.state = "idle"  # idle | playing | waiting_go | cue_wait | panic | ended
         self.paused = False
         self.paused_at = 0.0
         self.blacked_out = False
@@ -88,7 +90,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
         self._out = Outbox()
         self._emit(now, "session_start", setlist=self.setlist.name, file=self.setlist.file, version=__version__,
                    stage=self.stage, seed=self.session_seed)
-        self._start_scene(now, self.scene_idx)
+        self._open_session(now)  # the first scene, after its pre-wait (cues.py)
         return self._flush()
 
     def step(self, now: float, inbox: list | tuple = ()) -> Outbox:
@@ -98,6 +100,16 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
             self._receive(now, msg)
         for c in self.waiting.due(now):  # a bounded number per step: a flood falls due over frames
             self._apply(now, c)
+        for _ in range(MAX_CUE_HOPS):  # cue waits fall due at their deadlines (cues.py)
+            self._run_cues(now)
+            self._play(now)
+            if not self._wait_due(now):
+                break
+        self._out.awaiting_tokens = self.waiting_for_worker()
+        return self._flush()
+
+    def _play(self, now: float) -> None:
+        """The scene on stage, moved on to `now`: reveal, hold, pause, and its end."""
         if self.state == "playing" and not self.paused:
             for col in self.columns:
                 self._advance(now, col)
@@ -109,8 +121,6 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
                 else:  # the last lines are still spoken: the next scene starts when they end
                     for col in self.columns:
                         col.until = max(col.until, now)
-        self._out.awaiting_tokens = self.waiting_for_worker()
-        return self._flush()
 
     def end(self, now: float) -> Outbox:
         """Close the session: finish open poems in the transcript, then session_end."""
@@ -123,6 +133,8 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
     @property
     def standby(self) -> int | None:
         """0-based index of the scene standing by (what GO starts), or None."""
+        if self.cue_wait is not None:  # a cue fired or asked for: GO starts it at once
+            return self.cue_wait.target
         if self.pending_change is not None:
             return self.pending_change
         nxt = self.scene_idx + 1
@@ -164,6 +176,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin):
                                           self.scene.poems),
             "awaiting_tokens": self.waiting_for_worker(),
             "errors": tuple(self.errors),
+            **self.cue_report(),
         }
 
     def waiting_for_worker(self) -> bool:

@@ -256,6 +256,8 @@ class PacingMixin:
             self._open_poem(t_end, col)  # write ahead during the hold
         else:
             col.poem = None
+            if self._post_wait_follows():  # the post-wait replaces the last hold, as a pause does
+                col.phase, col.until = "hold", t_end
 
     _speaking = False
 

@@ -26,7 +26,11 @@ class ScenesMixin:
     _out: Outbox
 
     def _start_scene(self, now: float, idx: int) -> None:
-        self._stop_scene(now)
+        if self.cue_wait is not None:  # a scene that starts ends whatever was waiting
+            self._end_wait(now, "superseded")
+        preloaded = self._take_preloaded(idx)  # its first poems written during a wait (cues.py)
+        if not preloaded:
+            self._stop_scene(now)
         self.scene_idx = idx
         self.scene = self.setlist.entries[idx].scene
         self.scene_t0 = now
@@ -48,10 +52,15 @@ class ScenesMixin:
         self._emit_standby(now)
         if sc.train is not None:  # training on stage: the worker starts (or keeps) the trainer
             self._out.worker.append(Train(sc.train))
-        self.columns = [_Column(i, m) for i, m in enumerate(sc.models)]
-        for col in self.columns:
-            col.start_at = now
-            self._open_poem(now, col)
+        if preloaded:
+            for col in self.columns:
+                col.start_at = now
+        else:
+            self.columns = [_Column(i, m) for i, m in enumerate(sc.models)]
+            for col in self.columns:
+                col.start_at = now
+                self._open_poem(now, col)
+        self._arm_continue(now)  # auto-continue fires the next cue now (cues.py)
 
     def _emit_standby(self, now: float) -> None:
         sb = self.standby
@@ -66,16 +75,19 @@ class ScenesMixin:
                 self._out.worker.append(Close(col.last_rid))
                 col.last_rid = None
         self.columns = []
+        self._preloaded = None
         self._out.sound.append(SoundCtl("cancel"))
 
     def _scene_finished(self, now: float) -> None:
         t_end = min(max(c.until for c in self.columns), now) if self.columns else now
-        if self.pending_change is not None:
+        if self.pending_change is not None and self.cue_wait is None:
             self._start_scene(t_end, self.pending_change)
             return
         entry = self.setlist.entries[self.scene_idx]
         nxt = self.standby
-        if entry.advance == "follow" and nxt is not None:
+        if self._cue_finished(t_end, nxt):  # a pending wait, or auto-follow after waits (cues.py)
+            return
+        if entry.cont == "auto-follow" and nxt is not None:
             self._start_scene(t_end, nxt)
         elif nxt is None:
             self._stop_scene(t_end)
@@ -131,7 +143,7 @@ class ScenesMixin:
         return bool(getattr(self.scene.look, "caption", False))
 
     def _jump(self, now: float, idx: int) -> tuple[bool, str]:
-        if self.state in ("panic", "waiting_go", "ended", "idle"):
+        if self.state in ("panic", "waiting_go", "ended", "idle", "cue_wait"):
             if self.state == "panic":
                 self._emit(now, "resume")
                 self._out.sound.append(SoundCtl("resume"))
@@ -144,6 +156,7 @@ class ScenesMixin:
     def _shift(self, dt: float) -> None:
         """After a pause, move every deadline by the time spent paused."""
         self.scene_t0 += dt
+        self._shift_wait(dt)
         for col in self.columns:
             col.until += dt
             col.start_at += dt

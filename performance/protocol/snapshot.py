@@ -9,6 +9,7 @@ JSON form (the remote's page and MIDI's state keys; the OSC addresses in STATE b
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -28,7 +29,7 @@ class Snapshot:
     voice: int = 1
     volume: float = 1.0
     sonify: int = 1
-    state: str = "idle"  # idle | playing | waiting_go | panic | ended
+    state: str = "idle"  # idle | playing | waiting_go | cue_wait | panic | ended
     override: float | None = None  # the temperature override, when one is set
     model_override: str = ""
     prompt_override: str = ""
@@ -40,6 +41,12 @@ class Snapshot:
     next_pause: str = ""  # "pause after poem 15 (in 3), 20 s" (the monitor)
     awaiting_tokens: bool = False  # a poem on stage waits for tokens the worker owes it (the watchdog)
     errors: tuple[str, ...] = ()  # the engine's latest error lines (models failing, falling back)
+    # cue timing (engine/cues.py): what plays, what starts by itself next, and when
+    running: tuple[int, str] = (0, "")  # the scene on stage now ((0, "") during a wait, after panic, ...)
+    next_auto: tuple[int, str] = (0, "")  # the scene that starts by itself next ((0, "") when GO must)
+    cue_wait: str = ""  # the wait counting now: "pre_wait" | "post_wait" | ""
+    countdown: float | None = None  # seconds to that automatic start (None: none, or not known ahead)
+    continue_mode: str = "auto-follow"  # the current scene's continue: no | auto-continue | auto-follow
     # the runtime's own
     health: tuple[float, float, int, int, float] = (0.0, 0.0, 0, 0, 0.0)  # uptime_s, fps, poems, restarts, rss_mb
     tokens: int = 0  # tokens the worker has written (the operator view's rate)
@@ -58,6 +65,18 @@ class Snapshot:
         if self.served is None:
             out.pop("served")
         return out
+
+    def cue_text(self, clock: bool = False) -> str:
+        """The next automatic start in words: "next 2 b in 6 s (post-wait)", "next 2 b when this
+        scene ends", or "" (GO starts the next). clock: the seconds as m:ss (the monitor)."""
+        n, name = self.next_auto
+        if not n:
+            return ""
+        if self.countdown is None:
+            return f"next {n} {name} when this scene ends"
+        secs = max(0, math.ceil(self.countdown - 1e-9))
+        left = f"{secs // 60}:{secs % 60:02d}" if clock else f"{secs} s"
+        return f"next {n} {name} in {left}" + (f" ({self.cue_wait.replace('_', '-')})" if self.cue_wait else "")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

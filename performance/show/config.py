@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_LENGTH = 100_000  # words, lines, chars or sentences in one poem
 LAYOUTS = ("stream", "flick", "sentence", "reader", "columns", "xray")
 REVEALS = ("chars", "words", "instant")
-ADVANCES = ("follow", "go")
+ADVANCES = ("follow", "go")  # the older key: "follow" is continue = "auto-follow", "go" is continue = "no"
+CONTINUES = ("no", "auto-continue", "auto-follow")  # cue timing as in QLab: docs/scenes-and-setlists.md
+MAX_WAIT_S = 86400.0  # a pre-wait or post-wait: at most a day
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +93,17 @@ class Scene:
     sonify: Any = None
     xray: Any = None  # stage.xray_state.XraySettings when the scene shows the x-ray
     train: Any = None  # textgen.live.TrainSpec: a trainer the scene starts (model = { train = "DIR" })
+    pre_wait: float = 0.0  # seconds between the GO (or the automatic start) and the scene taking the stage
+    post_wait: float = 0.0  # auto-follow: after the scene ends; auto-continue: after it starts
+    cont: str | None = None  # continue = "no" | "auto-continue" | "auto-follow" (None: not given here)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class SetlistEntry:
     scene: Scene
-    advance: str = "follow"
+    advance: str = "follow"  # the older key, kept in step with `cont`
+    cont: str = "auto-follow"  # what happens after this scene: CONTINUES
 
 
 @dataclass(frozen=True)
@@ -308,6 +314,17 @@ def _originality(t: Table) -> float | None:
     raise t.error("originality", orig, "true (the default: a share of 0.7), false, or a share of a corpus line 0 < x <= 1")
 
 
+def _cue(t: Table) -> tuple[float, float, str | None]:
+    """pre_wait, post_wait (seconds) and continue: the scene's cue timing."""
+    pre = t.float("pre_wait", 0.0, lo=0.0, hi=MAX_WAIT_S)
+    post = t.float("post_wait", 0.0, lo=0.0, hi=MAX_WAIT_S)
+    cont = t.str("continue", None, CONTINUES)
+    if cont == "no" and post:
+        raise t.error("post_wait", post, 'only with continue = "auto-continue" or "auto-follow" '
+                                         '(with "no" the next scene waits for GO)')
+    return pre, post, cont
+
+
 def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
     """Validate a scene table (from a file or inline in a setlist)."""
     t = Table(data, file)
@@ -320,6 +337,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
     pacing = _pacing(t.sub("pacing"))
     blocklist = _blocklist(t.sub("blocklist"), file)
     originality = _originality(t)
+    pre_wait, post_wait, cont = _cue(t)  # absent in every older file: never the first error there
     scene = Scene(
         name=name,
         file=str(file),
@@ -344,6 +362,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         sonify=_owned_block("sonify", t.sub("sonify")),
         xray=_xray(t, layout),
         train=_train(t, models),
+        pre_wait=pre_wait, post_wait=post_wait, cont=cont,
         raw=data,
     )
     t.raw("description")
@@ -427,6 +446,19 @@ def _check_at_arguments(raw: Any, path: Path, entries) -> None:
                                         f"(no paths); known: {', '.join(sorted(models))[:300]}")
 
 
+def _entry(et: Table, scene: Scene, advance: str | None) -> SetlistEntry:
+    """The entry's continue mode: the scene's `continue`, or the older `advance` mapped onto it
+    (absent both: auto-follow, as a setlist always did)."""
+    if advance is not None and scene.cont is not None:
+        raise et.error("advance", advance, f"give either advance or continue (here {scene.cont!r}), not both; "
+                                           'advance = "follow" is continue = "auto-follow", "go" is "no"')
+    cont = scene.cont or ("no" if advance == "go" else "auto-follow")
+    if cont == "no" and scene.post_wait:
+        raise et.error("post_wait", scene.post_wait, 'only with continue = "auto-continue" or "auto-follow" '
+                                                     '(advance = "go" waits for GO)')
+    return SetlistEntry(scene, "follow" if cont == "auto-follow" else "go", cont)
+
+
 def load_setlist(path: str | Path) -> Setlist:
     """Load a setlist and every scene it names; the first error stops with its one line."""
     path = Path(path)
@@ -438,7 +470,7 @@ def load_setlist(path: str | Path) -> Setlist:
     entries = []
     for i, entry in enumerate(scenes_raw, start=1):
         et = Table(entry, path, f"scene[{i}]")
-        advance = et.str("advance", "follow", ADVANCES)
+        advance = et.str("advance", None, ADVANCES)
         ref = et.str("file", None)
         overrides = {k: v for k, v in entry.items() if k not in ("file", "advance")}
         if ref:
@@ -447,7 +479,7 @@ def load_setlist(path: str | Path) -> Setlist:
             scene = scene_from_dict(_merge(base, overrides), scene_path, scene_path.stem)
         else:
             scene = scene_from_dict(overrides, f"{path} [[scene]] #{i}", f"scene {i}")
-        entries.append(SetlistEntry(scene, advance))
+        entries.append(_entry(et, scene, advance))
     install = None
     if t.has("install"):
         from performance.show.hours import InstallSettings

@@ -1,7 +1,8 @@
 """The confidence monitor: a second window, on another screen, that only the poet sees.
 
 It shows the poem being written in large type with the line being spoken marked, what comes next
-(the scene standing by, the next pause or its countdown, poem n of N, the next [[at]] firing), the
+(the scene standing by, the next pause or its countdown, a cue's countdown to its automatic start,
+poem n of N, the next [[at]] firing), the
 clock, and warnings (fallback model, OSC gone). It lives in the frame loop beside the stage, with a
 renderer of its own (a `pygame.Window` of pygame-ce's multi-window API), and reads the same
 StageView the stage reads plus a `MonitorInfo` the runtime builds; it never touches engine state.
@@ -48,6 +49,7 @@ class MonitorInfo:
     next_pause: str  # "pause after poem 15 (20 s)", "" when the scene has none
     next_at: str  # "17:45 scene closing", "" without a timetable
     warnings: tuple[str, ...] = ()
+    cue: str = ""  # "next 2 b in 0:06 (post-wait)": the next automatic start, "" when GO starts it
 
 
 def monitor_info(snap: Snapshot, wall) -> MonitorInfo:
@@ -58,7 +60,7 @@ def monitor_info(snap: Snapshot, wall) -> MonitorInfo:
         clock=f"{wall:%H:%M:%S}", scene=f"{snap.scene[0]} {snap.scene[1]}",
         standby=f"{sb_n} {sb_name}" if sb_n else "", poem=f"poem {n} of {of}" if of else f"poem {n}",
         next_pause=snap.next_pause, next_at=snap.next_at[0] if snap.next_at else "",
-        warnings=tuple(snap.errors[-2:]) + tuple(snap.warnings[-1:]))
+        warnings=tuple(snap.errors[-2:]) + tuple(snap.warnings[-1:]), cue=snap.cue_text(clock=True))
 
 
 def placement(display: int, desktops: list[tuple[int, int]], stage_display: int,
@@ -194,6 +196,8 @@ class Monitor:
         surface.fill(DIM, (u, bottom, w - 2 * u, 2))
         if countdown is not None:
             surface.blit(self._text(f"PAUSE  {countdown} s", 3 * u, PAUSE, surface), (u, bottom + u))
+        elif info.cue:  # a cue's wait counting down to its automatic start
+            surface.blit(self._text(info.cue.upper(), int(2.2 * u), PAUSE, surface), (u, bottom + int(1.2 * u)))
         elif info.next_pause:
             surface.blit(self._text(info.next_pause, int(1.6 * u), TEXT, surface), (u, bottom + int(1.5 * u)))
         x = w // 2
