@@ -115,8 +115,23 @@ function drawState() {
   const p = $("pause");
   p.textContent = s.paused ? "RESUME" : "PAUSE";
   p.classList.toggle("paused", !!s.paused);
+  // cue timing: the next automatic start, counted down here between states (they come about once a second)
+  cueUntil = typeof s.countdown === "number" ? Date.now() + s.countdown * 1000 : null;
+  drawCue();
   drawScenes();
 }
+
+let cueUntil = null;
+function drawCue() {
+  const s = state, el = $("cue");
+  if (!s.next_auto || !s.next_auto[0]) { el.textContent = s.running && !s.running[0] && s.state === "cue_wait" ? "waiting" : ""; return; }
+  const what = `next: ${s.next_auto[0]}. ${s.next_auto[1]}`;
+  if (cueUntil === null) { el.textContent = `${what} when this scene ends`; return; }
+  const left = s.paused ? Math.ceil(s.countdown) : Math.max(0, Math.ceil((cueUntil - Date.now()) / 1000));
+  const wait = s.cue_wait ? ` (${s.cue_wait.replace("_", "-")})` : "";
+  el.textContent = `${what} in ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}${wait}`;
+}
+setInterval(drawCue, 250);
 
 function drawScenes() {
   const ol = $("scenes");

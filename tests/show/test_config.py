@@ -97,3 +97,31 @@ def test_every_shipped_scene_and_setlist_passes_check():
     assert len(paths) >= 12
     r = run_check(*paths)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_cue_timing_keys_in_a_scene_file_or_a_setlist_entry(tmp_path):
+    (tmp_path / "s.toml").write_text('model = "m"\npre_wait = 2.5\ncontinue = "auto-continue"\n')
+    (tmp_path / "set.toml").write_text('[[scene]]\nfile = "s.toml"\npost_wait = 4\n'
+                                       '[[scene]]\nmodel = "m"\nadvance = "go"\n[[scene]]\nmodel = "m"\n')
+    sl = load_setlist(tmp_path / "set.toml")
+    first = sl.entries[0]
+    assert (first.scene.pre_wait, first.scene.post_wait, first.cont) == (2.5, 4.0, "auto-continue")
+    assert (sl.entries[1].cont, sl.entries[1].advance) == ("no", "go")  # the older key, mapped
+    assert (sl.entries[2].cont, sl.entries[2].advance) == ("auto-follow", "follow")  # as a setlist always did
+
+
+@pytest.mark.parametrize("entry, key, allowed", [
+    ('continue = "later"', "scene[1].continue", "allowed: no, auto-continue, auto-follow"),
+    ("pre_wait = -1", "scene[1].pre_wait", "must be a number"),
+    ('post_wait = "5"', "scene[1].post_wait", "must be a number"),
+    ('continue = "no"\npost_wait = 3', "scene[1].post_wait", 'only with continue = "auto-continue" or "auto-follow"'),
+    ('advance = "go"\npost_wait = 3', "scene[1].post_wait", 'only with continue = "auto-continue" or "auto-follow"'),
+    ('advance = "go"\ncontinue = "no"', "scene[1].advance", "give either advance or continue"),
+    ("pre_wiat = 2", "pre_wiat", "unknown key"),
+])
+def test_cue_timing_errors_are_one_line_naming_file_key_value(tmp_path, entry, key, allowed):
+    (tmp_path / "set.toml").write_text(f'[[scene]]\nmodel = "m"\n{entry}\n')
+    with pytest.raises(ConfigError) as e:
+        load_setlist(tmp_path / "set.toml")
+    line = one_line(e)
+    assert "set.toml" in line and key.split(".")[-1] in line and allowed in line
