@@ -211,7 +211,7 @@ class Console(Controller):
     def private_status(self) -> dict[str, str]:
         if self.sock is None:
             return {}
-        return {"console": f"nc {self.host} {self.port}, then: auth {self.token}"}
+        return {"console login": f"nc {self.host} {self.port}, then: auth {self.token}"}
 
     # ---- connections -----------------------------------------------------------------------------
     def _accept_loop(self) -> None:

@@ -196,7 +196,7 @@ class RemoteControl(Controller):
         return {"remote": self.server.url} if self.server is not None else {}
 
     def private_status(self) -> dict[str, str]:
-        return {"remote": self.server.token_url} if self.server is not None else {}
+        return {"remote link": self.server.token_url} if self.server is not None else {}
 
     def announce(self) -> str:
         if self.server is None:
