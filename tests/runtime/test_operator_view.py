@@ -38,8 +38,11 @@ def test_operator_view_keeps_its_table_and_pins_warnings(tmp_path):
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", cmd], check=True)
         try:
             win = x.wait_window()
-            time.sleep(4)
+            deadline = time.monotonic() + 20  # the table appears once the models are loaded (slower on a busy machine)
             first = capture(session)
+            while " of 40" not in first and time.monotonic() < deadline:
+                time.sleep(0.5)
+                first = capture(session)
             x.key("Escape", window=win["id"])
             time.sleep(2)
             second = capture(session)
