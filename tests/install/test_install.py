@@ -158,7 +158,8 @@ def events_of(tmp_path) -> list[dict]:
 
 
 def test_install_run_survives_a_killed_model_worker_and_a_killed_speech_worker(tmp_path):
-    proc = play_install(tmp_path, env_extra={"LECTERN_FAULTS": "model_worker_crash"})
+    # 22 s: the poem written after the crash ends about 9 s after it (the voice reads it), with slack for a busy machine
+    proc = play_install(tmp_path, env_extra={"LECTERN_FAULTS": "model_worker_crash"}, duration=22)
     # the first scene speaks: find the speech worker and kill it mid-run
     killed = False
     t0 = time.monotonic()
