@@ -35,7 +35,9 @@ class Schedule(Controller):
 
             zone = ctx.setlist.install.zone() if ctx.setlist.install else local_zone()
             self.timetable = Timetable(ctx.setlist.timetable, zone)
-            self.timetable.start(self.clock.wall())
+            # from the session's first moment (t = 0), not from when this controller was built: a
+            # firing due during a slow start-up still fires (late), as it always has
+            self.timetable.start(getattr(self.clock, "start_wall", None) or self.clock.wall())
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, ctx: Context) -> Schedule | None:
