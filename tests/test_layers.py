@@ -1,7 +1,6 @@
 """The layers of performance/ import one way, and nothing imports in a circle.
 
-The AST is read, not imported: module-level and function-level imports count alike (only those
-under `if TYPE_CHECKING:`, which never run, are left out). Each module
+The AST is read, not imported: module-level, function-level and `if TYPE_CHECKING:` imports all count. Each module
 belongs to the first layer whose prefix matches its dotted name (longest prefix wins); an import
 may point to its own layer or any lower one, never up. docs/architecture.md explains the layers.
 """
@@ -47,21 +46,11 @@ def layer_of(name: str) -> int:
     return LAYERS[best]
 
 
-def _is_type_checking(node: ast.AST) -> bool:
-    test = getattr(node, "test", None)
-    return isinstance(node, ast.If) and (getattr(test, "id", None) == "TYPE_CHECKING"
-                                         or getattr(test, "attr", None) == "TYPE_CHECKING")
-
-
 def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     """Every performance module that `name` imports, anywhere in the file."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
-    tree = ast.parse(path.read_text())
-    typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block) for n in ast.walk(block)}
-    for node in ast.walk(tree):
-        if id(node) in typing_only:  # `if TYPE_CHECKING:` imports never run: annotations only
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

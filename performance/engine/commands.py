@@ -9,7 +9,7 @@ the bounds come from the same table (`spec.clamp`), so they exist once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from performance.protocol.actions import Keep, SoundCtl, Speak
 from performance.protocol.commands import TABLE, Command
@@ -17,11 +17,12 @@ from performance.protocol.worker import Neuron
 from performance.show.programs import session_seed_draw
 from performance.textgen.lengths import trim_poem
 
-if TYPE_CHECKING:  # the handlers are called with the Engine; importing it here would be a circle
-    from performance.engine.core import Engine
+# the handlers are called with the Engine (performance.engine.core), which imports this module:
+# named here without importing it, so no circle exists even for a type checker
+Engine = Any
 
 Result = tuple[bool, str]
-Handler = Callable[["Engine", float, Command], Result]
+Handler = Callable[[Engine, float, Command], Result]
 HANDLERS: dict[str, Handler] = {}
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from performance.controllers.osc.guard import _Sender
 from performance.protocol.commands import PREFIX, SESSION_TABLE, CommandError, clean_args
 
-if TYPE_CHECKING:  # the server calls these with itself
-    from performance.controllers.osc.server import OscServer
+OscServer = Any  # server.py's OscServer calls these with itself (it imports this module)
 
 Reply = Callable[[bool, str], None]
 SUBSCRIPTION_TTL_S = 600.0  # a subscription lapses unless its sender sends anything within this long
