@@ -6,7 +6,11 @@ import argparse
 import time
 from pathlib import Path
 
+from performance.safe_files import UnsafeFile
 from performance.show.schema import ConfigError
+from performance.textgen import load_model
+from performance.textgen.base import ModelFileError, ServedError
+from performance.textgen.cards import read_card, resolve_model_dir
 
 SERVED_DEADLINE_S = 15.0  # the most a served model's check (test write and --probe) may take
 
@@ -21,9 +25,8 @@ def register_check(sub: argparse._SubParsersAction) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from performance.safe_files import UnsafeFile
+    # lazy: `run.py --help` imports this module; what the command needs loads when it runs
     from performance.show.config import _read_toml, load_scene, load_setlist, looks_like_setlist
-    from performance.textgen.base import ModelFileError
 
     failures = 0
     cards = _Cards()  # a model many scenes name is read once per run, not once per scene
@@ -32,20 +35,17 @@ def run_check(args: argparse.Namespace) -> int:
             if path.is_dir():
                 if not (path / "model.json").exists():
                     raise ConfigError(f"{path}: not a model folder (no model.json)")
-                from performance.textgen import load_model
-
                 gen = load_model(path)
                 if gen.kind == "served":  # the test write and the probe together, however the server stalls
                     gen.deadline = time.monotonic() + SERVED_DEADLINE_S
                 _test_write(gen, path)
                 what = f"model ({gen.kind})"
                 if getattr(args, "probe", False) and gen.kind == "served":
-                    from performance.textgen.base import ServedError
-
                     try:
                         what += f"; {gen.probe()}"
                     except ServedError as e:
                         raise ModelFileError(f"{path}: probe failed: {e}") from None
+                # lazy: this pulls in torch (~1.5 s); only the paths that run a neural model pay for it
                 from performance.textgen.neural import card_warnings
 
                 for w in card_warnings(getattr(gen, "card", {}) or {}):
@@ -89,8 +89,6 @@ class _Cards:
         self._seen: dict[str, dict | Exception] = {}
 
     def read(self, m: str) -> dict:
-        from performance.textgen.base import ModelFileError
-        from performance.textgen.cards import read_card, resolve_model_dir
 
         if m not in self._seen:
             try:
@@ -122,7 +120,6 @@ def _test_write(gen, path: Path) -> None:
 
 def _check_models(scene, cards: _Cards | None = None) -> None:
     """Every model a scene names must be a readable model folder."""
-    from performance.textgen.base import ModelFileError
 
     cards = cards or _Cards()
     for m in scene.models:
@@ -137,7 +134,6 @@ def _check_models(scene, cards: _Cards | None = None) -> None:
 def _check_at_models(setlist, cards: _Cards) -> None:
     """A `[[at]]` that will switch the model names one whose card reads (the name itself was
     checked when the setlist loaded); found now, not when it fires in the middle of a show."""
-    from performance.textgen.base import ModelFileError
 
     for e in setlist.timetable:
         if e.address.endswith("/model") and e.args:

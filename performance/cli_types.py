@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from datetime import datetime
 
 
 def window_size(text: str) -> tuple[int, int]:
@@ -17,8 +18,6 @@ def window_size(text: str) -> tuple[int, int]:
 
 
 def start_wall(text: str):
-    from datetime import datetime
-
     try:
         t = datetime.fromisoformat(text)
     except ValueError:

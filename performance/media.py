@@ -45,6 +45,7 @@ def pix_fmt_of(surface) -> tuple[str, bool]:
 
 
 def raw_bytes(surface, direct: bool) -> bytes:
+    # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
     import pygame
 
     return surface.get_buffer().raw if direct else pygame.image.tobytes(surface, "RGB")

@@ -15,13 +15,28 @@ are compute-bound).
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
+from performance.protocol.worker import Done, Grant, Open
+from performance.textgen import load_model
+from performance.textgen.base import ModelFileError, ServedError
 from performance.textgen.floors import copy_gb_s, gemm_gflops
+from performance.textgen.kinds import kind
+from performance.textgen.lengths import LengthRule
+from performance.textgen.nets import RNNLM
+from performance.textgen.neural import NeuralGenerator
+from performance.textgen.quality import measure, precision_cost
+from performance.textgen.threads import use_sampler_threads
+from performance.textgen.tokenizers import make_tokenizer
+from performance.worker.core import WorkerCore
 
 TEMPERATURE = 0.8
 BASELINE_CONTEXTS = 3  # transformer runs: tokens written = this many context lengths
@@ -157,9 +172,6 @@ def bench_neural(gen, streams_list: list[int], seconds: float, repeats: int = 5,
 def bench_flick(gen, repeats: int = 3, ahead: int = 4, words: int = 222) -> dict:
     """The poem flick's need: `ahead` poems of `words` words written together by the generator
     worker (batched streams, as the engine opens them), poems per second, median of `repeats`."""
-    from performance.protocol.worker import Done, Grant, Open
-    from performance.textgen.lengths import LengthRule
-    from performance.worker.core import WorkerCore
 
     rule = LengthRule("words", words)
     cap = rule.max_tokens(gen.word_tokens)
@@ -185,10 +197,6 @@ def bench_stage_flick(seconds: float = 20.0) -> dict:
     """The stage beside batched streams: `run.py play setlists/poem-flick.toml --headless` for
     `seconds`, its frame rate and p99 frame work time, and the poems it finished (from its
     transcript), so a sampler that starves the frame loop shows here."""
-    import json
-    import subprocess
-    import tempfile
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,9 +217,6 @@ def bench_stage_flick(seconds: float = 20.0) -> dict:
 
 def synthetic(name: str, precision: str | None = None):
     """A random-weight model of a named size (bench only): e.g. word-gru-2x1500, 30k words."""
-    from performance.textgen.nets import RNNLM
-    from performance.textgen.neural import NeuralGenerator
-    from performance.textgen.tokenizers import make_tokenizer
 
     spec = SYNTHETIC[name]
     torch.manual_seed(0)
@@ -224,11 +229,6 @@ def synthetic(name: str, precision: str | None = None):
 def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None = None,
               quality: bool = False, repeats: int = 5, precision: str | None = None, flick: bool = True,
               stage: float = 0.0, quality_temperature: float = 0.7) -> dict:
-    from performance.textgen import load_model
-    from performance.textgen.base import ModelFileError, ServedError
-    from performance.textgen.kinds import kind
-    from performance.textgen.threads import use_sampler_threads
-
     threads = use_sampler_threads()
     streams = streams or [1, 16]
     cases: list[dict] = []
@@ -248,14 +248,11 @@ def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None
             except ServedError as e:
                 print(f"bench: skipping {name}: {e}", file=sys.stderr)
             if quality and gen.kind == "markov":
-                from performance.textgen.quality import measure
-
                 # the originality guard on (the scene default) and off, side by side
                 for orig in (0.7, None):
                     cases.append({"model": gen.name, "kind": gen.kind, "originality": orig,
                                   **measure(gen, originality=orig)})
             elif quality and gen.kind not in ("served", "spreeder"):  # a neural kind with its own bench
-                from performance.textgen.quality import measure
 
                 cases.append({"model": gen.name, "kind": gen.kind, **measure(gen, temperature=quality_temperature)})
             continue
@@ -265,8 +262,6 @@ def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None
         if flick and getattr(gen, "fused", None) is not None and name not in SYNTHETIC:
             cases.append(bench_flick(gen))
         if quality:
-            from performance.textgen.quality import measure, precision_cost
-
             cases.append({"model": gen.name, "kind": gen.kind, **measure(gen, temperature=quality_temperature)})
             if getattr(gen, "fused", None) is not None:
                 cases.append({"model": gen.name, "kind": gen.kind, **precision_cost(gen)})

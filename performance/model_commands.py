@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import random
 import sys
+import warnings
 from pathlib import Path
 
+from performance.textgen.base import ModelFileError, ServedError
 from performance.textgen.kinds import TRAINABLE as KINDS
 from performance.textgen.kinds import kind
 
@@ -82,7 +86,7 @@ def _add_recipe_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from performance.textgen.base import ModelFileError
+    # lazy: `run.py --help` imports this module; what the command needs loads when it runs
     from performance.textgen.corpus import read_corpus
 
     try:
@@ -116,11 +120,8 @@ def register_sample(sub: argparse._SubParsersAction) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
-    import random
-    import warnings
-
+    # lazy: this pulls in torch (~1.5 s); only the paths that run a neural model pay for it
     from performance.textgen import load_model
-    from performance.textgen.base import ModelFileError, ServedError
     from performance.textgen.lengths import LengthCounter, LengthRule, trim_poem
     from performance.textgen.threads import use_sampler_threads
 
@@ -197,8 +198,7 @@ def register_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    import json
-
+    # lazy: this pulls in torch (~1.5 s); only the paths that run a neural model pay for it
     from performance.model_bench import bench_all
 
     models = args.models or ["default", "markov", "spreeder"]

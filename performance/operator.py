@@ -78,7 +78,7 @@ class OperatorView:
 
     def table(self):
         """The panel as it is now (a rich Table)."""
-        from rich.markup import escape
+        from rich.markup import escape  # lazy: rich loads only when the operator view opens
         from rich.table import Table
 
         s = self._snap
@@ -138,6 +138,7 @@ class OperatorView:
         return t
 
     def _run(self) -> None:
+        # lazy: rich loads only when the operator view opens
         from rich.live import Live
 
         with Live(self.table(), refresh_per_second=4, transient=True) as live:

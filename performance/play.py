@@ -8,10 +8,12 @@ then wait for the next frame deadline. Everything slow lives on its owner's thre
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 
+from performance.controllers.registry import check_controller_args
 from performance.runtime.args import add_play_arguments
 from performance.show.schema import ConfigError
 
@@ -26,6 +28,7 @@ def register_play(sub: argparse._SubParsersAction) -> None:
 
 
 def run_play(args: argparse.Namespace) -> int:
+    # lazy: `run.py --help` imports this module; what the command needs loads when it runs
     from performance.show.config import load_setlist
 
     if args.time_scale <= 0:
@@ -33,11 +36,13 @@ def run_play(args: argparse.Namespace) -> int:
         return 2
     if args.install and not args.supervised and os.environ.get("LECTERN_SUPERVISED") != "1":
         try:
+            # lazy: `run.py --help` imports this module; what the command needs loads when it runs
             from performance.install.supervisor import supervise
         except ImportError:
             supervise = None
         if supervise is not None:
             return supervise(sys.argv[1:])
+    # lazy: `run.py --help` imports this module; what the command needs loads when it runs
     from performance.install.logs import rotate_transcripts, setup_logging
 
     # with the operator view on, log lines go to a file and to the view's own lines, never loose
@@ -49,15 +54,12 @@ def run_play(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from performance.controllers.registry import check_controller_args
 
     problem = check_controller_args(args, setlist)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.install:
-        import dataclasses
-
         if setlist.install is None or setlist.install.loop:
             setlist = dataclasses.replace(setlist, loop=True)  # an installation loops forever
         if args.transcript_dir.exists():
@@ -71,6 +73,7 @@ def run_play(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         start_scene = idx + 1
+    # lazy: `run.py --help` imports this module; what the command needs loads when it runs
     from performance.runtime.loop import FrameLoop
     from performance.runtime.session import Session
 

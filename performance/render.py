@@ -20,15 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+from performance.cli_types import window_size as parse
 from performance.media import MediaError, encoder, encoder_said, mux, pix_fmt_of, raw_bytes
 from performance.record.transcript import read_events
+from performance.show.sound_settings import SonifySettings, VoiceSettings
+from performance.sound.audio import Mixer
+from performance.sound.sonify import Sonifier
+from performance.sound.voice import SpeechWorker
 
 RATE = 48000
 
 
 def _size(text: str) -> tuple[int, int]:
-    from performance.cli_types import window_size as parse
-
     return parse(text)
 
 
@@ -65,6 +68,7 @@ def session_end(events: list[dict]) -> float:
 def render(transcript: Path, out: Path, fps: int = 30, size: tuple[int, int] | None = None, audio: bool = True) -> dict:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
     import pygame
 
     from performance.stage.draw import StageRenderer
@@ -123,8 +127,6 @@ def render(transcript: Path, out: Path, fps: int = 30, size: tuple[int, int] | N
 
 def build_audio(events: list[dict], wav_path: Path, end: float) -> None:
     """The session's sound from its events: speech at its recorded times, sonified tokens, fades."""
-    from performance.sound.audio import Mixer
-    from performance.sound.sonify import Sonifier
 
     mixer, son = Mixer(RATE), Sonifier(RATE)
     plan, poems, speech_jobs = _audio_timeline(events)
@@ -137,7 +139,6 @@ def build_audio(events: list[dict], wav_path: Path, end: float) -> None:
 def _audio_timeline(events: list[dict]) -> tuple[list[tuple[float, str, object]], dict[int, str], list]:
     """Walk the events once: the timed cues (grains, fades, volume), each poem's text as its tokens
     spelled it, and the speech events paired with the voice settings of their scene."""
-    from performance.show.sound_settings import SonifySettings, VoiceSettings
 
     poems: dict[int, str] = {}
     sonify: SonifySettings | None = None
@@ -174,7 +175,6 @@ def _speech_cues(speech_jobs: list, poems: dict[int, str]) -> list[tuple[float, 
     """Speak every recorded line again with its scene's voice, in one speech worker; each answer
     becomes a cue at the line's recorded start, cut to its recorded length. Lines the worker does
     not answer in time are left silent."""
-    from performance.sound.voice import SpeechWorker
 
     done = threading.Event()
     rendered: dict[int, np.ndarray] = {}

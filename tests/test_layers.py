@@ -152,3 +152,39 @@ def test_classes_and_functions_stay_small() -> None:
                 if span > limit and key not in LONG_ALLOWED:
                     long.append(f"{key[0]}:{node.lineno} {node.name}: {span} lines (at most {limit})")
     assert not long, "split by concern, or list with a reason in LONG_ALLOWED and docs/architecture.md:\n" + "\n".join(long)
+
+
+def _function_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    found = {}
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    found[node.lineno] = node
+    return [found[k] for k in sorted(found)]
+
+
+def _says_why(lines: list[str], node: ast.Import | ast.ImportFrom) -> bool:
+    """`# lazy: why` on the import's line, or on the comment line above its group of imports."""
+    if "# lazy:" in lines[node.lineno - 1]:
+        return True
+    i = node.lineno - 2
+    while i >= 0 and (not lines[i].strip() or lines[i].lstrip().startswith(("import ", "from "))):
+        if "# lazy:" in lines[i]:
+            return True
+        i -= 1
+    return i >= 0 and lines[i].lstrip().startswith("# lazy:")
+
+
+def test_function_level_imports_say_why() -> None:
+    """An import inside a function keeps `run.py --help` or start-up light (torch, pygame, a device or
+    network library, a subcommand's own modules); each says which, with `# lazy: ...`. Anything else
+    belongs at the top of its module (docs/architecture.md, "Imports inside functions")."""
+    unexplained = []
+    for path in sorted([*PKG.rglob("*.py"), ROOT / "run.py"]):
+        text = path.read_text()
+        lines = text.splitlines()
+        for node in _function_imports(ast.parse(text)):
+            if not _says_why(lines, node):
+                unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not unexplained, "function-level imports without a `# lazy:` reason:\n" + "\n".join(unexplained)

@@ -36,6 +36,7 @@ def _addresses(host: str) -> list[str]:
     """The IPv4 addresses the service is reachable at: the bound one, or every non-loopback one."""
     if host not in ("", "0.0.0.0", "::"):
         return [host]
+    # lazy: the network libraries load only when this service actually starts
     import ifaddr
 
     out = []
@@ -72,6 +73,7 @@ class Advertiser:
 
     def _register(self) -> None:
         try:
+            # lazy: the network libraries load only when this service actually starts
             from zeroconf import ServiceInfo, Zeroconf
 
             if not self.addresses:

@@ -40,6 +40,7 @@ QUIT_WITHIN_S = 2.0  # Ctrl+Q must come twice within this long
 
 
 def _simple_keys() -> dict[int, str]:
+    # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
     import pygame
 
     return {pygame.K_SPACE: "go", pygame.K_b: "back", pygame.K_ESCAPE: "panic", pygame.K_0: "temperature/release",
@@ -53,6 +54,7 @@ def _key(name: str, args: tuple = (), scene_count: int = 1) -> Command:
 
 def command_for_key(key: int, snap: Snapshot) -> Command | None:
     """Map a pygame key code to a Command, reading the snapshot only for current values."""
+    # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
     import pygame
 
     simple = _simple_keys()
@@ -71,6 +73,7 @@ def command_for_key(key: int, snap: Snapshot) -> Command | None:
 
 def chord_matches(chord: str, ev: Any) -> bool:
     """Does a KEYDOWN event press `chord` ("ctrl+shift+u": modifiers exactly, then the key)?"""
+    # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
     import pygame
 
     parts = chord.lower().split("+")
@@ -106,6 +109,7 @@ class Keyboard(Controller):
 
     def poll(self, now: float, events: list) -> None:
         """This frame's key presses (and the window's close button) to Commands on the inbox."""
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         import pygame
 
         for ev in events:
@@ -120,6 +124,7 @@ class Keyboard(Controller):
 
     def command(self, ev: Any) -> Command | None:
         """One key press to its Command (None: nothing, a locked key, the first Ctrl+Q)."""
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         import pygame
 
         if self.locked:

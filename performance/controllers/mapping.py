@@ -214,6 +214,7 @@ def learned_binding(command: str, kind: str, channel: int, number: int) -> Bindi
 
 def save_learned(path: Path, bindings: list[Binding]) -> None:
     """Write learned bindings as a mapping file (loaded over the mapping next time)."""
+    # lazy: `run.py --help` imports this module; what the command needs loads when it runs
     import tomli_w
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -243,6 +244,7 @@ def parse(data: bytes | list[int]) -> tuple[str, int, int, int] | None:
 
 def message(kind: str, channel: int, number: int, value: int) -> list[int]:
     """Raw bytes of a CC or note on (feedback out), built by mido."""
+    # lazy: the device library loads only when the device is opened; a machine without it plays on without this part
     import mido
 
     ch, v = max(1, min(16, channel)) - 1, max(0, min(127, int(value)))

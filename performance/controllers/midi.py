@@ -53,6 +53,7 @@ FEEDBACK_QUIET_S = 0.5  # a control moved this recently gets no feedback (a moto
 def _rtmidi_apis(name: str | None) -> list[int]:
     """'alsa' | 'jack' | ... | None (LECTERN_MIDI_API, else every compiled one in rtmidi's order)
     as the rtmidi API constants to try."""
+    # lazy: the device library loads only when the device is opened; a machine without it plays on without this part
     import rtmidi
 
     name = (name or os.environ.get("LECTERN_MIDI_API") or "").lower()
@@ -239,6 +240,7 @@ class MidiController:
             if time.monotonic() < self._next_system_try:
                 return
             self._next_system_try = time.monotonic() + SYSTEM_RETRY_S
+            # lazy: the device library loads only when the device is opened; a machine without it plays on without this part
             import rtmidi
 
             os.environ.setdefault("JACK_NO_START_SERVER", "1")  # never start a JACK server behind the show's back
@@ -437,6 +439,7 @@ def learned_path_for(session_dir: Path) -> Path:
 
 def list_ports() -> dict[str, dict[str, list[str]]]:
     """{api: {"inputs": [...], "outputs": [...]}} for every MIDI system that answers."""
+    # lazy: the device library loads only when the device is opened; a machine without it plays on without this part
     import rtmidi
 
     out: dict[str, dict[str, list[str]]] = {}

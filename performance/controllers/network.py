@@ -49,6 +49,7 @@ class OscControl(Controller):
         return cls(args, ctx) if args.osc_port else None
 
     def start(self, inbox: Inbox) -> None:
+        # lazy: `run.py --help` imports this module; what the command needs loads when it runs
         from performance.controllers.advertise import Advertiser, should_advertise
         from performance.controllers.osc import OscServer
 
@@ -100,6 +101,7 @@ class MidiControl(Controller):
 
     @classmethod
     def check_args(cls, args: argparse.Namespace, setlist) -> str | None:
+        # lazy: `run.py --help` imports this module; what the command needs loads when it runs
         from performance.controllers.mapping import load_mapping
         from performance.show.schema import ConfigError
 
@@ -116,6 +118,7 @@ class MidiControl(Controller):
         return cls(port, cls._map_file(args, ctx.setlist), ctx) if port else None
 
     def start(self, inbox: Inbox) -> None:
+        # lazy: `run.py --help` imports this module; what the command needs loads when it runs
         from performance.controllers.mapping import load_mapping
         from performance.controllers.midi import MidiController, learned_path_for
 
@@ -173,6 +176,7 @@ class RemoteControl(Controller):
         return cls(args, ctx) if getattr(args, "remote", None) is not None else None
 
     def start(self, inbox: Inbox) -> None:
+        # lazy: `run.py --help` imports this module; what the command needs loads when it runs
         from performance.controllers.remote import RemoteError, RemoteServer
 
         try:

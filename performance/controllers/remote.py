@@ -34,6 +34,7 @@ Loopback by default; --remote-host opens it to the LAN; --osc-passcode protects 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import queue
@@ -213,8 +214,8 @@ class RemoteServer(PageMessages):
 
     def qr_text(self) -> str:
         """The token URL as a QR code for a terminal (segno; two rows per text line)."""
-        import io
 
+        # lazy: the network libraries load only when this service actually starts
         import segno
 
         buf = io.StringIO()
@@ -261,6 +262,7 @@ class RemoteServer(PageMessages):
             if name:
                 hosts |= {name, f"{name}.local"}
             try:
+                # lazy: the network libraries load only when this service actually starts
                 import ifaddr
 
                 for adapter in ifaddr.get_adapters():
@@ -272,6 +274,7 @@ class RemoteServer(PageMessages):
         return {x.lower() for x in hosts}
 
     async def _main(self) -> None:
+        # lazy: the network libraries load only when this service actually starts
         from aiohttp import web
 
         self._loop = asyncio.get_running_loop()
@@ -377,6 +380,7 @@ class RemoteServer(PageMessages):
 
     # ---- HTTP ----------------------------------------------------------------------------------
     async def _file(self, request: Any) -> Any:
+        # lazy: the network libraries load only when this service actually starts
         from aiohttp import web
 
         name, ctype = FILES[request.path]
@@ -402,6 +406,7 @@ class RemoteServer(PageMessages):
         return host in {urlsplit(o).netloc for o in self.origins} and urlsplit(origin.lower()).netloc == host
 
     async def _ws(self, request: Any) -> Any:
+        # lazy: the network libraries load only when this service actually starts
         from aiohttp import web
 
         conn = self._conns.get(request.transport)
@@ -459,6 +464,7 @@ class RemoteServer(PageMessages):
 
     async def _listen(self, c: _Client, ws: Any) -> None:
         """One page's messages until it closes (a stranger may say only a few before it must authenticate)."""
+        # lazy: the network libraries load only when this service actually starts
         from aiohttp import WSMsgType
 
         async for msg in ws:

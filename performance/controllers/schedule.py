@@ -30,6 +30,7 @@ class Schedule(Controller):
         self.inbox: Inbox | None = None
         self.timetable = None
         if ctx.setlist.timetable:
+            # lazy: `run.py --help` imports this module; what the command needs loads when it runs
             from performance.show.hours import local_zone
             from performance.show.timetable import Timetable
 

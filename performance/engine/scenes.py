@@ -11,7 +11,7 @@ from performance.engine.state import (
 )
 from performance.protocol.actions import Outbox, SoundCtl
 from performance.protocol.worker import Close, Train
-from performance.show.config import Scene, Setlist
+from performance.show.config import Scene, Setlist, at_model_names
 
 log = logging.getLogger("lectern.engine")
 
@@ -130,12 +130,7 @@ class ScenesMixin:
 
     def _osc_models(self) -> set[str]:
         """Models a performer may name: folders under models/ (by name) and those the setlist uses."""
-        from performance.textgen.cards import MODELS_DIR
-
-        names = {m for e in self.setlist.entries for m in e.scene.models}
-        if MODELS_DIR.is_dir():
-            names |= {d.name for d in MODELS_DIR.iterdir() if (d / "model.json").is_file()}
-        return names
+        return at_model_names(self.setlist.entries)
 
     def _caption_on(self) -> bool:
         if self.caption is not None:

@@ -14,12 +14,14 @@ import signal
 import sys
 import threading
 
+from performance.install.heartbeat import Heartbeat
+from performance.runtime.args import add_play_arguments
+
 TEXT = "Lectern is resting. Poems will be back soon."
 
 
 def main(argv: list[str]) -> int:
     """Show the still screen until a signal; 0 when stopped."""
-    from performance.runtime.args import add_play_arguments
 
     p = argparse.ArgumentParser(add_help=False)
     add_play_arguments(p)
@@ -27,9 +29,9 @@ def main(argv: list[str]) -> int:
     if args.headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
     import pygame
 
-    from performance.install.heartbeat import Heartbeat
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import logging.handlers
 import os
@@ -37,6 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from performance.install.logs import setup_logging
 from performance.install.sdnotify import notify
 from performance.install.status import STATE_ENV, SUPERVISOR_FILE, write_json_atomic
 
@@ -88,6 +90,7 @@ def _setlist_index(play_argv: list[str]) -> int | None:
 
 def _options_with_values() -> set[str]:
     """Every option string of `run.py play` that takes a value (from the parser that play uses)."""
+    # lazy: `run.py --help` imports this module; what the command needs loads when it runs
     from performance.runtime.args import add_play_arguments
 
     p = argparse.ArgumentParser(add_help=False)
@@ -107,6 +110,7 @@ def _option(argv: list[str], name: str) -> str | None:
 def safe_setlist_for(setlist: str) -> str:
     """The setlist's [install] safe_setlist, or setlists/safe.toml (also when the setlist is broken)."""
     try:
+        # lazy: `run.py --help` imports this module; what the command needs loads when it runs
         from performance.show.config import load_setlist
 
         install = load_setlist(setlist).install
@@ -133,8 +137,6 @@ def _setup_supervisor_log(log_dir: Path) -> None:
     rotating file would rename it under each other)."""
     root = logging.getLogger()
     if not any(getattr(h, "_lectern_handler", False) for h in root.handlers):
-        from performance.install.logs import setup_logging
-
         setup_logging(None, quiet=True)
     for h in [h for h in log.handlers if getattr(h, "_lectern_handler", False)]:
         log.removeHandler(h)  # a second supervise() in one process replaces, not doubles, its file
@@ -154,8 +156,6 @@ def _die_with_parent() -> None:
     """In the child before exec: end (as after Ctrl+C) if the supervisor dies, even by SIGKILL, so an
     engine never plays on unsupervised beside the next supervisor's. Linux only; elsewhere a no-op."""
     try:
-        import ctypes
-
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGINT))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass

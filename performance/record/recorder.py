@@ -67,6 +67,7 @@ class Recorder:
                 return
             self._thread.start()
         if surface.get_size() != self.size:  # the stage went fullscreen or back: the video keeps its size
+            # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
             import pygame
 
             surface = pygame.transform.smoothscale(surface, self.size)

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from performance.stage.view import StageState
+
 log = logging.getLogger("lectern.play")
 
 
@@ -40,6 +42,7 @@ class Display:
         # is Mesa's llvmpipe: 12-48 ms per present on 2 cores, and the window is destroyed and
         # recreated to get a GL context. A plain X11 (XShm) framebuffer presents in well under 1 ms.
         os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         from performance.stage.window import StageWindow, display_available
 
         if not display_available(self.args.headless):  # SDL would open an invisible window nobody sees
@@ -47,6 +50,7 @@ class Display:
                   file=sys.stderr)
             self.terminal = True
             return
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         import pygame
 
         try:
@@ -69,11 +73,13 @@ class Display:
 
     def _loading_frame(self) -> None:
         """Quiet and dark while models load: never a void or garbage."""
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         import pygame
 
         surface = self.window.surface
         surface.fill((0, 0, 0))
         try:
+            # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
             from performance.stage.fonts import FALLBACK_FONT
 
             font = pygame.font.Font(str(FALLBACK_FONT), max(24, round(self.size[1] * 0.022)))
@@ -88,8 +94,8 @@ class Display:
         """The stage's state and renderer (none on the terminal)."""
         if self.terminal:
             return
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         from performance.stage.draw import StageRenderer
-        from performance.stage.view import StageState
 
         self.stage_state = StageState()
         self.renderer = StageRenderer(self.size)
@@ -99,6 +105,7 @@ class Display:
         display = self.args.monitor if self.args.monitor is not None else self.setlist.monitor
         if display is None or self.screen is None:
             return
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         from performance.stage.monitor import Monitor
 
         stage = self.window.window if self.window is not None else None
@@ -115,6 +122,7 @@ class Display:
         """This frame's input events for the controllers; window events are handled here."""
         if self.screen is None:
             return []
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         import pygame
 
         window_events = (pygame.WINDOWSIZECHANGED, pygame.WINDOWRESIZED, pygame.WINDOWDISPLAYCHANGED,
@@ -133,6 +141,7 @@ class Display:
         """The window's size changed (fullscreen toggle, window manager, a new display): lay out again."""
         if change is None or self.renderer is None:
             return
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         from performance.stage.draw import StageRenderer
 
         self.size = change.size
@@ -169,6 +178,7 @@ class Display:
         """Draw and present the poet's monitor; its cost in seconds (counted in the frame's work)."""
         if self.monitor is None or snap is None:
             return 0.0
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         from performance.stage.monitor import monitor_info
 
         t0 = time.perf_counter()
@@ -179,6 +189,7 @@ class Display:
     def screenshot(self, path: Path | None) -> None:
         if not path or self.screen is None:
             return
+        # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
         import pygame
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,6 +199,7 @@ class Display:
 
     def close(self) -> None:
         if self.window is not None:
+            # lazy: pygame (SDL) loads only once a window or surface is made; --help, check and the worker never load it
             import pygame
 
             self.window.close()

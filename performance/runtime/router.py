@@ -88,6 +88,7 @@ class Router:
             s.cadence.changed()
 
     def _speak(self, a: Speak) -> None:
+        # lazy: numpy and the sound/x-ray code load only when that part starts
         from performance.sound import Utterance
 
         self.utterances += 1

@@ -21,12 +21,25 @@ from performance import STARTED
 from performance.controllers.base import Context
 from performance.controllers.inbox import Inbox
 from performance.controllers.registry import Controllers
+from performance.engine import Engine
+from performance.install.heartbeat import Heartbeat
+from performance.install.logs import replace_console
+from performance.install.status import StatusWriter
+from performance.operator import OperatorView
 from performance.protocol.snapshot import Snapshot
+from performance.protocol.worker import Preload
+from performance.record.recorder import Recorder
+from performance.record.transcript import TranscriptWriter
 from performance.runtime.display import Display
 from performance.runtime.publisher import Cadence, StatePublisher, compose
 from performance.runtime.router import Router
 from performance.runtime.stats import FPS, FrameStats
 from performance.runtime.watchdog import Watchdog
+from performance.show.clock import MonotonicClock
+from performance.textgen.base import ModelFileError
+from performance.textgen.cards import read_card, resolve_model_dir
+from performance.textgen.kinds import NEURAL_KINDS
+from performance.worker.thread import GeneratorThread
 
 log = logging.getLogger("lectern.play")
 RECORD_FPS = 30
@@ -36,8 +49,6 @@ class Session:
     """Owns the services and the engine of one `run.py play`."""
 
     def __init__(self, args: argparse.Namespace, setlist, start_scene: int | None) -> None:
-        from performance.show.clock import MonotonicClock
-
         self.args, self.setlist, self.start_scene = args, setlist, start_scene
         self.clock = MonotonicClock(args.time_scale, start_wall=getattr(args, "start_wall", None))
         self.inbox = Inbox()
@@ -63,7 +74,6 @@ class Session:
         self._start_worker()
         self._start_sound()
         self._start_controllers()
-        from performance.record.transcript import TranscriptWriter
 
         # "wall" = wall0 + t: wall0 is the engine's wall time at t = 0, not now (start-up x time-scale later)
         self.transcript = TranscriptWriter(self.args.transcript_dir, self.setlist.name, self.clock.start_wall)
@@ -76,7 +86,6 @@ class Session:
         self.display.open_monitor()
         self.router = Router(self)
         self.watchdog = Watchdog(self.worker)
-        from performance.engine import Engine
 
         self.engine = Engine(self.setlist, session_seed=self.args.seed,
                              stage={"width": self.display.size[0], "height": self.display.size[1], "fps": FPS},
@@ -85,8 +94,6 @@ class Session:
     def _open_operator(self) -> None:
         if self.args.quiet or not sys.stdout.isatty():
             return
-        from performance.install.logs import replace_console
-        from performance.operator import OperatorView
 
         # from here on log lines go to the view's own lines (and the log file), not the terminal
         self.operator = OperatorView()
@@ -95,23 +102,18 @@ class Session:
     def _import_model_code(self) -> None:
         """Import torch before the first frame when a neural model will be needed: a second of
         import in the worker thread holds the GIL and would drop the stage's first frames."""
-        from performance.textgen.base import ModelFileError
-        from performance.textgen.cards import read_card, resolve_model_dir
-        from performance.textgen.kinds import NEURAL_KINDS
 
         for entry in self.setlist.entries:
             for m in entry.scene.models:
                 try:
                     if read_card(resolve_model_dir(m))["kind"] in NEURAL_KINDS:
+                        # lazy: this pulls in torch (~1.5 s); only the paths that run a neural model pay for it
                         import performance.textgen.neural  # noqa: F401
                         return
                 except ModelFileError:
                     continue
 
     def _start_worker(self) -> None:
-        from performance.protocol.worker import Preload
-        from performance.worker.thread import GeneratorThread
-
         self.worker = GeneratorThread()
         self.worker.start()
         # every model of the set loads now, in order of need, so a scene change never waits for one
@@ -122,6 +124,7 @@ class Session:
 
     def _start_sound(self) -> None:
         try:
+            # lazy: numpy and the sound/x-ray code load only when that part starts
             from performance.sound import SoundSystem
 
             self.sound = SoundSystem(self.clock, device=self.args.audio_device, audio_out=self.audio_out,
@@ -150,20 +153,13 @@ class Session:
     def _start_install_helpers(self) -> None:
         if not self.args.install:
             return
-        try:
-            from performance.install.heartbeat import Heartbeat
-            from performance.install.status import StatusWriter
-
-            self.heartbeat = Heartbeat()
-            state_dir = Path(os.environ.get("LECTERN_STATE_DIR", str(self.args.transcript_dir)))
-            self.status = StatusWriter(state_dir / "status.json")
-        except ImportError:
-            pass
+        self.heartbeat = Heartbeat()
+        state_dir = Path(os.environ.get("LECTERN_STATE_DIR", str(self.args.transcript_dir)))
+        self.status = StatusWriter(state_dir / "status.json")
 
     def _start_recorder(self) -> None:
         if not self.args.record or self.display.terminal:
             return
-        from performance.record.recorder import Recorder
 
         self.recorder = Recorder(self.args.record, self.display.size, fps=RECORD_FPS, clock=self.clock,
                                  audio=self.audio_out if self.sound is not None else None)
@@ -220,7 +216,6 @@ class Session:
                 except Exception:
                     log.exception("shutdown step failed")
         if self.operator is not None:  # the table is gone: log lines may reach the terminal again
-            from performance.install.logs import replace_console
 
             replace_console(None, self._console_handlers)
         if self.args.stats_json:
@@ -252,8 +247,6 @@ def _rss_mb() -> float:
 
 def served_fallbacks(setlist) -> list[str]:
     """The fallback models of scenes that perform with a served model."""
-    from performance.textgen.base import ModelFileError
-    from performance.textgen.cards import read_card, resolve_model_dir
 
     out = []
     for entry in setlist.entries:

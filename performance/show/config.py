@@ -15,9 +15,17 @@ from typing import Any
 
 from performance.protocol.commands import MAX_PROMPT_CHARS  # one limit for a prompt, from OSC as from a file
 from performance.safe_files import UnsafeFile, load_toml, read_text_limited
+from performance.show.hours import InstallSettings
+from performance.show.look import Look
 from performance.show.programs import SeedProgram, TemperatureProgram
 from performance.show.schema import ConfigError, Table
+from performance.show.sound_settings import SonifySettings, VoiceSettings
+from performance.show.timetable import parse_timetable
+from performance.show.xray_settings import XraySettings
+from performance.textgen import cards
+from performance.textgen.kinds import NEURAL_KINDS
 from performance.textgen.lengths import DEFAULT_SENTENCE_WORDS, UNITS, LengthRule
+from performance.textgen.live import TrainSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -178,14 +186,9 @@ def _length(t: Table) -> LengthSpec:
 def _owned_block(kind: str, t: Table) -> Any:
     """Let the owner of a settings block validate it."""
     if kind == "look":
-        from performance.show.look import Look
-
         return Look.from_table(t)
     if kind == "voice":
-        from performance.show.sound_settings import VoiceSettings
-
         return VoiceSettings.from_table(t)
-    from performance.show.sound_settings import SonifySettings
 
     return SonifySettings.from_table(t)
 
@@ -196,7 +199,6 @@ def _xray(t: Table, layout: str) -> Any:
         return None
     if layout not in ("xray", "stream", "reader"):
         raise t.error("xray", t.raw("xray"), 'an [xray] table needs layout "xray", "stream" or "reader"')
-    from performance.show.xray_settings import XraySettings
 
     return XraySettings.from_table(t.sub("xray"))
 
@@ -226,8 +228,6 @@ def _train(t: Table, models: list[str]) -> Any:
         return None
     if not wants:
         raise t.error("train", t.raw("train"), 'a [train] table needs model = { train = "DIR" }')
-    from performance.textgen.kinds import NEURAL_KINDS
-    from performance.textgen.live import TrainSpec
 
     tt = t.sub("train")
     corpus = tt.str("corpus", "assets/corpora/poetry_en")
@@ -415,11 +415,10 @@ def _merge(base: dict, override: dict) -> dict:
 def at_model_names(entries) -> set[str]:
     """The models an `[[at]]` (or OSC) `model NAME` may name: those the setlist's scenes use, and
     folders under models/ by name (no paths: a timetable never reaches outside models/)."""
-    from performance.textgen.cards import MODELS_DIR
-
     names = {m for e in entries for m in e.scene.models}
-    if MODELS_DIR.is_dir():
-        names |= {d.name for d in MODELS_DIR.iterdir() if (d / "model.json").is_file()}
+    models_dir = cards.MODELS_DIR  # read at call time: tests and tools point it elsewhere
+    if models_dir.is_dir():
+        names |= {d.name for d in models_dir.iterdir() if (d / "model.json").is_file()}
     return names
 
 
@@ -482,13 +481,9 @@ def load_setlist(path: str | Path) -> Setlist:
         entries.append(_entry(et, scene, advance))
     install = None
     if t.has("install"):
-        from performance.show.hours import InstallSettings
-
         install = InstallSettings.from_table(t.sub("install"))
     timetable: tuple = ()
     if t.has("at"):
-        from performance.show.timetable import parse_timetable
-
         names = [n for e in entries for n in (e.scene.name, Path(e.scene.file).stem)]
         _check_at_arguments(t.raw("at"), path, entries)
         timetable = parse_timetable(t.raw("at"), str(path), names, len(entries))

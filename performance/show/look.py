@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from performance.show.font_probe import FONTS_DIR, REPO
+from performance.show.font_probe import FONTS_DIR, REPO, probe_font
 from performance.show.schema import ConfigError, Table
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,6 @@ def _font_file(font: str, t: Table) -> Path:
     candidates = [p] if p.is_absolute() else [Path(t.file).parent / p, REPO / p]
     for c in candidates:
         if c.suffix.lower() in (".ttf", ".otf") and c.is_file():
-            from performance.show.font_probe import probe_font  # a child process: only for fonts not shipped
-
             bad = probe_font(c)
             if bad is not None:
                 raise t.error("font", font, f"this font {bad}; use serif, sans, mono or another file")

@@ -19,6 +19,7 @@ from pathlib import Path
 from performance.show.sound_settings import SonifySettings, VoiceSettings
 from performance.sound.audio import Mixer, Output, WavTap
 from performance.sound.sonify import Sonifier
+from performance.sound.voice import SpeechWorker
 
 log = logging.getLogger("lectern.sound")
 __all__ = ["SonifySettings", "SoundSystem", "SpeechEvent", "Utterance", "VoiceSettings"]
@@ -69,8 +70,6 @@ class SoundSystem:
         self.sonifier = Sonifier(sample_rate)
         self.worker = None
         if speech:
-            from performance.sound.voice import SpeechWorker
-
             self.worker = SpeechWorker(lambda job, samples, engine: None, rate=sample_rate)
         self._cond = threading.Condition()
         self._pending: deque[Utterance] = deque()  # waiting to be rendered

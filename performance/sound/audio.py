@@ -354,6 +354,7 @@ class Output:
                 log.warning("no audio device (fault injected); running on a null sink")
             return
         try:
+            # lazy: the device library loads only when the device is opened; a machine without it plays on without this part
             import sounddevice as sd
 
             dev = int(self.device) if isinstance(self.device, str) and self.device.isdigit() else self.device

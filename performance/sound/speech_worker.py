@@ -24,6 +24,7 @@ import wave
 
 
 def _pyttsx3(job: dict) -> bool:
+    # lazy: the device library loads only when the device is opened; a machine without it plays on without this part
     import pyttsx3
 
     engine = pyttsx3.init("espeak")  # a fresh driver per job: its state (voice, rate, file) resets
@@ -64,6 +65,7 @@ def main() -> None:
     sys.stdout = sys.stderr
     if prefer == "pyttsx3":
         try:  # load it (and espeak's voice data) now, not on the first line of the show
+            # lazy: the device library loads only when the device is opened; a machine without it plays on without this part
             import pyttsx3  # noqa: F401
         except Exception:
             prefer = "espeak-ng"

@@ -18,6 +18,7 @@ from performance.show.look import Look, colour, mix
 from performance.stage.fonts import LRU, MIN_SIZE, Fonts
 from performance.stage.placed import Placed, Rule
 from performance.stage.view import ColumnView, StageView
+from performance.stage.xray import place_xray
 
 READER_MEASURE_EM = 30  # a reader's line length in ems (~55 characters): a page, not a banner
 HANGING_INDENT_EM = 1.5  # a verse line that wraps continues indented, so wraps read as wraps
@@ -240,8 +241,6 @@ class Layouter:
         layout = view.layout
         text_left = box[0]
         if getattr(view, "xray", None) is not None and layout in ("xray", "stream", "reader"):
-            from performance.stage.xray import place_xray
-
             if layout == "reader":
                 box = self._reader_box(box, base)
                 text_left = box[0]

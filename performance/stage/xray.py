@@ -12,6 +12,7 @@ import math
 
 from performance.show.look import colour, mix
 from performance.stage.fonts import MIN_SIZE
+from performance.stage.placed import Placed, Rule
 from performance.stage.xray_state import XrayView
 
 CONF_LEVELS = 8
@@ -110,7 +111,6 @@ def _coloured_text(lay, look, path: str, size: int, lines: list, ps: list, us: l
                    origin: tuple[int, int], lh: int) -> tuple[list, tuple[int, int]]:
     """The poem's lines, each cut into runs of one foreground (confidence) and one background
     (the unit's activation) colour; also where the newest line ends, for the top-k panel."""
-    from performance.stage.placed import Placed
 
     x0, y0 = origin
     uscale = max([1.0] + [abs(u) for u in us if u is not None])  # LSTM/GRU h lies in [-1, 1]
@@ -137,7 +137,6 @@ def _top_guesses(lay, look, top: list, path: str, size: int, small: int, slh: in
                  newest: tuple[int, int], right: int, fgd) -> list:
     """The top-k panel under the newest line: each guess, a bar as long as its probability, the
     probability as a number; kept inside the box's right edge."""
-    from performance.stage.placed import Placed, Rule
 
     out: list = []
     px = min(newest[0], right - int(small * 9))
@@ -157,7 +156,6 @@ def _surprise_trace(look, surprise: list, area: tuple[int, int, int, int], scale
                     small: int, slh: int, fgd) -> list:
     """The surprise trace in area = (x, top, w, h): one bar per token (at least 120 slots across),
     its baseline, and its label above."""
-    from performance.stage.placed import Placed, Rule
 
     x0, ty, bw, trace_h = area
     out: list = []
@@ -177,7 +175,6 @@ def _surprise_trace(look, surprise: list, area: tuple[int, int, int, int], scale
 def _top_margin(lay, view, top_edge: tuple[int, int, int], path: str, small: int, slh: int, fgd) -> list:
     """The margin above the text: the loss curve at the right, the unit's name left of it, and
     the checkpoint's label at the left (unless the caption names it already)."""
-    from performance.stage.placed import Placed, Rule
 
     xv: XrayView = view.xray
     x0, y0, bw = top_edge

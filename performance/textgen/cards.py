@@ -21,6 +21,7 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
     DIR@best, DIR@follow: see vintages.py). Raises ModelFileError naming what was tried."""
     p = Path(name_or_path)
     if "@" in str(name_or_path) and not p.is_dir():
+        # lazy: `run.py --help` imports this module; what the command needs loads when it runs
         from performance.textgen.vintages import resolve_tag, split_ref
 
         base, tag = split_ref(str(name_or_path))

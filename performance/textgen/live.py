@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -67,8 +68,6 @@ class Trainer:
         out.mkdir(parents=True, exist_ok=True)
         if self.spec.fresh:
             for s in kept_steps(out):
-                import shutil
-
                 shutil.rmtree(step_dir(out, s), ignore_errors=True)
         env = dict(os.environ, OMP_NUM_THREADS=str(self.spec.threads), MKL_NUM_THREADS=str(self.spec.threads),
                    PYTHONUNBUFFERED="1")

@@ -19,6 +19,7 @@ import torch
 
 from performance.textgen.base import ModelFileError, Token
 from performance.textgen.checkpoint import load_weights
+from performance.textgen.fused import PRECISIONS, FusedQRNN, FusedRNN
 from performance.textgen.nets import QRNNLM, RNNLM, TransformerLM, build_net
 from performance.textgen.tokenizers import CharTokenizer, WordTokenizer, make_tokenizer
 
@@ -261,18 +262,13 @@ class NeuralGenerator:
         self.word_tokens = kind.startswith("word")
         self.fused = None
         if isinstance(net, RNNLM):
-            from performance.textgen.fused import FusedRNN
-
             self.fused = FusedRNN.from_module(net, self._precision(precision))
         elif isinstance(net, QRNNLM):
-            from performance.textgen.fused import FusedQRNN
-
             self.fused = FusedQRNN.from_module(net)
 
     def _precision(self, asked: str | None) -> str:
         """The fused step's weight precision: `asked` (a flag), else the card's `cpu_precision`, else
         fp32. Bad values name the card key and what is allowed."""
-        from performance.textgen.fused import PRECISIONS
 
         p = asked or self.card.get("cpu_precision", "fp32")
         if p not in PRECISIONS:
@@ -283,8 +279,6 @@ class NeuralGenerator:
     def set_precision(self, precision: str) -> None:
         """Re-pack the fused step's weights in `precision` (fp32, fp16 or int8)."""
         if self.fused is not None and isinstance(self.net, RNNLM):
-            from performance.textgen.fused import FusedRNN
-
             self.fused = FusedRNN.from_module(self.net, self._precision(precision))
 
     def start(self, seed: int, prompt: str = ""):

@@ -1,5 +1,4 @@
 """Does a model write verse of its own? Two figures from ten seeds at temperature 0.7:
-
 real_words: share of generated words (letters only, lowercased) that are words of the corpus;
 copied_6grams: share of generated word 6-grams that occur verbatim in the corpus (reciting);
 copied_lines: share of generated lines of three or more words whose words are exactly those of a
@@ -10,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from performance.textgen.corpus import read_corpus
+from performance.textgen.corpus import DEFAULT_CORPUS, read_corpus
 
 _WORD = re.compile(r"[a-z]+")
 
@@ -23,7 +22,6 @@ def measure(gen, corpus_path: str | None = None, seeds: int = 10, words_per_seed
             temperature: float = 0.7, originality: float | None | bool = True) -> dict:
     """The figures above for `gen`. `originality`: True leaves each stream as it starts; None or a
     share is handed to streams that have an originality guard (markov)."""
-    from performance.textgen.corpus import DEFAULT_CORPUS
 
     corpus = read_corpus(corpus_path or DEFAULT_CORPUS)
     cwords = words_of(corpus.text)
@@ -62,6 +60,7 @@ MAX_REAL_WORDS_COST = 0.01  # share of real words (one point)
 def fused_loss(fused, ids: list[int], chars: int, rows: int = 16) -> float:
     """Teacher-forced loss of the fused step on `ids` (a text of `chars` chars), in nats per char;
     the text is cut into `rows` segments stepped as one batch."""
+    # lazy: numpy and the sound/x-ray code load only when that part starts
     import numpy as np
 
     n = (len(ids) - 1) // rows
@@ -82,7 +81,6 @@ def fused_loss(fused, ids: list[int], chars: int, rows: int = 16) -> float:
 def precision_cost(gen, corpus_path: str | None = None, val_chars: int = 6000) -> dict:
     """For each reduced precision of the fused step: validation loss and real-word rate against
     fp32 on the same text, and whether it is within the allowed cost. Leaves `gen` as it was."""
-    from performance.textgen.corpus import DEFAULT_CORPUS
 
     text = read_corpus(corpus_path or DEFAULT_CORPUS).text[-val_chars:]
     ids = gen.tok.encode(text)

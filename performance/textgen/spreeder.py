@@ -41,6 +41,8 @@ from performance.textgen.cards import write_card
 from performance.textgen.classic_text import verse_text
 from performance.textgen.corpus import Corpus
 from performance.textgen.inflect import article_for, can_inflect, form_of, inflect, match_case
+from performance.textgen.lengths import LengthCounter, LengthRule
+from performance.textgen.wordnet import DEFAULT_DIR, WordNet
 
 LINES_PER_TEMPLATE = 12
 # words, numbers, single punctuation marks and line breaks; what lies between them (spaces,
@@ -321,7 +323,6 @@ def train_spreeder(corpus: Corpus, out_dir: Path, seed: int, wordnet_dir: Path |
 
     Needs the WordNet files (ModelFileError with the install line if they are missing);
     `wordnet_dir` overrides the default /usr/share/wordnet."""
-    from performance.textgen.wordnet import DEFAULT_DIR, WordNet
 
     t0 = time.monotonic()
     wn = WordNet(wordnet_dir or DEFAULT_DIR)
@@ -559,7 +560,6 @@ def load_spreeder(model_dir: Path, card: dict) -> SpreederGenerator:
 def bench_case(gen: SpreederGenerator, seconds: float) -> dict:
     """The contract's Spreeder case: poems per second, 12-line poems at rate 0.5, each from a new
     stream (a new seed) through the same interface and length counter the engine uses."""
-    from performance.textgen.lengths import LengthCounter, LengthRule
 
     rule = LengthRule("lines", LINES_PER_TEMPLATE)
     n, seed, t0 = 0, 0, time.perf_counter()

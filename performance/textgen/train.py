@@ -27,12 +27,14 @@ from torch.nn import functional as F
 from performance import __version__
 from performance.textgen.awd import AWDConfig, NTTrigger, WeightAverage
 from performance.textgen.base import ModelFileError
-from performance.textgen.cards import write_card
-from performance.textgen.checkpoint import load_train_state, save_train_state, save_weights
+from performance.textgen.cards import read_card, resolve_model_dir, write_card
+from performance.textgen.checkpoint import load_train_state, load_weights, save_train_state, save_weights
 from performance.textgen.corpus import Corpus
 from performance.textgen.nets import build_net
+from performance.textgen.neural import NeuralGenerator
 from performance.textgen.schedule import lr_at, progress, warmup_share
 from performance.textgen.tokenizers import CharTokenizer, WordTokenizer
+from performance.textgen.vintages import keep_checkpoint
 
 WARMUP_PROBE_STEPS = 5  # steps timed before a budgeted run fixes its warm-up length
 
@@ -131,8 +133,6 @@ class _Progress:
 
 def _samples(net, tok, kind: str, device: str, seed: int) -> dict:
     """A few samples for the card, drawn with the engine's own sampler."""
-    from performance.textgen.neural import NeuralGenerator
-
     gen = NeuralGenerator("card", kind, {}, net.to("cpu"), tok, device="cpu")
     out = {}
     for t in (0.3, 0.7, 1.1):
@@ -146,9 +146,11 @@ def _samples(net, tok, kind: str, device: str, seed: int) -> dict:
 
 
 def _plot(history: dict, path: Path) -> None:
+    # lazy: matplotlib (~1 s) loads only when a training run draws its loss curve
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib (~1 s) loads only when a training run draws its loss curve
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
@@ -195,8 +197,6 @@ def _starting_point(cfg: TrainConfig, out_dir: Path, resume: bool) -> tuple[list
         vocab = None
     init_card, init_dir = None, None
     if cfg.init_from and not resume:
-        from performance.textgen.cards import read_card, resolve_model_dir
-
         init_dir = resolve_model_dir(cfg.init_from)
         init_card = read_card(init_dir)
         if init_card["kind"] != cfg.kind:
@@ -396,7 +396,6 @@ class _Run:
 
     def keep(self) -> None:
         """--keep-every: this step as a model folder of its own, with the latest validation loss."""
-        from performance.textgen.vintages import keep_checkpoint
 
         kc = self.card(False)
         kc["name"] = f"{self.out_dir.name}@{self.step}"
@@ -454,7 +453,6 @@ class _Run:
         self.ensure_weights_file()
         self.checkpoint(True)
         # the card's samples and plot come from the best weights, as shipped
-        from performance.textgen.checkpoint import load_weights
 
         load_weights(self.net, self.out_dir / "model.safetensors", self.device)
         final = self.card(True)
@@ -503,8 +501,6 @@ def train(corpus: Corpus, out_dir: Path, cfg: TrainConfig, resume: bool = False)
     awd, hp = _hyperparameters(cfg, resume)
     net = build_net(hp, len(tok.vocab)).to(device)
     if init_card is not None:
-        from performance.textgen.checkpoint import load_weights
-
         load_weights(net, init_dir / "model.safetensors", device)
     run = _Run(cfg=cfg, corpus=corpus, out_dir=out_dir, device=device, tok=tok, train_ids=train_ids,
                val_ids=val_ids, awd=awd, hp=hp, net=net, opt=_optimizer(net, cfg), init_card=init_card)

@@ -67,6 +67,7 @@ def resolve_tag(base_dir: Path, ref: str, tag: str) -> Path:
 
 def keep_checkpoint(out_dir: Path, net, card: dict) -> Path:
     """Write the net and its card as step-NNNNNN/, atomically (a temporary folder renamed)."""
+    # lazy: this pulls in torch (~1.5 s); only the paths that run a neural model pay for it
     from performance.textgen.checkpoint import save_weights
 
     final = step_dir(out_dir, int(card["steps"]))

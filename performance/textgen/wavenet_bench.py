@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 
+from performance.textgen.threads import use_sampler_threads
 from performance.textgen.wavenet import WaveNetGenerator
 
 TEMPERATURE = 0.8
@@ -49,8 +50,6 @@ def same_text(gen: WaveNetGenerator, seed: int = 7, chars: int = SAME_TEXT_CHARS
 
 
 def bench_case(gen: WaveNetGenerator, seconds: float) -> dict:
-    from performance.textgen.threads import use_sampler_threads
-
     use_sampler_threads()
     history = _history(gen)
     fast, naive = _primed(gen, history, False), _primed(gen, history, True)

@@ -37,6 +37,7 @@ from performance.textgen.corpus import Corpus
 from performance.textgen.schedule import lr_at, progress, warmup_share
 from performance.textgen.tokenizers import CharTokenizer
 from performance.textgen.train import _optimizer, _plot, _Progress, pick_device
+from performance.textgen.vintages import keep_checkpoint, kept_steps, step_dir
 from performance.textgen.wavenet import KIND, SIZES, WaveNetGenerator, build_wavenet, receptive_field
 
 VAL_WINDOW = 128  # train.py's default --seq-len: the windows every kind's val_loss is scored on
@@ -170,7 +171,6 @@ class _Run:
 
     def keep(self) -> None:
         """--keep-every: this step as a model folder of its own (DIR@STEP), with its validation loss."""
-        from performance.textgen.vintages import keep_checkpoint
 
         kc = self.card(False)
         kc["name"] = f"{self.out.name}@{self.step}"
@@ -211,7 +211,6 @@ class _Run:
     def die(self, lv: float, gnorm: float, why: str) -> None:
         """The run's death: written in the card; the broken weights are never saved. A vintage
         kept one step before holds the weights that just exploded: it is removed."""
-        from performance.textgen.vintages import kept_steps, step_dir
 
         if self.last_kept is not None and self.last_kept == self.step - 1:
             shutil.rmtree(step_dir(self.out, self.last_kept), ignore_errors=True)

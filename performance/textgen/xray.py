@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from performance.textgen.base import AUTO, Token, XraySpec
+from performance.textgen.kinds import kind
 
 __all__ = ["AUTO", "XraySpec", "XrayMarkovStream", "markov_top", "start_xray", "top_of"]
 
@@ -79,7 +80,6 @@ def start_xray(gen, seed: int, prompt: str, spec: XraySpec):
     """Open an x-ray stream on any generator: the kind's own opener from the registry (neural
     kinds give top-k and a unit, Markov its top-k), else a generator's own `start_xray` (served
     models fill `top` from logprobs), else its plain stream."""
-    from performance.textgen.kinds import kind
 
     entry = kind(getattr(gen, "kind", ""))
     opener = entry.function("xray") if entry is not None else None

@@ -12,7 +12,9 @@ and the fake-clock simulator (deterministic, no threads).
 from __future__ import annotations
 
 import logging
+import sys
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -37,9 +39,13 @@ from performance.protocol.worker import (
     WorkerIn,
     WorkerOut,
 )
+from performance.textgen import cards, load_model
 from performance.textgen.base import ModelFileError, ServedError, Token
+from performance.textgen.cards import resolve_model_dir
 from performance.textgen.kinds import kind as kind_entry
 from performance.textgen.lengths import LengthCounter
+from performance.textgen.live import Follower, Trainer
+from performance.textgen.vintages import checkpoint_label, split_ref
 
 log = logging.getLogger("lectern.generator")
 
@@ -85,12 +91,11 @@ class WorkerCore:
         self._reqs: dict[int, _Req] = {}
         self._order: deque[int] = deque()
         self._served_up: dict[str, bool] = {}  # what the engine was last told about each served model
+        # lazy: this pulls in torch (~1.5 s); only the paths that run a neural model pay for it
         from performance.textgen.threads import use_sampler_threads
 
         use_sampler_threads()  # one thread by default: a loaded machine must not collapse the sampler
         if loader is None:
-            from performance.textgen import load_model
-
             loader = load_model
         self._loader = loader
         self._failures: dict[str, int] = {}  # model -> poems failed in a row
@@ -209,7 +214,6 @@ class WorkerCore:
             else:
                 gen = self.model(msg.model)
                 if "@" in msg.model:  # a vintage: the caption says which step and how good it was
-                    from performance.textgen.vintages import checkpoint_label
 
                     label = checkpoint_label(msg.model, getattr(gen, "card", {}) or {})
             if getattr(gen, "kind", "") == "served":
@@ -241,12 +245,12 @@ class WorkerCore:
     def _start_stream(self, req: _Req, msg: Open, used: str, served_down: bool) -> bool:
         """Open the request's stream (an x-ray one when the scene shows it); False when it failed
         and the request is gone. A model's warnings at start are logged once."""
-        import warnings
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 if msg.xray is not None:
+                    # lazy: numpy and the sound/x-ray code load only when that part starts
                     from performance.textgen.xray import start_xray
 
                     req.stream = start_xray(req.gen, msg.seed, msg.prompt, msg.xray)
@@ -269,9 +273,6 @@ class WorkerCore:
 
     def _follow(self, name: str, rid: int = 0):
         """The newest readable checkpoint of a run (reloaded between poems), its label and curve."""
-        from performance.textgen.cards import MODELS_DIR, resolve_model_dir
-        from performance.textgen.live import Follower
-        from performance.textgen.vintages import split_ref
 
         f = self._followers.get(name)
         if f is None:
@@ -279,7 +280,7 @@ class WorkerCore:
             try:
                 base_dir = resolve_model_dir(base)
             except ModelFileError:  # not written yet: the trainer will create it
-                base_dir = Path(base) if ("/" in base or Path(base).is_absolute()) else MODELS_DIR / base
+                base_dir = Path(base) if ("/" in base or Path(base).is_absolute()) else cards.MODELS_DIR / base
             f = self._followers[name] = Follower(name, base_dir)
         before = f.step
         beat = lambda: self._emit(Waiting(rid, f"waiting for the first checkpoint in {f.base}"))  # noqa: E731
@@ -290,8 +291,6 @@ class WorkerCore:
         return gen, f.label(), f.curve()
 
     def _train(self, spec) -> None:
-        from performance.textgen.live import Trainer
-
         t = self._trainers.get(spec.out)
         if t is not None and t.running():
             return
@@ -357,7 +356,6 @@ class WorkerCore:
             req.credits.clear()
             raise ServedError(error) from None
         self._emit(Failed(req.id, name, error, fallback))
-        import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the served text may hold characters the fallback lacks
@@ -373,10 +371,10 @@ class WorkerCore:
     def _batched(self) -> int:
         """Step every waiting stream of the same recurrent model together (one matrix product per
         layer for all): several poems written ahead cost little more than one."""
-        import sys
 
         if "performance.textgen.neural" not in sys.modules:  # no neural model loaded: nothing to batch,
             return 0  # and a served or Markov scene need not wait for torch to import
+        # lazy: this pulls in torch (~1.5 s); only the paths that run a neural model pay for it
         from performance.textgen.neural import RNNStream, step_streams
 
         groups: dict[int, list[_Req]] = {}
