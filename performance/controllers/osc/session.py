@@ -55,7 +55,7 @@ def subscribe(server: OscServer, params: tuple, addr: tuple[str, int], sender: _
         server.counts["invalid"] += 1
         reply(False, str(e))
         return
-    if (addr[0], port) == server.sock.getsockname()[:2]:
+    if (addr[0], port) == server.own_address:
         server.counts["invalid"] += 1
         reply(False, "subscribe: that port is this server's own")
         return

@@ -100,7 +100,7 @@ class TcpMixin:
                 self.counts["malformed"] += 1
                 self._warn("malformed", "bad SLIP frame from %s: %s", addr[0], e)
                 continue
-            self._packet(packet, addr, conn)
+            self.packet(packet, addr, conn)
             sender = self.guard.senders.get(addr[0])
             if sender is not None and not self.guard.needs_connect(sender) and not self.tcp.prove(conn):
                 self.counts["dropped_full"] += 1  # every slot is held by a proven controller

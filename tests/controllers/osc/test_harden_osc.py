@@ -6,8 +6,6 @@ import socket
 import time
 
 from osc_client import Client, msg, replies, slip
-from pythonosc.osc_bundle_builder import OscBundleBuilder
-from pythonosc.osc_message_builder import OscMessageBuilder
 
 from performance.controllers.osc import OscServer
 from performance.controllers.osc import guard as guard_mod
@@ -56,30 +54,6 @@ def test_due_queue_orders_by_due_time():
     assert [c.due for c in q.due(4.0)] == [1.0, 3.0] and len(q) == 1
 
 
-def test_big_bundle_costs_one_token_per_message_and_far_future_is_refused():
-    srv = OscServer(host="127.0.0.1", port=0, rate_limit=50, clock=FakeClock())
-    srv.start()
-    try:
-        c = Client(srv.port)
-        b = OscBundleBuilder(time.time() + 10)
-        for _ in range(200):  # more messages than the sender's 50 tokens
-            b.add_content(OscMessageBuilder(address="/lectern/go").build())
-        c.send(b.build().dgram)
-        huge = OscBundleBuilder(time.time() + 10)
-        for _ in range(osc_mod.MAX_BUNDLE_ELEMENTS + 1):  # refused whatever the rate, before parsing
-            huge.add_content(OscMessageBuilder(address="/lectern/go").build())
-        c.send(huge.build().dgram)
-        far = OscBundleBuilder(time.time() + 86400)
-        far.add_content(OscMessageBuilder(address="/lectern/go").build())
-        c.send(far.build().dgram)
-        got = replies(c.collect(0.5, until=lambda o: len(o) >= 1))
-        time.sleep(0.1)
-        assert srv.inbox.qsize() == 0 and srv.stats()["dropped_rate"] == 1 and srv.stats()["malformed"] == 1
-        assert got and got[0][1] == "error" and "ahead" in got[0][2]
-    finally:
-        srv.stop()
-
-
 def test_stats_report_a_freeze_as_a_long_gap_and_missed_frames():
     s = FrameStats()
     t = 0.0
@@ -101,30 +75,6 @@ def client_from(ip: str, port: int) -> Client:
     c.sock.settimeout(0.05)
     c.server = ("127.0.0.1", port)
     return c
-
-
-def test_passcode_guesses_are_limited_in_total_and_lockouts_survive_a_sender_flood():
-    srv = OscServer(host="127.0.0.1", port=0, passcode="right")
-    srv.start()
-    try:
-        first = client_from("127.0.0.2", srv.port)
-        for _ in range(5):
-            first.send(msg("/lectern/connect", "nope"))
-        first.collect(0.3)
-        for i in range(guard_mod.MAX_SENDERS + 50):  # fill the sender table: the lockout must stay
-            srv._datagram(msg("/lectern/ping"), (f"10.{i // 250}.{i % 250}.9", 1))
-        first.send(msg("/lectern/connect", "right"))
-        assert "too many wrong passcodes" in replies(first.collect(0.5, until=lambda o: len(o) >= 1))[0][2]
-        tried = 0
-        for k in range(200):  # rotating addresses gains nothing: the bucket is shared
-            c = client_from(f"127.0.{1 + k // 200}.{10 + k % 200}", srv.port)
-            c.send(msg("/lectern/connect", f"guess{k}"))
-            got = replies(c.collect(0.1, until=lambda o: len(o) >= 1))
-            tried += bool(got and got[0][2] == "wrong passcode")
-            c.sock.close()
-        assert srv.counts["wrong_passcode"] <= guard_mod.PASSCODE_PER_MINUTE and srv.counts["passcode_limited"] > 150
-    finally:
-        srv.stop()
 
 
 def test_a_forged_subscribe_reflects_nothing_larger_than_itself(monkeypatch):
@@ -185,26 +135,6 @@ def test_idle_tcp_strangers_never_keep_a_controllers_go_out():
         assert srv.tcp.count() == 1  # only the controller that spoke OSC holds a slot
         for s in idle + [c]:
             s.close()
-    finally:
-        srv.stop()
-
-
-def test_the_operator_with_the_session_token_gets_in_while_a_guesser_sprays():
-    """Issue 27: during a passcode spray the real operator was refused every time. The session
-    token is always checked, outside the shared budget."""
-    srv = OscServer(host="127.0.0.1", port=0, passcode="right", token="t" * 32)
-    srv.start()
-    try:
-        for k in range(60):  # far past the budget of 10 a minute
-            srv._datagram(msg("/lectern/connect", f"guess{k}"), (f"127.0.{k // 200}.{10 + k % 200}", 1))
-        assert srv.counts["wrong_passcode"] <= guard_mod.PASSCODE_PER_MINUTE
-        op = client_from("127.0.0.250", srv.port)
-        op.send(msg("/lectern/connect", "t" * 32))
-        got = replies(op.collect(0.5, until=lambda o: len(o) >= 1))
-        assert got[0][1:] == ["ok", "connected"]
-        op.send(msg("/lectern/go"))
-        time.sleep(0.2)
-        assert [x.name for x in srv.drain()] == ["go"]
     finally:
         srv.stop()
 

@@ -1,10 +1,9 @@
-"""OSC over real UDP sockets: validation, replies, state feedback, security, coalescing, fuzzing;
+"""OSC over real UDP and TCP sockets: state feedback timing, TCP framing, a port in use, fuzzing;
 and liblo's oscsend/oscdump (a client this project did not write) against a headless engine."""
 
 from __future__ import annotations
 
 import json
-import logging
 import queue
 import socket
 import struct
@@ -18,9 +17,7 @@ from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from osc_client import Client, free_port, msg, replies, slip  # noqa: F401  (also used by other tests)
-from pythonosc.osc_bundle_builder import OscBundleBuilder
 from pythonosc.osc_message import OscMessage
-from pythonosc.osc_message_builder import OscMessageBuilder
 
 from performance.controllers.osc import OscServer
 from performance.controllers.osc.help import COMMANDS, table_text
@@ -83,30 +80,6 @@ def test_interpret_validates_and_clamps():
     assert "/lectern/temperature" in table_text()
 
 
-def test_every_address_is_accepted_and_answered(server):
-    c = Client(server.port)
-    sample = {"": (), "f": (0.5,), "i": (3,), "s": ("default",), "i|s": (2,), "b": (1,)}
-    for a in COMMANDS:
-        c.send(msg(f"/lectern/{a.name}", *sample[a.args]))
-    cmds = engine_answers(server, 0.5)
-    assert sorted(x.name for x in cmds) == sorted(a.name for a in COMMANDS)
-    replies = [m for m in c.collect(0.5) if m[0] == "/lectern/reply"]
-    assert len(replies) == len(COMMANDS) and all(r[1][1] == "ok" for r in replies)
-
-
-def test_ping_pong_and_reply_to_source_and_subscribed_port(server):
-    c, sub = Client(server.port), Client(server.port)
-    c.send(msg("/lectern/subscribe", sub.port))
-    c.send(msg("/lectern/ping"))
-    got = c.collect(0.4)
-    assert ("/lectern/pong", []) in got
-    assert ("/lectern/pong", []) in sub.collect(0.3)
-    c.send(msg("/lectern/temperature", 9.0))
-    engine_answers(server)
-    assert any(m[0] == "/lectern/reply" and m[1][:2] == ["/lectern/temperature", "ok"] for m in c.collect(0.3))
-    assert any(m[0] == "/lectern/reply" and m[1][0] == "/lectern/temperature" for m in sub.collect(0.3))
-
-
 def test_subscribers_get_state_on_change_and_every_second_without_echo(server):
     c = Client(server.port)
     c.send(msg("/lectern/subscribe", c.port))
@@ -126,62 +99,6 @@ def test_subscribers_get_state_on_change_and_every_second_without_echo(server):
     c.send(msg("/lectern/unsubscribe"))
     c.collect(0.3)
     assert not [m for m in c.collect(1.3) if m[0].startswith("/lectern/state")]
-
-
-def test_allowlist_drops_and_counts():
-    srv = OscServer(host="127.0.0.1", port=0, allow=["10.9.9.9"])
-    srv.start()
-    try:
-        c = Client(srv.port)
-        c.send(msg("/lectern/ping"))
-        assert c.collect(0.4) == []
-        assert srv.stats()["dropped_not_allowed"] == 1 and srv.drain() == []
-    finally:
-        srv.stop()
-
-
-def test_passcode_required_before_commands():
-    srv = OscServer(host="127.0.0.1", port=0, passcode="s3cret")
-    srv.start()
-    try:
-        c = Client(srv.port)
-        c.send(msg("/lectern/go"))
-        c.send(msg("/lectern/connect", "wrong"))
-        got = c.collect(0.4)
-        assert [m[1][1] for m in got if m[0] == "/lectern/reply"] == ["error", "error"]
-        assert srv.drain() == []
-        c.send(msg("/lectern/connect", "s3cret"))
-        c.send(msg("/lectern/go"))
-        time.sleep(0.3)
-        assert [x.name for x in srv.drain()] == ["go"]
-    finally:
-        srv.stop()
-
-
-def test_rate_limit_and_fader_coalescing():
-    srv = OscServer(host="127.0.0.1", port=0, rate_limit=50)
-    srv.start()
-    try:
-        c = Client(srv.port)
-        for i in range(200):
-            c.send(msg("/lectern/temperature", i / 100))
-        time.sleep(0.4)
-        cmds = srv.drain()
-        assert len(cmds) == 1  # one pending value per fader and sender: the newest that got through
-        assert srv.stats()["dropped_rate"] > 0 and srv.stats()["coalesced"] > 0
-    finally:
-        srv.stop()
-
-
-def test_future_bundle_does_not_stall_and_carries_a_due_time(server):
-    c = Client(server.port)
-    b = OscBundleBuilder(time.time() + 30)
-    b.add_content(OscMessageBuilder(address="/lectern/go").build())
-    c.send(b.build().dgram)
-    c.send(msg("/lectern/ping"))
-    assert ("/lectern/pong", []) in c.collect(0.5, until=lambda o: ("/lectern/pong", []) in o)
-    cmds = server.drain()
-    assert [x.name for x in cmds] == ["go"] and cmds[0].due == pytest.approx(30, abs=1.0)
 
 
 MALFORMED = [
@@ -219,94 +136,6 @@ def test_malformed_datagrams_never_stop_the_server(server):
     assert server.stats()["malformed"] >= 8
 
 
-def test_wrong_types_and_unknown_addresses_answer_error_with_the_reason(server):
-    c = Client(server.port)
-    for d in (msg("/lectern/temperature", "hot"), msg("/lectern/seed", 1.5), msg("/lectern/nope"),
-              msg("/lectern/volume"), msg("/lectern/temperature", float("nan"))):
-        c.send(d)
-    got = replies(c.collect(0.5, until=lambda o: len(o) >= 5))
-    assert [r[1] for r in got] == ["error"] * 5
-    assert "must be a number" in got[0][2] and "whole number" in got[1][2] and "unknown address" in got[2][2]
-    assert "needs an argument" in got[3][2] and "not a usable number" in got[4][2]
-    st_ = server.stats()
-    assert (st_["invalid"], st_["unknown"], st_["accepted"]) == (4, 1, 0) and server.inbox.empty()
-
-
-def test_coalescing_replaces_the_waiting_value_in_place_and_answers_the_old_one(server):
-    c = Client(server.port)
-    for d in (msg("/lectern/go"), msg("/lectern/temperature", 1.0), msg("/lectern/back"),
-              msg("/lectern/temperature", 2), msg("/lectern/volume", 0.5), msg("/lectern/temperature", 2.5)):
-        c.send(d)
-    got = c.collect(0.5, until=lambda o: len(o) >= 2)
-    assert replies(got) == [["/lectern/temperature", "ok", "superseded by a newer value"]] * 2
-    cmds = server.drain()  # the engine had not taken anything: one temperature, in its first place
-    assert [(x.name, x.args) for x in cmds] == [("go", ()), ("temperature", (2.5,)), ("back", ()), ("volume", (0.5,))]
-    c.send(msg("/lectern/temperature", 0.25))  # taken already: the next value queues afresh
-    time.sleep(0.2)
-    assert [(x.name, x.args) for x in server.drain()] == [("temperature", (0.25,))]
-    assert server.stats()["coalesced"] == 2
-
-
-def test_passcode_gates_subscribe_and_locks_out_a_guesser():
-    srv = OscServer(host="127.0.0.1", port=0, passcode="s3cret")
-    srv.start()
-    try:
-        c, sub = Client(srv.port), Client(srv.port)
-        c.send(msg("/lectern/subscribe", sub.port))
-        c.send(msg("/lectern/ping"))  # liveness is open to all
-        got = c.collect(0.4, until=lambda o: len(o) >= 3)
-        assert ("/lectern/pong", []) in got
-        assert replies(got)[0] == ["/lectern/subscribe", "error", "send /lectern/connect <passcode> first"]
-        for _ in range(5):
-            c.send(msg("/lectern/connect", "guess"))
-        c.send(msg("/lectern/connect", "s3cret"))  # right, but too late: locked out
-        got = replies(c.collect(0.5, until=lambda o: len(o) >= 6))
-        assert [r[2] for r in got[:5]] == ["wrong passcode"] * 5 and "too many wrong passcodes" in got[5][2]
-        assert srv.stats()["wrong_passcode"] == 5
-    finally:
-        srv.stop()
-
-
-def test_allowlist_takes_networks_and_names_and_leaves_out_bad_entries(caplog):
-    with caplog.at_level(logging.ERROR, logger="lectern.osc"):
-        srv = OscServer(host="127.0.0.1", port=0, allow=["10.0.0.0/8", "999.1.1.1"])
-    assert "'999.1.1.1' is not an IP address" in caplog.text
-    srv.stop()
-    for allow, answered in ((["127.0.0.0/8"], True), (["localhost"], True), (["10.0.0.0/8", "999.1.1.1"], False)):
-        srv = OscServer(host="127.0.0.1", port=0, allow=allow)
-        srv.start()
-        try:
-            c = Client(srv.port)
-            c.send(msg("/lectern/ping"))
-            assert (("/lectern/pong", []) in c.collect(0.3)) is answered, allow
-        finally:
-            srv.stop()
-
-
-def test_future_bundles_nested_and_scaled_by_the_engine_clock():
-    clock = FakeClock()
-    clock.time_scale = 2.0  # the engine runs twice as fast: 10 s of real time is 20 s of engine time
-    srv = OscServer(host="127.0.0.1", port=0, clock=clock)
-    srv.start()
-    try:
-        outer = OscBundleBuilder(time.time() + 10)
-        inner = OscBundleBuilder(time.time() + 20)
-        inner.add_content(OscMessageBuilder(address="/lectern/back").build())
-        outer.add_content(OscMessageBuilder(address="/lectern/go").build())
-        outer.add_content(inner.build())
-        past = OscBundleBuilder(time.time() - 5)
-        past.add_content(OscMessageBuilder(address="/lectern/keep").build())
-        c = Client(srv.port)
-        c.send(outer.build().dgram)
-        c.send(past.build().dgram)
-        time.sleep(0.3)
-        due = {x.name: x.due for x in srv.drain()}
-        assert due["go"] == pytest.approx(20, abs=1) and due["back"] == pytest.approx(40, abs=1)
-        assert due["keep"] is None  # already due: at once
-    finally:
-        srv.stop()
-
-
 def test_state_push_survives_an_odd_value_and_no_subscribe_to_itself(server):
     c = Client(server.port)
     c.send(msg("/lectern/subscribe", server.port))
@@ -335,20 +164,6 @@ def test_publish_state_is_cheap_and_change_goes_out_at_once(server):
     got = c.collect(0.5, until=lambda o: ("/lectern/state/seed", [123456]) in o)
     assert ("/lectern/state/seed", [123456]) in got and time.monotonic() - t0 < 0.04  # not the 50 ms poll
     assert ("/lectern/state/temperature", [0.5]) not in got  # unchanged: not sent again before the second
-
-
-def test_malformed_flood_is_logged_a_few_lines_not_one_per_packet(caplog):
-    server = OscServer(host="127.0.0.1", port=0, rate_limit=1e6)  # the parser is under test, not the limiter
-    server.start()
-    with caplog.at_level(logging.WARNING, logger="lectern.osc"):
-        for i in range(400):
-            send_raw(server.port, MALFORMED[i % len(MALFORMED)][:1000])
-        c = Client(server.port)
-        c.send(msg("/lectern/ping"))
-        assert ("/lectern/pong", []) in c.collect(1.0, until=lambda o: ("/lectern/pong", []) in o)
-    server.stop()
-    assert server.stats()["malformed"] >= 300
-    assert len([r for r in caplog.records if r.name == "lectern.osc"]) <= 8
 
 
 def test_tcp_slip_carries_go_and_panic_and_answers_on_the_connection(server):
