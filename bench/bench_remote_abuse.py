@@ -285,6 +285,8 @@ def main() -> int:
         "rss_mb_before": before[1], "rss_mb_peak": b.peak_rss, "rss_mb_after": after[1],
         "stage_fps": frame.get("fps"), "longest_frame_gap_ms": frame.get("longest_gap_ms"),
         "frames_missed": frame.get("frames_missed"),
+        "worst_frame_gaps": frame.get("worst_gaps"),  # when the show's worst gaps fell (s into the run)
+        "gc_longest_ms": frame.get("gc_longest_ms"), "gc_over_10ms": frame.get("gc_over_10ms"),
         "guess_log_lines": sum(1 for line in log.splitlines() if "passcode" in line),
         "tracebacks": log.count("Traceback"),
     }

@@ -253,7 +253,6 @@ def bench_all(models: list[str], seconds: float = 1.0, streams: list[int] | None
                     cases.append({"model": gen.name, "kind": gen.kind, "originality": orig,
                                   **measure(gen, originality=orig)})
             elif quality and gen.kind not in ("served", "spreeder"):  # a neural kind with its own bench
-
                 cases.append({"model": gen.name, "kind": gen.kind, **measure(gen, temperature=quality_temperature)})
             continue
         if precision and getattr(gen, "fused", None) is not None and name not in SYNTHETIC:

@@ -68,6 +68,8 @@ class Session:
 
     # ---- set-up ----------------------------------------------------------------------------------
     def open(self) -> None:
+        if self.args.stats_json:
+            self.stats.gc.start()
         self.display.open()
         self._open_operator()
         self._import_model_code()
@@ -216,9 +218,9 @@ class Session:
                 except Exception:
                     log.exception("shutdown step failed")
         if self.operator is not None:  # the table is gone: log lines may reach the terminal again
-
             replace_console(None, self._console_handlers)
         if self.args.stats_json:
+            self.stats.gc.stop()
             self._write_stats(first)
         self.worker.stop()
         self.transcript.close()

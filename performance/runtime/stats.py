@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import heapq
+import time
+
 FPS = 60
 DROP_GAP_S = 0.025
 
@@ -24,6 +28,8 @@ class FrameStats:
         self.missed = 0  # frame slots with no present (a 6.8 s freeze misses about 400)
         self.last_present: float | None = None
         self.t_first: float | None = None
+        self.worst_gaps: list[tuple[float, float]] = []  # the 5 longest (gap s, seconds into the run)
+        self.gc = GcPauses()
 
     def frame(self, work_s: float, presented: float, speaking: bool = False) -> None:
         self.frames += 1
@@ -34,6 +40,10 @@ class FrameStats:
         if self.last_present is not None:
             gap = presented - self.last_present
             self.longest_gap = max(self.longest_gap, gap)
+            if gap > DROP_GAP_S:  # where the worst gaps fell says whose they are (start-up, a load, an attack)
+                heapq.heappush(self.worst_gaps, (gap, presented - (self.t_first or presented)))
+                if len(self.worst_gaps) > 5:
+                    heapq.heappop(self.worst_gaps)
             self.missed += max(0, int(gap * FPS + 0.5) - 1)
         if speaking and self.last_present is not None:
             self.speaking_frames += 1
@@ -65,7 +75,9 @@ class FrameStats:
                "first_token_s": round(first_token_s, 3) if first_token_s is not None else None,
                "width": width, "height": height,
                "speaking_frames": self.speaking_frames, "speaking_dropped": self.speaking_dropped,
-               "fps_while_speaking": round(self.speaking_frames / self.speaking_time, 2) if self.speaking_time else None}
+               "fps_while_speaking": round(self.speaking_frames / self.speaking_time, 2) if self.speaking_time else None,
+               "worst_gaps": [{"ms": round(g * 1000, 1), "at_s": round(t, 2)} for g, t in sorted(self.worst_gaps, reverse=True)],
+               **self.gc.summary()}
         if self.osc_latency_ms:
             lat = sorted(self.osc_latency_ms)
             out["osc_commands"] = len(lat)
@@ -77,3 +89,36 @@ class FrameStats:
             out[f"{source}_latency_ms_p50"] = round(lat[len(lat) // 2], 2)
             out[f"{source}_latency_ms_p99"] = round(lat[min(len(lat) - 1, int(0.99 * (len(lat) - 1) + 0.5))], 2)
         return out
+
+
+class GcPauses:
+    """How long Python's cyclic garbage collector held the interpreter (every thread waits for it,
+    the frame loop too): the longest pause and how many took over 10 ms, from `gc.callbacks`."""
+
+    def __init__(self) -> None:
+        self.longest_s = 0.0
+        self.over_10ms = 0
+        self.collections = 0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        took = time.perf_counter() - self._t0
+        self.collections += 1
+        self.longest_s = max(self.longest_s, took)
+        self.over_10ms += took > 0.010
+
+    def start(self) -> None:
+        """Listen to the collector (until stop)."""
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def stop(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+    def summary(self) -> dict:
+        return {"gc_collections": self.collections, "gc_longest_ms": round(self.longest_s * 1000, 1),
+                "gc_over_10ms": self.over_10ms}

@@ -214,7 +214,6 @@ class WorkerCore:
             else:
                 gen = self.model(msg.model)
                 if "@" in msg.model:  # a vintage: the caption says which step and how good it was
-
                     label = checkpoint_label(msg.model, getattr(gen, "card", {}) or {})
             if getattr(gen, "kind", "") == "served":
                 self._served_check(msg.model, gen)
