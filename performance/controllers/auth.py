@@ -29,12 +29,13 @@ import enum
 import hmac
 import ipaddress
 import logging
+import multiprocessing
 import secrets
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("lectern.auth")
 GUESSES_PER_MINUTE = 10
@@ -109,50 +110,142 @@ class GuessLog:
         self.logger.warning("%s", line)
 
 
+class _Spent:
+    """The budget's spent guesses: their times, oldest first, and two counters, behind one lock.
+    This one lives in this process; `_SharedSpent` is the same in shared memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.lock: Any = threading.Lock()
+        self.times: list[float] = []
+        self.checked = 0
+        self.refused = 0
+
+    def expire(self, before: float) -> None:
+        while self.times and self.times[0] <= before:
+            del self.times[0]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def append(self, t: float) -> None:
+        self.times.append(t)
+
+    def pop(self) -> None:
+        self.times.pop()
+
+    def oldest(self) -> float:
+        return self.times[0]
+
+
+class _SharedSpent:
+    """`_Spent` in shared memory (a spawn-context lock and raw arrays), picklable to a child process:
+    the remote's own process spends the same budget as OSC and the console in this one. The clock
+    is CLOCK_MONOTONIC, the same in every process of the machine."""
+
+    def __init__(self, limit: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.lock = ctx.Lock()
+        self._times = ctx.RawArray("d", limit)
+        self._n = ctx.RawArray("q", 3)  # length, checked, refused
+
+    checked = property(lambda self: self._n[1], lambda self, v: self._n.__setitem__(1, v))
+    refused = property(lambda self: self._n[2], lambda self, v: self._n.__setitem__(2, v))
+
+    def expire(self, before: float) -> None:
+        n = self._n[0]
+        k = 0
+        while k < n and self._times[k] <= before:
+            k += 1
+        if k:
+            self._times[: n - k] = self._times[k:n]
+            self._n[0] = n - k
+
+    def __len__(self) -> int:
+        return self._n[0]
+
+    def append(self, t: float) -> None:
+        self._times[self._n[0]] = t
+        self._n[0] += 1
+
+    def pop(self) -> None:
+        self._n[0] -= 1
+
+    def oldest(self) -> float:
+        return self._times[0]
+
+
 class GuessBudget:
-    """At most `limit` wrong passcodes per `window` seconds, in total, for everyone (thread-safe).
+    """At most `limit` wrong passcodes per `window` seconds, in total, for everyone (thread-safe;
+    after `share()`, process-safe too).
 
     `take()` reserves a check before comparing (so concurrent checks cannot overrun the limit);
     `refund()` gives it back when the passcode was right."""
 
     def __init__(self, limit: int = GUESSES_PER_MINUTE, window: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, spent: _Spent | _SharedSpent | None = None) -> None:
         self.limit = limit
         self.window = window
         self.clock = clock
-        self._lock = threading.Lock()
-        self._spent: deque[float] = deque()
-        self.checked = 0  # passcodes compared (right or wrong)
-        self.refused = 0  # refused unchecked
+        self._spent = spent if spent is not None else _Spent(limit)
 
-    def _expire(self, now: float) -> None:
-        while self._spent and now - self._spent[0] >= self.window:
-            self._spent.popleft()
+    @property
+    def checked(self) -> int:
+        """Passcodes compared (right or wrong)."""
+        return self._spent.checked
+
+    @property
+    def refused(self) -> int:
+        """Passcodes refused unchecked."""
+        return self._spent.refused
+
+    def share(self) -> _SharedSpent:
+        """Move this budget into shared memory (what is spent so far comes along) and return the
+        handle a child process passes to `GuessBudget(spent=...)` to spend the same budget."""
+        if isinstance(self._spent, _SharedSpent):
+            return self._spent
+        shared = _SharedSpent(self.limit)
+        with self._spent.lock:
+            self._spent.expire(self.clock() - self.window)
+            for t in self._spent.times:
+                shared.append(t)
+            shared.checked, shared.refused = self._spent.checked, self._spent.refused
+            self._spent = shared
+        return shared
+
+    def unshare(self) -> None:
+        """Back into this process alone (the child has ended): its shared lock is released, so no
+        semaphore is left for the resource tracker to warn about at exit."""
+        if isinstance(self._spent, _SharedSpent):
+            local = _Spent(self.limit)
+            with self._spent.lock:
+                local.times = [self._spent._times[i] for i in range(len(self._spent))]
+                local.checked, local.refused = self._spent.checked, self._spent.refused
+            self._spent = local
 
     def take(self) -> bool:
-        with self._lock:
+        with self._spent.lock:
             now = self.clock()
-            self._expire(now)
+            self._spent.expire(now - self.window)
             if len(self._spent) >= self.limit:
-                self.refused += 1
+                self._spent.refused += 1
                 return False
             self._spent.append(now)
-            self.checked += 1
+            self._spent.checked += 1
             return True
 
     def refund(self) -> None:
-        with self._lock:
-            if self._spent:
+        with self._spent.lock:
+            if len(self._spent):
                 self._spent.pop()
 
     def retry_in(self) -> float:
         """Seconds until a passcode will be checked again (0 = now)."""
-        with self._lock:
+        with self._spent.lock:
             now = self.clock()
-            self._expire(now)
+            self._spent.expire(now - self.window)
             if len(self._spent) < self.limit:
                 return 0.0
-            return max(0.0, self.window - (now - self._spent[0]))
+            return max(0.0, self.window - (now - self._spent.oldest()))
 
 
 _SHARED_BUDGET = GuessBudget()

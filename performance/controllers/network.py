@@ -177,10 +177,11 @@ class RemoteControl(Controller):
 
     def start(self, inbox: Inbox) -> None:
         # lazy: `run.py --help` imports this module; what the command needs loads when it runs
-        from performance.controllers.remote import RemoteError, RemoteServer
+        from performance.controllers.remote import RemoteError
+        from performance.controllers.remote_process import RemoteProcess
 
-        try:
-            self.server = RemoteServer(inbox, host=self.args.remote_host, port=self.args.remote,
+        try:  # its own process: a flood at the remote never holds the frame loop (remote_process.py)
+            self.server = RemoteProcess(inbox, host=self.args.remote_host, port=self.args.remote,
                                        passcode=self.args.osc_passcode, scene_names=self.ctx.scene_names,
                                        token=self.ctx.extras.get("token"))
             self.server.start()

@@ -213,14 +213,8 @@ class RemoteServer(PageMessages):
         return {f"http://{h}:{self.port}" for h in self._hosts}
 
     def qr_text(self) -> str:
-        """The token URL as a QR code for a terminal (segno; two rows per text line)."""
-
-        # lazy: the network libraries load only when this service actually starts
-        import segno
-
-        buf = io.StringIO()
-        segno.make(self.token_url, error="m").terminal(out=buf, compact=True, border=2)
-        return buf.getvalue()
+        """The token URL as a QR code for a terminal."""
+        return qr_for(self.token_url)
 
     def publish_state(self, state: dict) -> None:
         """Publisher listener: keep the snapshot and wake the event loop (O(1), never blocks)."""
@@ -512,6 +506,16 @@ class RemoteServer(PageMessages):
 
 
 
+
+
+def qr_for(url: str) -> str:
+    """A URL as a QR code for a terminal (segno; two rows per text line)."""
+    # lazy: the network libraries load only when this service actually starts
+    import segno
+
+    buf = io.StringIO()
+    segno.make(url, error="m").terminal(out=buf, compact=True, border=2)
+    return buf.getvalue()
 
 
 def lan_address() -> str:
