@@ -56,10 +56,9 @@ def run_play(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.install:
-        import dataclasses
+        from performance.show.reload import installation_setlist
 
-        if setlist.install is None or setlist.install.loop:
-            setlist = dataclasses.replace(setlist, loop=True)  # an installation loops forever
+        setlist = installation_setlist(setlist, True)  # an installation loops forever
         if args.transcript_dir.exists():
             for f in rotate_transcripts(args.transcript_dir, TRANSCRIPT_CAP_BYTES):
                 log.warning("transcript rotated out: %s", f.name)

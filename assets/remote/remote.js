@@ -118,6 +118,9 @@ function drawState() {
   // cue timing: the next automatic start, counted down here between states (they come about once a second)
   cueUntil = typeof s.countdown === "number" ? Date.now() + s.countdown * 1000 : null;
   drawCue();
+  const ed = $("edit");  // an edit on disk that was refused: the show goes on with the running version
+  ed.textContent = s.reload_error ? `edit refused: ${s.reload_error}` : "";
+  ed.hidden = !s.reload_error;
   drawScenes();
 }
 
@@ -188,6 +191,7 @@ $("go").onclick = () => send("go");
 $("back").onclick = () => send("back");
 $("keep").onclick = () => send("keep");
 $("reseed").onclick = () => send("reseed");
+$("reload").onclick = () => send("reload");
 $("release").onclick = () => send("temperature/release");
 $("pause").onclick = () => send(state.paused ? "resume" : "pause");
 $("connect").onclick = () => sendConnect($("passcode").value);
