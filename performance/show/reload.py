@@ -87,6 +87,7 @@ def read_again(path: str | Path, *, changed: str | Path | None = None, source: s
     path = Path(path)
     changed = Path(changed) if changed is not None else path
     known = list(known) if known else [path.resolve()]
+    running = known  # a refused version is hashed as the files the running one is made of
     setlist, error, files = None, "", {}
     for _ in range(READ_TRIES):
         before = {str(p): sha256_file(p) for p in known}
@@ -97,7 +98,7 @@ def read_again(path: str | Path, *, changed: str | Path | None = None, source: s
                 setlist = adjust(setlist)
         except ConfigError as e:
             setlist, error = None, str(e)
-        now = setlist_files(setlist) if setlist is not None else [path.resolve()]
+        now = setlist_files(setlist) if setlist is not None else list(dict.fromkeys([*running, changed.resolve()]))
         files = {str(p): sha256_file(p) for p in now}
         if all(before.get(k) == v for k, v in files.items()):
             break  # every file read is one hashed before the parse, and unchanged since
