@@ -59,6 +59,7 @@ class Watch(Controller):
         self._inbox: Inbox | None = None
         self._requests: queue.Queue[Command] = queue.Queue(maxsize=16)
         self._stop = threading.Event()
+        self.ready = threading.Event()  # set once the folders are watched (a change from then on is seen)
         self._thread = threading.Thread(target=self._run, name="lectern-watch", daemon=True)
 
     def start(self, inbox: Inbox) -> None:
@@ -87,6 +88,7 @@ class Watch(Controller):
                 if self.auto:
                     self._watch()
                 else:
+                    self.ready.set()
                     self._serve(self._requests.get(timeout=WAKE_MS / 1000))
             except queue.Empty:
                 continue
@@ -106,6 +108,7 @@ class Watch(Controller):
         for changes in watchfiles.watch(*watched, watch_filter=None, debounce=DEBOUNCE_MS, step=50,
                                         stop_event=self._stop, rust_timeout=WAKE_MS, yield_on_timeout=True,
                                         raise_interrupt=False, recursive=False, ignore_permission_denied=True):
+            self.ready.set()
             while not self._requests.empty():
                 self._serve(self._requests.get_nowait())
             mine = set(self.files)
