@@ -55,7 +55,7 @@ class ReloadMixin:
         for m in dict.fromkeys(m for e in msg.setlist.entries for m in e.scene.models):
             if m not in running:  # a model the new version names loads now, not at its first poem
                 self._out.worker.append(Preload(m))
-        when = self._reload_when()
+        when = self._reload_when(now)
         self._emit(now, "reload", **fields, ok=True, takes_effect=when)
         self.reload_line = f"{Path(msg.file).name} {msg.sha256[:8]} waits for the next {when}"
         self._reply(msg, True, f"{msg.file} read (sha256 {msg.sha256[:12]}): takes effect "
@@ -67,21 +67,30 @@ class ReloadMixin:
         if msg.reply is not None:
             self._out.replies.append((msg.reply, ok, detail))
 
-    def _reload_when(self) -> str:
+    def _reload_when(self, now: float) -> str:
         """now (no line being revealed), poem (the next poem's end) or cue (the next scene's start)."""
         if self.state in IDLE_STATES:
             return "now"
         if self.state != "playing":  # a cue's wait: its poems are written ahead; it starts with the new version
             return "cue"
-        return "now" if self._between_poems() else "poem"
+        return "now" if self._between_poems(now) else "poem"
 
-    def _between_poems(self) -> bool:
-        return all(c.poem is None or not c.poem.started for c in self.columns)
+    def _between_poems(self, t: float) -> bool:
+        """No column shows a poem at `t`, nor would have started one by then (a hold that ended
+        before `t` started its poem at its end, on the engine's timeline, even if no step has yet)."""
+        def idle(c: _Column) -> bool:
+            if c.phase == "done" or c.poem is None:
+                return True
+            if c.poem.started:
+                return False
+            return (c.until if c.phase in ("hold", "pause") else c.start_at) > t
+
+        return all(idle(c) for c in self.columns)
 
     # ---- the hooks (overrides: the Engine lists ReloadMixin first) ---------------------------------
     def _end_poem(self, t: float, col: _Column, partial: bool) -> None:
         super()._end_poem(t, col, partial)
-        if not partial and self._reload_next is not None and self.state == "playing" and self._between_poems():
+        if not partial and self._reload_next is not None and self.state == "playing" and self._between_poems(t):
             self._take_reload(t, "poem")
 
     def _start_poem(self, t: float, col: _Column) -> None:
