@@ -22,6 +22,7 @@ from performance.controllers.inbox import Inbox
 from performance.protocol.commands import Command
 
 log = logging.getLogger("lectern.watch")
+logging.getLogger("watchfiles.main").setLevel(logging.WARNING)  # "N changes detected" for every file in the folder
 DEBOUNCE_MS = 400  # an editor's save (write, rename, chmod) arrives as one batch of changes
 WAKE_MS = 200  # the watch wakes this often to take /lectern/reload requests and to see stop()
 

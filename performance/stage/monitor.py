@@ -60,7 +60,9 @@ def monitor_info(snap: Snapshot, wall) -> MonitorInfo:
         clock=f"{wall:%H:%M:%S}", scene=f"{snap.scene[0]} {snap.scene[1]}",
         standby=f"{sb_n} {sb_name}" if sb_n else "", poem=f"poem {n} of {of}" if of else f"poem {n}",
         next_pause=snap.next_pause, next_at=snap.next_at[0] if snap.next_at else "",
-        warnings=((f"edit refused: {snap.reload_error}",) if snap.reload_error else ()) + tuple(snap.errors[-2:])
+        # a refused edit by its file's name, not its path: the key, value and what is allowed must fit
+        warnings=((f"edit refused: {snap.reload_error.partition(': ')[0].rsplit('/', 1)[-1]}: "
+                   f"{snap.reload_error.partition(': ')[2]}",) if snap.reload_error else ()) + tuple(snap.errors[-2:])
         + tuple(snap.warnings[-1:]), cue=snap.cue_text(clock=True))
 
 

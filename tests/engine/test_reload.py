@@ -211,3 +211,32 @@ def test_the_reload_line_reads_back_from_the_transcript_with_its_hash(tmp_path):
     assert back[0]["applied_at"] == 1.0 and back[1]["applied_at"] is None
     assert back[1]["error"] == bad.error and "key 'poems' = 0" in bad.error
     assert dict(back[0]["files"])[str(path.resolve())] == digest(path.read_bytes()).hexdigest()
+
+
+def test_the_refusal_line_reaches_the_operator_view_the_monitor_and_the_remote(tmp_path):
+    """From the engine's report through the one Snapshot to each view (none reads the Engine)."""
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from performance.operator import OperatorView
+    from performance.runtime.publisher import compose
+    from performance.stage.monitor import monitor_info
+
+    path, sl = make(tmp_path, {"a": scene_text(10)}, ["a"])
+    (tmp_path / "a.toml").write_text(scene_text(0))
+    bad = read_again(path, changed=tmp_path / "a.toml")
+    eng = Engine(sl, session_seed=1)
+    eng.start(0.0)
+    eng.step(0.5, [bad])
+    snap = compose(eng.snapshot())
+    line = f"{tmp_path / 'a.toml'}: key 'length.words' = 0: "
+    assert snap.reload_error.startswith(line)
+    assert snap.to_dict()["reload_error"] == snap.reload_error  # the remote's state message
+    assert monitor_info(snap, datetime(2026, 1, 1)).warnings[0].startswith("edit refused: a.toml: key 'length.words' = 0")
+    view = OperatorView()
+    view.update(snap, 60.0)
+    console = Console(width=400, record=True)
+    console.print(view.table())
+    text = console.export_text()
+    assert "edit refused" in text and line.strip() in text
