@@ -92,6 +92,8 @@ class Router:
             s.operator.command(f"{ev['source']} {ev['address']} {ev['args']} → {ev['detail']}")
         if ev["event"] in PUBLISH_ON:
             s.cadence.changed()
+        if ev["event"] in ("reload_applied", "scene"):  # controllers number and name the scenes the engine has
+            s.controllers.ctx.setlist = s.engine.setlist
 
     def _speak(self, a: Speak) -> None:
         from performance.sound import Utterance

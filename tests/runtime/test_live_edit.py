@@ -51,7 +51,8 @@ def of(ev, kind):
 
 
 def words(text: str) -> int:
-    return len([w for w in text.split() if re.search(r"[^\W\d_]", w)])
+    """Words as a length rule counts them (performance/textgen/lengths.py): o'er-sways is two."""
+    return len(re.findall(r"[^\W\d_]+(?:['’][^\W\d_]+)*", text))
 
 
 def test_a_running_show_takes_an_edit_at_the_next_poem_and_refuses_a_broken_one(tmp_path):
@@ -78,7 +79,7 @@ def test_a_running_show_takes_an_edit_at_the_next_poem_and_refuses_a_broken_one(
         before = [e for e in ends if e["t"] <= applied["t"]]
         after = [e for e in ends if e["t"] > applied["t"]]
         assert all(words(e["text"]) == 12 for e in before if not e["partial"])
-        assert [words(e["text"]) for e in after[:2]] == [3, 3]
+        assert [words(e["text"]) for e in after[:2]] == [3, 3], [e["text"] for e in after[:2]]
         # never mid-line: the new version took the stage at a poem's end or between poems
         starts = of(ev, "poem_start")
         assert not any(s["t"] < applied["t"] < e["t"] for s, e in zip(starts, ends, strict=False)), [(e["event"], e["t"], e.get("n")) for e in ev if e["event"] in ("poem_start", "poem_end", "reload", "reload_applied", "scene")]
@@ -99,6 +100,18 @@ def test_a_running_show_takes_an_edit_at_the_next_poem_and_refuses_a_broken_one(
         assert all(words(e["text"]) == 3 for e in of(ev, "poem_end")[-2:])
         osc = [e for e in of(ev, "reload") if e["source"] == "osc"]
         assert osc and osc[0]["file"] == str(tmp_path / "set.toml") and not osc[0]["ok"]
+
+        # a scene added to the setlist: once it is in effect, OSC numbers it (the controllers see the
+        # engine's setlist, so scene 2 is not clamped to the 1 scene the show started with)
+        scene.write_text(SCENE.format(n=3, rate=25))
+        wait_for(sessions, lambda ev: len(of(ev, "reload_applied")) >= 2, "the mended scene")
+        setlist = tmp_path / "set.toml"
+        setlist.write_text(setlist.read_text() + '\n[[scene]]\nname = "b"\nmodel = "markov"\n')
+        key = str(setlist.resolve())
+        wait_for(sessions, lambda ev: any(e["file"] == key for e in of(ev, "reload_applied")), "the longer setlist")
+        c.send(msg("/lectern/scene", 2))
+        got = replies(c.collect(WAIT_S, until=lambda out: any(m[0] == "/lectern/reply" for m in out)))
+        assert got and got[0] == ["/lectern/scene", "ok", "scene 2 at the next poem"]
     finally:
         proc.send_signal(signal.SIGINT)
         try:
