@@ -101,4 +101,5 @@ STATE = [
     ("state/voice", "i", "speech on"),
     ("state/volume", "f", "master volume"),
     ("state/health", "f f i i f [s]", "uptime_s, fps, poems, restarts, rss_mb[, served models: up N tok/s | down (why)]"),
+    ("state/reload_error", "s", "the last edit of a scene or setlist that was refused, in one line (\"\" = none)"),
 ]

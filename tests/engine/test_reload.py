@@ -213,7 +213,7 @@ def test_the_reload_line_reads_back_from_the_transcript_with_its_hash(tmp_path):
     assert dict(back[0]["files"])[str(path.resolve())] == digest(path.read_bytes()).hexdigest()
 
 
-def test_the_refusal_line_reaches_the_operator_view_the_monitor_and_the_remote(tmp_path):
+def test_the_refusal_line_reaches_the_operator_view_the_monitor_the_remote_and_osc(tmp_path):
     """From the engine's report through the one Snapshot to each view (none reads the Engine)."""
     from datetime import datetime
 
@@ -233,6 +233,9 @@ def test_the_refusal_line_reaches_the_operator_view_the_monitor_and_the_remote(t
     line = f"{tmp_path / 'a.toml'}: key 'length.words' = 0: "
     assert snap.reload_error.startswith(line)
     assert snap.to_dict()["reload_error"] == snap.reload_error  # the remote's state message
+    from performance.controllers.osc.feedback import state_messages
+
+    assert state_messages(snap.to_dict())["state/reload_error"] == [snap.reload_error]  # OSC subscribers
     assert monitor_info(snap, datetime(2026, 1, 1)).warnings[0].startswith("edit refused: a.toml: key 'length.words' = 0")
     view = OperatorView()
     view.update(snap, 60.0)
