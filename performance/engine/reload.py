@@ -73,7 +73,8 @@ class ReloadMixin:
             return "now"
         if self.state != "playing":  # a cue's wait: its poems are written ahead; it starts with the new version
             return "cue"
-        return "now" if self._between_poems(now) else "poem"
+        # paused, the timeline stands still at the pause (deadlines move on by the time paused at resume)
+        return "now" if self._between_poems(self.paused_at if self.paused else now) else "poem"
 
     def _between_poems(self, t: float) -> bool:
         """No column shows a poem at `t`, nor would have started one by then (a hold that ended

@@ -243,3 +243,15 @@ def test_the_refusal_line_reaches_the_operator_view_the_monitor_the_remote_and_o
     console.print(view.table())
     text = console.export_text()
     assert "edit refused" in text and line.strip() in text
+
+
+def test_paused_in_a_hold_a_reload_is_taken_at_once_and_the_hold_resumes_as_it_was(tmp_path):
+    path, sl = make(tmp_path, {"a": scene_text(10, extra="poems = 3")}, ["a"])
+    (tmp_path / "a.toml").write_text(scene_text(2, extra="poems = 3"))
+    msg = read_again(path, changed=tmp_path / "a.toml")
+    pause, resume = Command("/lectern/pause"), Command("/lectern/resume")
+    # poem 1 ends at 1.0, its hold would end at 1.5; paused at 1.25 for 5 s, the edit arrives at 4.0
+    events, _, _ = drive(sl, 12, {1.25: [pause], 4.0: [msg], 6.25: [resume]})
+    assert [(e["t"], e["at"]) for e in of(events, "reload_applied")] == [(4.0, "now")]
+    assert of(events, "poem_start")[1]["t"] == 6.5  # the hold's last 0.25 s after the resume
+    assert [words(e["text"]) for e in of(events, "poem_end")] == [10, 2, 2]
