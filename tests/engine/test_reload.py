@@ -255,3 +255,24 @@ def test_paused_in_a_hold_a_reload_is_taken_at_once_and_the_hold_resumes_as_it_w
     assert [(e["t"], e["at"]) for e in of(events, "reload_applied")] == [(4.0, "now")]
     assert of(events, "poem_start")[1]["t"] == 6.5  # the hold's last 0.25 s after the resume
     assert [words(e["text"]) for e in of(events, "poem_end")] == [10, 2, 2]
+
+
+def test_with_columns_the_edit_waits_for_a_moment_no_column_is_mid_poem(tmp_path):
+    cols = 'layout = "columns"\nmodels = ["markov", "markov"]\nlength = { words = [4, 14] }\n'
+    text = scene_text(1).replace('model = "markov"\n', "").replace("length = { words = 1 }\n", cols)
+    path, sl = make(tmp_path, {"a": text + "poems = 6"}, ["a"])
+    (tmp_path / "a.toml").write_text(text.replace("[4, 14]", "3") + "poems = 6")
+    msg = read_again(path, changed=tmp_path / "a.toml")
+    ev = simulate(sl, 30, dt=0.25, loader=script_loader, commands=[(0.25, msg)])
+    (applied,) = of(ev, "reload_applied")
+    spans = {}
+    for e in ev:
+        if e["event"] == "poem_start":
+            spans[e["n"]] = [e["column"], e["t"], None]
+        elif e["event"] == "poem_end" and e["n"] in spans:
+            spans[e["n"]][2] = e["t"]
+    assert len({c for c, _, _ in spans.values()}) == 2
+    assert not any(s < applied["t"] < e for _, s, e in spans.values()), (applied["t"], spans)
+    assert applied["t"] > min(e for _, _, e in spans.values())  # it waited past a poem end that was mid-poem elsewhere
+    later = [e for e in of(ev, "poem_end") if e["t"] > applied["t"]]
+    assert later and all(words(e["text"]) == 3 for e in later)
