@@ -8,6 +8,7 @@ files. The result is a `protocol.actions.Reload` message for the engine's inbox.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def scene_key(scene: Scene) -> str:
     written inline in the setlist its name (its position may have moved)."""
     if INLINE in scene.file:
         return "name:" + scene.name
-    return "file:" + str(Path(scene.file).resolve())
+    # a string operation, no file system call: the engine asks this on the frame thread, and both
+    # versions were read from the same setlist path, so one file is spelled one way
+    return "file:" + os.path.normpath(scene.file)
 
 
 def _check_models(setlist: Setlist) -> None:

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Edits while the show runs: how soon a saved file reaches the engine, and what it costs it.
+
+    python bench/bench_reload.py [--count 20] [--setlist setlists/demo.toml]
+
+Prints one JSON object:
+- notice_ms: a scene file saved (written whole, as an editor's rename would leave it) → its
+  checked Reload message on the inbox, through the real watcher thread (watchfiles, inotify, the
+  400 ms debounce included): median and max of --count edits;
+- read_ms: `show.reload.read_again` of --setlist (every scene file read, parsed, checked, hashed:
+  the work done on the watcher's thread, never on the frame loop), median of --count;
+- step_us: the engine's `step` on the frame thread that takes a checked version at a boundary,
+  against a step without one in the same run (ratio = with / without), medians of --count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SCENE = """model = "markov"
+length = {{ words = {n} }}
+pacing = {{ reveal = "words", rate = 10, hold = 0.5 }}
+"""
+
+
+def notice(count: int) -> list[float]:
+    from performance.controllers.inbox import Inbox
+    from performance.controllers.watch import Watch
+    from performance.show.config import load_setlist
+
+    tmp = Path(tempfile.mkdtemp(prefix="lectern-bench-reload-"))
+    (tmp / "a.toml").write_text(SCENE.format(n=10))
+    (tmp / "set.toml").write_text('[[scene]]\nfile = "a.toml"\n')
+    inbox = Inbox()
+    w = Watch(load_setlist(tmp / "set.toml"))
+    w.start(inbox)
+    w.ready.wait(10)
+    out = []
+    for i in range(count):
+        new = tmp / ".a.toml.new"
+        new.write_text(SCENE.format(n=11 + i))
+        t0 = time.perf_counter()
+        new.replace(tmp / "a.toml")
+        msg = inbox.get(timeout=10)
+        out.append((time.perf_counter() - t0) * 1000)
+        assert msg.setlist.entries[0].scene.length.lo == 11 + i, msg.error
+    w.stop()
+    return out
+
+
+def read(setlist: Path, count: int) -> list[float]:
+    from performance.show.reload import read_again
+
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        msg = read_again(setlist)
+        out.append((time.perf_counter() - t0) * 1000)
+        assert msg.error == "", msg.error
+    return out
+
+
+def step(count: int) -> tuple[list[float], list[float]]:
+    """A step at a poem's end with and without a reload taken there (fresh engines, the same poem)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import script_loader
+
+    from performance.engine import Engine
+    from performance.show.reload import read_again
+    from performance.worker.core import WorkerCore
+
+    tmp = Path(tempfile.mkdtemp(prefix="lectern-bench-step-"))
+    (tmp / "a.toml").write_text(SCENE.format(n=10))
+    (tmp / "set.toml").write_text('[[scene]]\nfile = "a.toml"\n')
+    from performance.show.config import load_setlist
+
+    sl = load_setlist(tmp / "set.toml")
+    (tmp / "a.toml").write_text(SCENE.format(n=4))
+    msg = read_again(tmp / "set.toml")
+    with_, without = [], []
+    for _ in range(count):
+        for bucket, first in ((without, []), (with_, [msg])):
+            out: list = []
+            core = WorkerCore(out.append, script_loader)
+            eng = Engine(sl, session_seed=1)
+            for m in eng.start(0.0).worker:
+                core.handle(m)
+            now, inbox, took = 0.0, list(first), None
+            while took is None and now < 5:
+                core.pump()
+                inbox += out
+                out.clear()
+                t0 = time.perf_counter()
+                o = eng.step(now, inbox)
+                dt = (time.perf_counter() - t0) * 1e6
+                if any(e["event"] == "poem_end" for e in o.events):  # the step at the first poem's end
+                    took = dt
+                    assert bool(first) == any(e["event"] == "reload_applied" for e in o.events)
+                for m in o.worker:
+                    core.handle(m)
+                inbox, now = [], now + 1 / 60
+            bucket.append(took)
+    return with_, without
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--count", type=int, default=20)
+    ap.add_argument("--setlist", type=Path, default=ROOT / "setlists/demo.toml")
+    a = ap.parse_args()
+    n = notice(a.count)
+    r = read(a.setlist, a.count)
+    w, wo = step(a.count)
+    print(json.dumps({
+        "notice_ms": {"median": round(statistics.median(n), 1), "max": round(max(n), 1), "count": len(n)},
+        "read_ms": {"setlist": str(a.setlist), "median": round(statistics.median(r), 2)},
+        "step_us": {"with_reload": round(statistics.median(w), 1), "without": round(statistics.median(wo), 1),
+                    "ratio": round(statistics.median(w) / statistics.median(wo), 2)},
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
