@@ -77,6 +77,7 @@ function handle(m) {
     showReply(m.address, m.ok, m.detail.replace(/^auth: /, ""));
   } else if (m.type === "state") {
     state = m.state;
+    if (state.scenes) scenes = state.scenes;  // the setlist was reloaded: its scenes as they are now
     drawState();
   }
 }
@@ -139,8 +140,9 @@ setInterval(drawCue, 250);
 function drawScenes() {
   const ol = $("scenes");
   const cur = state.scene ? state.scene[0] : 0, sb = state.standby ? state.standby[0] : 0;
-  if (ol.children.length !== scenes.length) {
+  if (ol.children.length !== scenes.length || ol.dataset.names !== JSON.stringify(scenes)) {
     ol.innerHTML = "";
+    ol.dataset.names = JSON.stringify(scenes);
     scenes.forEach((name, i) => {
       const li = document.createElement("li");
       li.textContent = `${i + 1}. ${name}`;

@@ -292,3 +292,8 @@ def test_a_refused_edit_shows_on_the_phone_and_reload_answers_there(show, browse
     assert until(browser, f"document.getElementById('reply').textContent.includes({line!r})", timeout=30)
     (tmp / "set.toml").write_text(good)
     assert until(browser, "document.getElementById('edit').hidden", timeout=30)
+    # a scene added on disk: the phone's scene list follows once the new version is in effect
+    (tmp / "set.toml").write_text(good + '[[scene]]\nname = "third eye"\nmodel = "markov"\n')
+    assert until(browser, "document.querySelectorAll('#scenes li').length === 3", timeout=60)
+    assert text(browser, "scenes").endswith("3. third eye")
+    (tmp / "set.toml").write_text(good)
