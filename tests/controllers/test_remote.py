@@ -292,8 +292,11 @@ def test_a_refused_edit_shows_on_the_phone_and_reload_answers_there(show, browse
     assert until(browser, f"document.getElementById('reply').textContent.includes({line!r})", timeout=30)
     (tmp / "set.toml").write_text(good)
     assert until(browser, "document.getElementById('edit').hidden", timeout=30)
-    # a scene added on disk: the phone's scene list follows once the new version is in effect
+    # a scene added on disk: the phone's scene list follows once the new version is in effect (after
+    # panic at once: no line is being revealed; while a poem plays it would wait for the poem's end)
+    osc.send("/lectern/panic")
+    assert any(a == "/lectern/reply" and args[:2] == ["/lectern/panic", "ok"] for a, args in osc.collect(1.0))
     (tmp / "set.toml").write_text(good + '[[scene]]\nname = "third eye"\nmodel = "markov"\n')
-    assert until(browser, "document.querySelectorAll('#scenes li').length === 3", timeout=60)
+    assert until(browser, "document.querySelectorAll('#scenes li').length === 3", timeout=30)
     assert text(browser, "scenes").endswith("3. third eye")
     (tmp / "set.toml").write_text(good)
