@@ -49,9 +49,10 @@ class Watch(Controller):
                    adjust=lambda sl: installation_setlist(sl, install))
 
     def __init__(self, setlist, *, auto: bool = True, adjust: Callable | None = None) -> None:
-        from performance.show.reload import setlist_files, sha256_file
+        from performance.show.reload import setlist_files, setlist_models, sha256_file
 
         self.path = Path(setlist.file)
+        self.models = setlist_models(setlist)  # they exist: a new version naming only these reads no card
         self.auto = auto
         self.adjust = adjust
         self.files = setlist_files(setlist)  # the files of the newest version read
@@ -128,13 +129,15 @@ class Watch(Controller):
         self._reload(self.path, cmd.source, cmd.reply)
 
     def _reload(self, changed: Path, source: str, reply) -> None:
-        from performance.show.reload import read_again, setlist_files
+        from performance.show.reload import read_again, setlist_files, setlist_models
 
-        msg = read_again(self.path, changed=changed, source=source, adjust=self.adjust, known=self.files, reply=reply)
+        msg = read_again(self.path, changed=changed, source=source, adjust=self.adjust, known=self.files,
+                         models=self.models, reply=reply)
         self.hashes.update(msg.files)
         self.hashes[str(changed.resolve())] = msg.sha256
         if msg.setlist is not None:
             self.files = setlist_files(msg.setlist)
+            self.models |= setlist_models(msg.setlist)
         else:
             log.warning("reload refused: %s", msg.error)
         self.reloads += 1

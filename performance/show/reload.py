@@ -59,12 +59,19 @@ def scene_key(scene: Scene) -> str:
     return "file:" + os.path.normpath(scene.file)
 
 
-def _check_models(setlist: Setlist) -> None:
-    """A model the new version names must exist now, not fail later in the worker."""
+def setlist_models(setlist: Setlist) -> set[str]:
+    """Every model a setlist's scenes name."""
+    return {m for e in setlist.entries for m in e.scene.models}
+
+
+def _check_models(setlist: Setlist, known: set[str]) -> None:
+    """A model the new version names must exist now, not fail later in the worker. Only the new
+    ones are read: a card is parsed in regular expressions that hold the GIL (safe_files), and the
+    frame loop shares it."""
     from performance.textgen.base import ModelFileError
     from performance.textgen.cards import read_card, resolve_model_dir
 
-    seen: set[str] = set()
+    seen: set[str] = set(known)
     for e in setlist.entries:
         for m in e.scene.models:
             if m in seen:
@@ -79,12 +86,13 @@ def _check_models(setlist: Setlist) -> None:
 
 def read_again(path: str | Path, *, changed: str | Path | None = None, source: str = "watch",
                adjust: Callable[[Setlist], Setlist] | None = None, known: list[Path] | None = None,
-               reply: Callable[[bool, str], None] | None = None) -> Reload:
+               models: set[str] | None = None, reply: Callable[[bool, str], None] | None = None) -> Reload:
     """The setlist at `path` read and checked again, as a Reload message (never raises).
 
     changed: the file whose change caused this (default: the setlist); its sha256 is the one the
     transcript records. adjust: what the runtime does to a setlist after loading it (an
-    installation loops). known: the files the running version is made of. Every file is hashed
+    installation loops). known: the files the running version is made of; models: the models it
+    names (known to exist: only others are checked). Every file is hashed
     before and after the parse; one that changed meanwhile (an editor still saving) is read again,
     so the hashes are those of the bytes that were parsed."""
     path = Path(path)
@@ -96,7 +104,7 @@ def read_again(path: str | Path, *, changed: str | Path | None = None, source: s
         before = {str(p): sha256_file(p) for p in known}
         try:
             setlist, error = load_setlist(path), ""
-            _check_models(setlist)
+            _check_models(setlist, models or set())
             if adjust is not None:
                 setlist = adjust(setlist)
         except ConfigError as e:

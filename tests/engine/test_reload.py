@@ -276,3 +276,11 @@ def test_with_columns_the_edit_waits_for_a_moment_no_column_is_mid_poem(tmp_path
     assert applied["t"] > min(e for _, _, e in spans.values())  # it waited past a poem end that was mid-poem elsewhere
     later = [e for e in of(ev, "poem_end") if e["t"] > applied["t"]]
     assert later and all(words(e["text"]) == 3 for e in later)
+
+
+def test_an_edit_naming_a_model_that_does_not_exist_is_refused_by_name(tmp_path):
+    path, sl = make(tmp_path, {"a": scene_text(10)}, ["a"])
+    (tmp_path / "a.toml").write_text(scene_text(10).replace('"markov"', '"no-such-model"'))
+    msg = read_again(path, changed=tmp_path / "a.toml", models={"markov"})
+    assert msg.setlist is None
+    assert msg.error.startswith(f"{tmp_path / 'a.toml'}: key 'model' = 'no-such-model': a model folder or a name")
