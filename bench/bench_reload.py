@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Edits while the show runs: how soon a saved file reaches the engine, and what it costs it.
 
-    python bench/bench_reload.py [--count 20] [--setlist setlists/demo.toml]
+    python bench/bench_reload.py [--count 20] [--setlist setlists/demo.toml] [--frames N]
 
 Prints one JSON object:
 - notice_ms: a scene file saved (written whole, as an editor's rename would leave it) → its
@@ -10,7 +10,9 @@ Prints one JSON object:
 - read_ms: `show.reload.read_again` of --setlist (every scene file read, parsed, checked, hashed:
   the work done on the watcher's thread, never on the frame loop), median of --count;
 - step_us: the engine's `step` on the frame thread that takes a checked version at a boundary,
-  against a step without one in the same run (ratio = with / without), medians of --count.
+  against a step without one in the same run (ratio = with / without), medians of --count;
+- frames (with --frames N): a headless show whose scene is saved every 2 s, with the watcher and
+  under --no-watch, alternating: fps, frame_ms p50/p99 and dropped frames, medians of N runs.
 """
 
 from __future__ import annotations
@@ -116,15 +118,49 @@ def step(count: int) -> tuple[list[float], list[float]]:
     return with_, without
 
 
+def frames(repeats: int, seconds: float = 20.0) -> dict:
+    """A headless show (1280x720) with the scene saved every 2 s (each save a new version, taken at
+    the next poem) against the same show and saves under --no-watch, runs alternating: the frame
+    loop's p99 work time and dropped frames, medians over the runs."""
+    import subprocess
+
+    runs: dict[str, list[dict]] = {"watch": [], "no_watch": []}
+    for _ in range(repeats):
+        for mode in ("watch", "no_watch"):
+            tmp = Path(tempfile.mkdtemp(prefix="lectern-bench-frames-"))
+            (tmp / "a.toml").write_text(SCENE.format(n=10))
+            (tmp / "set.toml").write_text('[[scene]]\nfile = "a.toml"\n')
+            cmd = [sys.executable, "run.py", "play", str(tmp / "set.toml"), "--headless", "--window", "1280x720",
+                   "--quiet", "--osc-port", "0", "--duration", str(seconds), "--transcript-dir", str(tmp / "s"),
+                   "--stats-json", str(tmp / "stats.json")] + (["--no-watch"] if mode == "no_watch" else [])
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            i = 0
+            while proc.poll() is None:
+                time.sleep(2.0)
+                i += 1
+                (tmp / "a.toml").write_text(SCENE.format(n=4 + i % 8))
+            stats = json.loads((tmp / "stats.json").read_text())
+            runs[mode].append(stats)
+    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("fps", "frame_ms_p50", "frame_ms_p99", "dropped")}
+           for m, rs in runs.items()}
+    med["p99_ratio"] = round(med["watch"]["frame_ms_p99"] / med["no_watch"]["frame_ms_p99"], 2)
+    med["repeats"] = repeats
+    return med
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--count", type=int, default=20)
     ap.add_argument("--setlist", type=Path, default=ROOT / "setlists/demo.toml")
+    ap.add_argument("--frames", type=int, default=0, metavar="N",
+                    help="also N alternating headless runs with and without the watcher (20 s each)")
     a = ap.parse_args()
     n = notice(a.count)
     r = read(a.setlist, a.count)
     w, wo = step(a.count)
+    extra = {"frames": frames(a.frames)} if a.frames else {}
     print(json.dumps({
+        **extra,
         "notice_ms": {"median": round(statistics.median(n), 1), "max": round(max(n), 1), "count": len(n)},
         "read_ms": {"setlist": str(a.setlist), "median": round(statistics.median(r), 2)},
         "step_us": {"with_reload": round(statistics.median(w), 1), "without": round(statistics.median(wo), 1),
