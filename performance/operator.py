@@ -20,6 +20,10 @@ STATE_LABELS = {"panic": "[bold red]PANIC[/] (GO resumes)", "waiting_go": "[yell
                 "cue_wait": "[yellow]waiting[/] (GO starts the next cue now)",
                 "ended": "ended", "idle": "starting", "playing": "playing"}
 
+# rows shown when the state has them; reload_error: an edit on disk was refused (the running version goes on)
+ROWS = (("reload_error", "[bold red]edit refused[/]"), ("reload", "reload"), ("midi", "MIDI"), ("learn", "MIDI learn"),
+        ("remote", "remote"))
+
 
 class OperatorView:
     """Scene now and standing by, poem n of N, temperature, seed, model, tokens/s, fps, last commands,
@@ -124,7 +128,7 @@ class OperatorView:
             if s.get("served"):  # a served model: up with its streaming rate, or down and who writes instead
                 t.add_row("served", escape(s["served"]))
             t.add_row("voice · volume", f"{s['voice']} · {s['volume']:.2f}")
-            for key, label in (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote")):
+            for key, label in ROWS:
                 if s.get(key):
                     t.add_row(label, escape(str(s[key])))
             for nxt in s.get("next_at", [])[:2]:

@@ -8,7 +8,6 @@ then wait for the next frame deadline. Everything slow lives on its owner's thre
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
@@ -60,8 +59,10 @@ def run_play(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.install:
-        if setlist.install is None or setlist.install.loop:
-            setlist = dataclasses.replace(setlist, loop=True)  # an installation loops forever
+        # lazy: `run.py --help` imports this module; what the command needs loads when it runs
+        from performance.show.reload import installation_setlist
+
+        setlist = installation_setlist(setlist, True)  # an installation loops forever
         if args.transcript_dir.exists():
             for f in rotate_transcripts(args.transcript_dir, TRANSCRIPT_CAP_BYTES):
                 log.warning("transcript rotated out: %s", f.name)

@@ -77,6 +77,7 @@ function handle(m) {
     showReply(m.address, m.ok, m.detail.replace(/^auth: /, ""));
   } else if (m.type === "state") {
     state = m.state;
+    if (state.scenes) scenes = state.scenes;  // the setlist was reloaded: its scenes as they are now
     drawState();
   }
 }
@@ -118,6 +119,9 @@ function drawState() {
   // cue timing: the next automatic start, counted down here between states (they come about once a second)
   cueUntil = typeof s.countdown === "number" ? Date.now() + s.countdown * 1000 : null;
   drawCue();
+  const ed = $("edit");  // an edit on disk that was refused: the show goes on with the running version
+  ed.textContent = s.reload_error ? `edit refused: ${s.reload_error}` : "";
+  ed.hidden = !s.reload_error;
   drawScenes();
 }
 
@@ -136,8 +140,9 @@ setInterval(drawCue, 250);
 function drawScenes() {
   const ol = $("scenes");
   const cur = state.scene ? state.scene[0] : 0, sb = state.standby ? state.standby[0] : 0;
-  if (ol.children.length !== scenes.length) {
+  if (ol.children.length !== scenes.length || ol.dataset.names !== JSON.stringify(scenes)) {
     ol.innerHTML = "";
+    ol.dataset.names = JSON.stringify(scenes);
     scenes.forEach((name, i) => {
       const li = document.createElement("li");
       li.textContent = `${i + 1}. ${name}`;
@@ -188,6 +193,7 @@ $("go").onclick = () => send("go");
 $("back").onclick = () => send("back");
 $("keep").onclick = () => send("keep");
 $("reseed").onclick = () => send("reseed");
+$("reload").onclick = () => send("reload");
 $("release").onclick = () => send("temperature/release");
 $("pause").onclick = () => send(state.paused ? "resume" : "pause");
 $("connect").onclick = () => sendConnect($("passcode").value);

@@ -1,7 +1,7 @@
 """The performer's keys, turned into the same validated Commands every controller produces.
 
 space GO · b back · p pause/resume · Esc panic · ↑/↓ temperature ±0.1 · 0 release the override ·
-r reseed · k keep · c caption · n/m x-ray unit · f fullscreen · Ctrl+Q twice in 2 s quits.
+r reseed · k keep · c caption · n/m x-ray unit · f fullscreen · Ctrl+R reload · Ctrl+Q twice in 2 s quits.
 Esc never quits: a panicking performer must not end the show by accident. Under --install the
 keys are locked until the setlist's unlock chord. The keys read the last state Snapshot, never
 the Engine (for what p toggles and where ↑/↓ start from).
@@ -34,6 +34,7 @@ KEY_HELP = [
     ("f", "fullscreen on/off"),
     ("n / m", "x-ray: next / previous hidden unit"),
     ("Ctrl+Q twice", "quit"),
+    ("Ctrl+R", "reload the setlist and its scene files (at the next poem or cue boundary)"),
 ]
 TEMPERATURE_STEP = 0.1
 QUIT_WITHIN_S = 2.0  # Ctrl+Q must come twice within this long
@@ -136,6 +137,8 @@ class Keyboard(Controller):
             t = time.monotonic()
             twice, self._last_ctrl_q = t - self._last_ctrl_q <= QUIT_WITHIN_S, t
             return _key("quit") if twice else None
+        if ev.mod & pygame.KMOD_CTRL and ev.key == pygame.K_r:  # plain r reseeds
+            return _key("reload")
         try:
             return command_for_key(ev.key, self.snap)
         except CommandError as e:  # a key the table refuses (none should): said once, never raised

@@ -29,6 +29,8 @@ class OscControl(Controller):
     def __init__(self, args: argparse.Namespace, ctx: Context) -> None:
         self.args, self.ctx = args, ctx
         self.server = None
+        self._setlist = ctx.setlist  # the scenes the pages were sent at connect
+        self._scenes: list[str] | None = None  # after a reload: the new list, in every state from then on
         self.advertiser = None
 
     @classmethod
@@ -157,6 +159,8 @@ class RemoteControl(Controller):
     def __init__(self, args: argparse.Namespace, ctx: Context) -> None:
         self.args, self.ctx = args, ctx
         self.server = None
+        self._setlist = ctx.setlist  # the scenes the pages were sent at connect
+        self._scenes: list[str] | None = None  # after a reload: the new list, in every state from then on
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -193,7 +197,12 @@ class RemoteControl(Controller):
 
     def on_state(self, snap: Snapshot) -> None:
         if self.server is not None:
-            self.server.publish_state(snap.to_dict())
+            state = snap.to_dict()
+            if self.ctx.setlist is not self._setlist:  # a reload changed the scenes (the router sets ctx.setlist)
+                self._setlist, self._scenes = self.ctx.setlist, self.ctx.scene_names()
+            if self._scenes is not None:
+                state["scenes"] = self._scenes
+            self.server.publish_state(state)
 
     def status(self) -> dict[str, str]:
         # the operator's own screens show the way in with its token; the state that leaves by the

@@ -16,6 +16,7 @@ from performance.controllers.inbox import Inbox
 from performance.controllers.keyboard import Keyboard
 from performance.controllers.network import MidiControl, OscControl, RemoteControl
 from performance.controllers.schedule import Schedule
+from performance.controllers.watch import Watch
 from performance.protocol.commands import Command
 from performance.protocol.snapshot import Snapshot
 
@@ -28,6 +29,7 @@ CONTROLLERS: list[type[Controller]] = [
     RemoteControl,
     Schedule,
     Console,
+    Watch,
 ]
 
 

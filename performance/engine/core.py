@@ -8,8 +8,8 @@ fall at exact times.
 
 Times in events are the moments things happen on the engine clock (deadlines), not the moment a
 step noticed them, so coarse steps still give exact timelines. The class is split by concern:
-commands.py (one handler per command), scenes.py, pacing.py, reveal.py and cues.py (pre-wait,
-post-wait, continue modes); docs/architecture.md.
+commands.py (one handler per command), scenes.py, pacing.py, reveal.py, cues.py (pre-wait,
+post-wait, continue modes) and reload.py (edits while the show runs); docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from performance import __version__
 from performance.engine.commands import run_command
 from performance.engine.cues import MAX_CUE_HOPS, CuesMixin
 from performance.engine.pacing import PacingMixin
+from performance.engine.reload import ReloadMixin
 from performance.engine.reveal import RevealMixin
 from performance.engine.scenes import ScenesMixin
 from performance.engine.state import _Column, _Poem
-from performance.protocol.actions import Outbox, SpeechStarted, SpeechState, WorkerRestarted
+from performance.protocol.actions import Outbox, Reload, SpeechStarted, SpeechState, WorkerRestarted
 from performance.protocol.commands import Command
 from performance.protocol.worker import Done, Failed, Loaded, Opened, ServedState, TokenOut
 from performance.show.config import Scene, Setlist
@@ -37,7 +38,7 @@ from performance.show.timed import DueQueue
 log = logging.getLogger("lectern.engine")
 
 
-class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
+class Engine(ReloadMixin, ScenesMixin, PacingMixin, RevealMixin, CuesMixin):  # ReloadMixin first: its hooks
     """The show's state and rules. Not thread-safe: only the frame loop calls it."""
 
     def __init__(self, setlist: Setlist, *, session_seed: int | None = None, stage: dict | None = None,
@@ -177,6 +178,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
             "awaiting_tokens": self.waiting_for_worker(),
             "errors": tuple(self.errors),
             **self.cue_report(),
+            **self.reload_report(),
         }
 
     def waiting_for_worker(self) -> bool:
@@ -244,6 +246,8 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
         elif isinstance(msg, WorkerRestarted):  # a fresh worker knows no request: write the poems again
             self.next_seed = None
             self._restart_poems(now)
+        elif isinstance(msg, Reload):  # a setlist read again off the frame loop (engine/reload.py)
+            self._reload_received(now, msg)
         elif isinstance(msg, Command):
             if msg.due is not None and msg.due > now:
                 refused = self.waiting.push(msg)

@@ -39,16 +39,7 @@ class ScenesMixin:
         self.blacked_out = False
         self.paused = False
         sc = self.scene
-        look = sc.look.to_dict() if hasattr(sc.look, "to_dict") else {}
-        extra = {"xray": sc.xray.to_dict()} if sc.xray is not None else {}
-        self._emit(now, "scene", n=idx + 1, name=sc.name, file=sc.file, layout=sc.layout, look=look, **extra,
-                   columns=[{"model": m} for m in sc.models],
-                   voice=bool(sc.voice is not None and getattr(sc.voice, "mode", "off") != "off"),
-                   sonify=bool(sc.sonify is not None and getattr(sc.sonify, "enabled", False)),
-                   voice_settings=sc.voice.to_dict() if hasattr(sc.voice, "to_dict") else None,
-                   sonify_settings=sc.sonify.to_dict() if hasattr(sc.sonify, "to_dict") else None,
-                   caption=self._caption_on(), temperature=sc.temperature.describe(),
-                   length=sc.length.describe())
+        self._emit_scene(now)
         self._emit_standby(now)
         if sc.train is not None:  # training on stage: the worker starts (or keeps) the trainer
             self._out.worker.append(Train(sc.train))
@@ -61,6 +52,20 @@ class ScenesMixin:
                 col.start_at = now
                 self._open_poem(now, col)
         self._arm_continue(now)  # auto-continue fires the next cue now (cues.py)
+
+    def _emit_scene(self, now: float, **more) -> None:
+        """The `scene` event: how the stage lays out and looks (also after a reload: engine/reload.py)."""
+        sc = self.scene
+        look = sc.look.to_dict() if hasattr(sc.look, "to_dict") else {}
+        extra = {"xray": sc.xray.to_dict()} if sc.xray is not None else {}
+        self._emit(now, "scene", n=self.scene_idx + 1, name=sc.name, file=sc.file, layout=sc.layout, look=look, **extra,
+                   columns=[{"model": m} for m in sc.models],
+                   voice=bool(sc.voice is not None and getattr(sc.voice, "mode", "off") != "off"),
+                   sonify=bool(sc.sonify is not None and getattr(sc.sonify, "enabled", False)),
+                   voice_settings=sc.voice.to_dict() if hasattr(sc.voice, "to_dict") else None,
+                   sonify_settings=sc.sonify.to_dict() if hasattr(sc.sonify, "to_dict") else None,
+                   caption=self._caption_on(), temperature=sc.temperature.describe(),
+                   length=sc.length.describe(), **more)
 
     def _emit_standby(self, now: float) -> None:
         sb = self.standby

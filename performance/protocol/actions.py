@@ -95,3 +95,22 @@ class WorkerRestarted:
     poems being written start again (the unrevealed tokens are lost, nothing else)."""
 
     why: str = "died"
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """From the file watcher's thread: a setlist read and checked again off the frame loop.
+
+    setlist is the new version (show.config.Setlist), or None when a file was refused; error is
+    then its one line (file, key, value, what is allowed). file/sha256: the file whose change (or
+    whose `/lectern/reload`) caused it and the sha256 of the bytes that were read; files: every
+    file of the setlist read this time with its sha256. The engine takes it at the next poem or
+    cue boundary (engine/reload.py) and answers `reply`."""
+
+    setlist: Any
+    error: str = ""
+    file: str = ""
+    sha256: str = ""
+    files: tuple[tuple[str, str], ...] = ()
+    source: str = "watch"  # "watch" (a file changed), or the source of the /lectern/reload command
+    reply: Callable[[bool, str], None] | None = field(default=None, compare=False, repr=False)

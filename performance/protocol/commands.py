@@ -41,7 +41,7 @@ class CommandSpec:
 
     args: "" none | "f" a number | "i" a whole number | "s" text | "i|s" a scene number or name |
     "b" a 0|1 switch (any number, >= 0.5 is on). owner: "engine" (Engine.step), "runtime" (the
-    router: quit, fullscreen, restart), "controller" (learn: MIDI), "session" (OSC's own verbs).
+    router: quit, fullscreen, restart, reload), "controller" (learn: MIDI), "session" (OSC's own verbs).
     """
 
     name: str  # without the /lectern prefix
@@ -98,6 +98,9 @@ _COMMANDS = [
     CommandSpec("fullscreen", "", "", "fullscreen on/off (f)", owner="runtime", network=False),
     CommandSpec("restart", "", "", "a planned restart of an installation (the [[at]] timetable, under --install)",
                 owner="runtime", network=False),
+    # the file watcher's thread reads and checks the files; the engine answers once it has them
+    CommandSpec("reload", "", "", "read the setlist and its scene files again; the new version takes effect at the"
+                " next poem or cue boundary (a bad file changes nothing: one line says why)", owner="runtime"),
 ]
 # OSC's session verbs: answered by the OSC server itself, they never reach the show
 SESSION = [

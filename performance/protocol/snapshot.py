@@ -47,6 +47,9 @@ class Snapshot:
     cue_wait: str = ""  # the wait counting now: "pre_wait" | "post_wait" | ""
     countdown: float | None = None  # seconds to that automatic start (None: none, or not known ahead)
     continue_mode: str = "auto-follow"  # the current scene's continue: no | auto-continue | auto-follow
+    # edits while the show runs (engine/reload.py): the last reload, and a refused file's one line
+    reload: str = ""  # "setlists/x.toml 1a2b3c4d waits for the next poem" | "... in effect since 12.5 s"
+    reload_error: str = ""  # the last edit that was refused (file, key, value, allowed); "" once one is taken
     # the runtime's own
     health: tuple[float, float, int, int, float] = (0.0, 0.0, 0, 0, 0.0)  # uptime_s, fps, poems, restarts, rss_mb
     tokens: int = 0  # tokens the worker has written (the operator view's rate)
@@ -98,4 +101,5 @@ STATE = [
     ("state/voice", "i", "speech on"),
     ("state/volume", "f", "master volume"),
     ("state/health", "f f i i f [s]", "uptime_s, fps, poems, restarts, rss_mb[, served models: up N tok/s | down (why)]"),
+    ("state/reload_error", "s", "the last edit of a scene or setlist that was refused, in one line (\"\" = none)"),
 ]

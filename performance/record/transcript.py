@@ -3,7 +3,9 @@
 Names follow the contract: generated-YYYY-MM-DDTHH-MM-SS_<setlist>.txt and .jsonl beside it (no
 colons, so the files copy onto any file system). Each jsonl line is one event with "t" (engine
 seconds since session start), "wall" (ISO time on the engine's notion of wall time) and "event".
-`keep` appends a poem to harvest.txt in the same folder for editing after the show.
+`keep` appends a poem to harvest.txt in the same folder for editing after the show. An edit of
+the running setlist or its scenes writes `reload` (the file, its sha256, ok or the refusal's one
+line) and, once it takes the stage, `reload_applied`; `reloads()` reads them back.
 
 Each file is written on its own, in whole lines: a full disk or a read-only file holds that file's
 lines in bounded memory (the show goes on) and they are written, with a `resumed` event, when it can
@@ -325,3 +327,19 @@ def read_events(path: str | Path) -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return events
+
+
+def reloads(events: list[dict]) -> list[dict]:
+    """The reloads of a session, from its events: each `reload` event (t, file, sha256, files,
+    source, ok, error or takes_effect) with `applied_at`, the time its `reload_applied` event says
+    the new version took the stage (None for a refused edit, or one a later edit replaced)."""
+    out: list[dict] = []
+    for e in events:
+        if e.get("event") == "reload":
+            out.append({**e, "applied_at": None})
+        elif e.get("event") == "reload_applied":
+            for r in reversed(out):
+                if r["ok"] and r["sha256"] == e.get("sha256") and r["file"] == e.get("file"):
+                    r["applied_at"] = e["t"]
+                    break
+    return out

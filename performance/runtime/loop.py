@@ -71,7 +71,7 @@ class FrameLoop:
         self.awaiting_tokens = out.awaiting_tokens
         s.router.route(out)
         s.display.draw(now)
-        if s.engine.state == "ended" and not s.setlist.loop:
+        if s.engine.state == "ended" and not s.engine.setlist.loop:  # the engine's: a reload may change it
             return False
         work = time.perf_counter() - work_t0
         s.display.present()

@@ -12,7 +12,7 @@ from performance.protocol.commands import TABLE, Command
 
 log = logging.getLogger("lectern.play")
 PLANNED_RESTART = 75  # the supervisor restarts at once, without counting a crash
-PUBLISH_ON = frozenset({"scene", "poem_start", "command", "error"})  # events that change what listeners show
+PUBLISH_ON = frozenset({"scene", "poem_start", "command", "error", "reload", "reload_applied"})  # events that change what listeners show
 
 
 class Router:
@@ -56,6 +56,12 @@ class Router:
                 log.warning("scheduled restart ([[at]])")
                 s.exit_code = PLANNED_RESTART
                 s.quit_requested = True
+        elif cmd.name == "reload":  # read on the watcher's thread; the engine answers once it has the files
+            watch = s.controllers.get("watch")
+            if watch is not None:
+                watch.request(cmd)
+            elif cmd.reply:
+                cmd.reply(False, "reload: this session has no setlist file to read")
 
     # ---- the engine's outbox -----------------------------------------------------------------------
     def route(self, out: Outbox) -> None:
@@ -86,6 +92,8 @@ class Router:
             s.operator.command(f"{ev['source']} {ev['address']} {ev['args']} → {ev['detail']}")
         if ev["event"] in PUBLISH_ON:
             s.cadence.changed()
+        if ev["event"] in ("reload_applied", "scene"):  # controllers number and name the scenes the engine has
+            s.controllers.ctx.setlist = s.engine.setlist
 
     def _speak(self, a: Speak) -> None:
         # lazy: numpy and the sound/x-ray code load only when that part starts

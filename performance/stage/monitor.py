@@ -60,7 +60,10 @@ def monitor_info(snap: Snapshot, wall) -> MonitorInfo:
         clock=f"{wall:%H:%M:%S}", scene=f"{snap.scene[0]} {snap.scene[1]}",
         standby=f"{sb_n} {sb_name}" if sb_n else "", poem=f"poem {n} of {of}" if of else f"poem {n}",
         next_pause=snap.next_pause, next_at=snap.next_at[0] if snap.next_at else "",
-        warnings=tuple(snap.errors[-2:]) + tuple(snap.warnings[-1:]), cue=snap.cue_text(clock=True))
+        # a refused edit by its file's name, not its path: the key, value and what is allowed must fit
+        warnings=((f"edit refused: {snap.reload_error.partition(': ')[0].rsplit('/', 1)[-1]}: "
+                   f"{snap.reload_error.partition(': ')[2]}",) if snap.reload_error else ()) + tuple(snap.errors[-2:])
+        + tuple(snap.warnings[-1:]), cue=snap.cue_text(clock=True))
 
 
 def placement(display: int, desktops: list[tuple[int, int]], stage_display: int,
@@ -200,9 +203,12 @@ class Monitor:
             surface.blit(self._text(info.cue.upper(), int(2.2 * u), PAUSE, surface), (u, bottom + int(1.2 * u)))
         elif info.next_pause:
             surface.blit(self._text(info.next_pause, int(1.6 * u), TEXT, surface), (u, bottom + int(1.5 * u)))
-        x = w // 2
-        for k, warning in enumerate(info.warnings[-3:]):
-            surface.blit(self._text(f"! {warning}"[:90], int(1.3 * u), WARN, surface), (x, bottom + u + k * int(1.6 * u)))
+        # the warnings beside it (the whole width when nothing is there), each wrapped to two rows at
+        # most: a refused edit's line must show its key and value
+        x, ws = (w // 2 if countdown is not None or info.cue or info.next_pause else u), int(1.3 * u)
+        rows = [r for warning in info.warnings[-3:] for r in self._wrapped(f"! {warning}"[:200], ws, w - x - u)[:2]]
+        for k, row in enumerate(rows[:3]):
+            surface.blit(self._text(row, ws, WARN, surface), (x, bottom + u + k * int(1.6 * u)))
 
 
 def _current_poem(view: StageView | None) -> tuple[str, int | None]:

@@ -272,3 +272,31 @@ def test_phone_screenshot_pixels(show, browser):
     assert max(img.get_at((2, PHONE[1] - 2))[:3]) < 40, "the page is not dark"
     # every control fits the phone's width: nothing scrolls sideways
     assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+
+
+def test_a_refused_edit_shows_on_the_phone_and_reload_answers_there(show, browser):
+    """An edit of the running setlist on disk that the config refuses: its one line on the page
+    (the Snapshot's reload_error), RELOAD answers with it, and a good edit clears it."""
+    import os
+
+    url, osc, tmp = show
+    good = (tmp / "set.toml").read_text()
+    (tmp / "set.toml").write_text(good.replace("rate = 3", "rate = -2", 1))
+    line = f"{tmp / 'set.toml'} [[scene]] #1: key 'pacing.rate' = -2: must be a number from 0.1 to 100000.0 (finite)"
+    assert until(browser, "!document.getElementById('edit').hidden", timeout=30)
+    assert text(browser, "edit") == f"edit refused: {line}"
+    if os.environ.get("LECTERN_REMOTE_EDIT_SCREENSHOT"):  # the picture in the handback and docs
+        browser.execute_script("window.scrollTo(0, 0)")
+        Path(os.environ["LECTERN_REMOTE_EDIT_SCREENSHOT"]).write_bytes(browser.get_screenshot_as_png())
+    browser.find_element("id", "reload").click()
+    assert until(browser, f"document.getElementById('reply').textContent.includes({line!r})", timeout=30)
+    (tmp / "set.toml").write_text(good)
+    assert until(browser, "document.getElementById('edit').hidden", timeout=30)
+    # a scene added on disk: the phone's scene list follows once the new version is in effect (after
+    # panic at once: no line is being revealed; while a poem plays it would wait for the poem's end)
+    osc.send("/lectern/panic")
+    assert any(a == "/lectern/reply" and args[:2] == ["/lectern/panic", "ok"] for a, args in osc.collect(1.0))
+    (tmp / "set.toml").write_text(good + '[[scene]]\nname = "third eye"\nmodel = "markov"\n')
+    assert until(browser, "document.querySelectorAll('#scenes li').length === 3", timeout=30)
+    assert text(browser, "scenes").endswith("3. third eye")
+    (tmp / "set.toml").write_text(good)

@@ -20,6 +20,7 @@ SHAPES: dict[str, Callable[[Any, dict], list]] = {
     "prompt_override": lambda v, s: [str(v)[:200]],
     "health": lambda v, s: [float(v[0]), float(v[1]), int(v[2]), int(v[3]), float(v[4])]
     + ([str(s["served"])] if s.get("served") else []),
+    "reload_error": lambda v, s: [str(v)[:400]],
 }
 
 
