@@ -22,6 +22,7 @@ from typing import Any
 
 from performance import __version__
 from performance.engine.commands import run_command
+from performance.engine.cowrite import CowriteMixin
 from performance.engine.cues import MAX_CUE_HOPS, CuesMixin
 from performance.engine.pacing import PacingMixin
 from performance.engine.reveal import RevealMixin
@@ -37,7 +38,7 @@ from performance.show.timed import DueQueue
 log = logging.getLogger("lectern.engine")
 
 
-class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
+class Engine(CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
     """The show's state and rules. Not thread-safe: only the frame loop calls it."""
 
     def __init__(self, setlist: Setlist, *, session_seed: int | None = None, stage: dict | None = None,
@@ -177,6 +178,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
             "awaiting_tokens": self.waiting_for_worker(),
             "errors": tuple(self.errors),
             **self.cue_report(),
+            **self.cowrite_report(),
         }
 
     def waiting_for_worker(self) -> bool:

@@ -24,6 +24,7 @@ from performance.protocol.worker import (
     Close,
     Done,
     Failed,
+    Force,
     Grant,
     Loaded,
     Neuron,
@@ -156,6 +157,10 @@ class WorkerCore:
                     req.credits.append((t, msg.top_k, msg.top_p))
         elif isinstance(msg, Close):
             self._reqs.pop(msg.id, None)
+        elif isinstance(msg, Force):  # co-writing: go on from the chosen word (worker/cowrite.py)
+            from performance.worker.cowrite import force
+
+            force(self, msg)
         elif isinstance(msg, Neuron):
             for req in self._reqs.values():
                 if hasattr(req.stream, "set_unit"):
@@ -246,10 +251,11 @@ class WorkerCore:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                if msg.xray is not None:
+                if msg.xray is not None or msg.cowrite:  # co-writing reads the x-ray's top-k
                     from performance.textgen.xray import start_xray
+                    from performance.worker.cowrite import cowrite_spec
 
-                    req.stream = start_xray(req.gen, msg.seed, msg.prompt, msg.xray)
+                    req.stream = start_xray(req.gen, msg.seed, msg.prompt, cowrite_spec(msg) if msg.cowrite else msg.xray)
                 else:
                     # a served model's prompt is an instruction ("Write a poem about..."), not the poem's words
                     req.stream = req.gen.start(msg.seed, "" if served_down else msg.prompt)
@@ -265,6 +271,10 @@ class WorkerCore:
             log.warning("model %s: %s", used, w.message)
         if msg.continuation and hasattr(stream, "continuation"):
             stream.continuation = msg.continuation
+        if msg.cowrite:
+            from performance.worker.cowrite import cowrite_stream
+
+            req.stream = cowrite_stream(stream, req.gen, msg)
         return True
 
     def _follow(self, name: str, rid: int = 0):
