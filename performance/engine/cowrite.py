@@ -7,7 +7,8 @@ waits on it: a pick within `wait` seconds shows the chosen word at once and the 
 stream from it (a `Force`: the rest of the poem is conditioned on the chosen word); otherwise the
 model's own word stands at exactly `wait` seconds after the offer. Events: `choice_offer` {poem,
 column, words, until, every}, `choice` {poem, column, n, word, by} (by "model" when nobody picked),
-`token` events of a chosen word carry `chosen` (who chose), and `poem_end` lists `chosen` words.
+`token` events of a chosen word carry `chosen` (who chose; and `word` when the person chose the model's
+own word, whose first token is marked), and `poem_end` lists `chosen` words.
 Only column 0 is co-written.
 """
 
@@ -56,8 +57,8 @@ class CowriteMixin:
     _out: Outbox
     _now: float
     offer: _Offer | None = None
-    _cw_pass: tuple[Any, float, str] | None = None  # (token let through, when it shows, who chose or "")
-    _cw_mark: tuple[Any, str] | None = None  # the token to mark `chosen` when it is shown
+    _cw_pass: tuple[Any, float, str, str] | None = None  # (token let through, when it shows, who chose or "", word)
+    _cw_mark: tuple[Any, str, str] | None = None  # (the token to mark `chosen` when it is shown, who, the word)
     _cw_poem: _Poem | None = None
     _cw_words = 0  # word starts counted in _cw_poem
     _cw_seen: Any = None
@@ -70,10 +71,10 @@ class CowriteMixin:
         if cw is None or col.index != 0:
             return t
         if self._cw_pass is not None and self._cw_pass[0] is tok:
-            _, at, by = self._cw_pass
+            _, at, by, word = self._cw_pass
             self._cw_pass = None
             if by:
-                self._cw_mark = (tok, by)
+                self._cw_mark = (tok, by, word)
             return max(t, at)
         off = self.offer
         if off is None or off.tok is not tok:
@@ -140,7 +141,7 @@ class CowriteMixin:
         self.offer, self._cw_hold = None, False
         self._emit(now, "choice", poem=poem.n, column=col.index, n=n, word=text.strip(), by=by)
         if self._model_word(poem, off.tok) == text.strip() and self._word_complete(poem):
-            self._cw_pass = (off.tok, now, by)  # the model wrote it too: nothing to re-feed
+            self._cw_pass = (off.tok, now, by, text.strip())  # the model wrote it too: nothing to re-feed
             return True, f"{text.strip()} (the model's own word)"
         chosen = Token(text, p, getattr(off.tok, "temperature", 0.0))
         new = next(self._ids)
@@ -154,7 +155,7 @@ class CowriteMixin:
         poem.done = False
         poem.granted = poem.revealed + 1  # the chosen word is the one token granted and not shown yet
         poem.received.append((chosen, now))
-        self._cw_pass = (chosen, now, by)
+        self._cw_pass = (chosen, now, by, text.strip())
         self._grant(now, col)
         return True, text.strip()
 
@@ -173,8 +174,11 @@ class CowriteMixin:
         mark = self._cw_mark
         if mark is not None and mark[0] is tok:
             self._cw_mark = None
-            self._out.events[-1]["chosen"] = mark[1]
-            self._chosen().setdefault(id(poem), []).append([poem.revealed - 1, tok.text.strip(), mark[1]])
+            ev = self._out.events[-1]
+            ev["chosen"] = mark[1]
+            if tok.text.strip() != mark[2]:  # the model's own word, chosen: its first token carries the mark
+                ev["word"] = mark[2]
+            self._chosen().setdefault(id(poem), []).append([poem.revealed - 1, mark[2], mark[1]])
 
     def _end_poem(self, t: float, col: _Column, partial: bool) -> None:
         poem = col.poem

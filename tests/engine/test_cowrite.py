@@ -164,3 +164,16 @@ def test_the_marks_are_in_the_transcript_file_and_read_back(tmp_path):
     choices = [e for e in of(events, "choice") if e["by"] != "model"]
     assert [w for _, w, _ in picked] == [c["word"] for c in choices]
     assert of(events, "scene")[0]["cowrite"] == {"every": "word", "words": 5, "choices": 5, "wait": 3.0}
+
+
+def test_picking_the_models_own_word_keeps_its_text_and_marks_the_word(tmp_path):
+    plain = simulate(setlist(tmp_path, model="default", words=40), 60, dt=0.05, session_seed=7)
+    pairs = list(zip(of(plain, "choice_offer"), of(plain, "choice"), strict=True))
+    off, ch = next((o, c) for o, c in pairs if c["word"] in [w.strip() for w, _ in o["words"]])
+    n = [w.strip() for w, _ in off["words"]].index(ch["word"]) + 1
+    sent = []
+    events = simulate(setlist(tmp_path, model="default", words=40), 60, dt=0.05, session_seed=7,
+                      commands=[(off["t"] + 0.5, choose(n, "midi"))], on_outbox=lambda t, out: sent.extend(out.worker))
+    assert of(events, "poem_end")[0]["text"] == of(plain, "poem_end")[0]["text"]  # nothing was re-fed
+    assert not [m for m in sent if type(m).__name__ == "Force"]
+    assert [(w, by) for _, w, by in chosen_words(events)] == [(ch["word"], "midi")]
