@@ -6,7 +6,7 @@ word after a hold (/lectern/choose 0). The offer opens when the word's turn come
 waits on it: a pick within `wait` seconds shows the chosen word at once and the worker re-feeds the
 stream from it (a `Force`: the rest of the poem is conditioned on the chosen word); otherwise the
 model's own word stands at exactly `wait` seconds after the offer. Events: `choice_offer` {poem,
-column, words, until, every}, `choice` {poem, column, n, word, by} (by "model" when nobody picked),
+column, words, until, every}, `choice` {poem, column, n, word, by} (by "model" when nobody picked, "none" when the poem ended first),
 `token` events of a chosen word carry `chosen` (who chose; and `word` when the person chose the model's
 own word, whose first token is marked), and `poem_end` lists `chosen` words.
 Only column 0 is co-written.
@@ -77,6 +77,9 @@ class CowriteMixin:
                 self._cw_mark = (tok, by, word)
             return max(t, at)
         off = self.offer
+        if off is not None and off.tok is not tok and (off.poem is poem or off.poem is not col.poem):
+            self._drop_offer(t)  # its word went away (a worker restart wrote the poem again)
+            off = None
         if off is None or off.tok is not tok:
             if poem.word_hold or not starts_word(poem.text, tok.text) or not self._moment(cw, poem, tok):
                 return t
@@ -94,6 +97,11 @@ class CowriteMixin:
         poem.received.appendleft((tok, arrived))
         self._grant(now, col)
         return None
+
+    def _drop_offer(self, t: float) -> None:
+        off, self.offer = self.offer, None
+        if off is not None:
+            self._emit(t, "choice", poem=off.poem.n, column=off.column, n=0, word="", by="none")
 
     def _moment(self, cw: Any, poem: _Poem, tok: Any) -> bool:
         """Is this word start a moment to offer a choice (counted once per token)?"""
@@ -190,7 +198,17 @@ class CowriteMixin:
                 if ev.get("event") == "poem_end" and ev.get("n") == poem.n:
                     ev["chosen"] = chosen  # [token index, word, who chose]
         if self.offer is not None and self.offer.poem is poem:
-            self.offer = None
+            self._drop_offer(t)
+
+    def _shift(self, dt: float) -> None:
+        """A pause moves the deadline with everything else; the stage is told the new one."""
+        super()._shift(dt)  # type: ignore[misc]
+        off = self.offer
+        if off is not None and dt > 0:
+            off.until += dt
+            self._emit(self._now, "choice_offer", poem=off.poem.n, column=off.column,
+                       words=[[w, round(p, 5)] for w, p in off.words], until=round(off.until, 6),
+                       every=self.scene.cowrite.every, resumed=True)
 
     def _chosen(self) -> dict[int, list]:
         """Words a person chose, per poem still open (by id), for its poem_end."""

@@ -177,3 +177,16 @@ def test_picking_the_models_own_word_keeps_its_text_and_marks_the_word(tmp_path)
     assert of(events, "poem_end")[0]["text"] == of(plain, "poem_end")[0]["text"]  # nothing was re-fed
     assert not [m for m in sent if type(m).__name__ == "Force"]
     assert [(w, by) for _, w, by in chosen_words(events)] == [(ch["word"], "midi")]
+
+
+def test_a_pause_moves_the_deadline_and_the_stage_is_told(tmp_path):
+    plain = simulate(setlist(tmp_path), 12, dt=0.05, session_seed=7)
+    off = of(plain, "choice_offer")[0]
+    pause = validate("pause", [], scene_count=1, source="key")
+    resume = validate("resume", [], scene_count=1, source="key")
+    events = simulate(setlist(tmp_path), 20, dt=0.05, session_seed=7,
+                      commands=[(off["t"] + 1.0, pause), (off["t"] + 6.0, resume)])
+    offers = of(events, "choice_offer")
+    assert offers[1]["resumed"] and offers[1]["until"] == pytest.approx(off["until"] + 5.0)
+    assert offers[1]["t"] == pytest.approx(off["t"] + 6.0)
+    assert of(events, "choice")[0]["t"] == pytest.approx(off["until"] + 5.0)  # the wait is not eaten by the pause
