@@ -15,8 +15,8 @@ from performance.show.look import colour, mix
 from performance.stage.fonts import MIN_SIZE
 from performance.stage.placed import Placed, Rule
 
-STRIP_SIZE = 0.72  # the candidates' type, as a share of the poem's
-SMALL_TEXT_MIN = 0.026  # never under this share of the screen height: read from the back of a room
+STRIP_SIZE = 0.8  # the candidates' type, as a share of the poem's
+SMALL_TEXT_MIN = 0.032  # never under this share of the screen height: read from the stage, at a glance
 GAP_EM = 1.6  # between two candidates
 
 
