@@ -26,7 +26,7 @@ class Open:
     fallback: str = FALLBACK_MODEL  # written with when the model fails (a served model's server down)
     continuation: int = 0  # served models: tokens per request (0 = the card's)
     originality: float | None = 0.7  # the scene's originality key, for kinds with a guard (markov)
-    cowrite: int = 0  # co-writing scenes: candidate words offered at each word start (0 = none)
+    cowrite: Any = None  # show.cowrite_settings.CowriteSettings: a co-writing scene's (None: not one)
 
 
 @dataclass(frozen=True, slots=True)

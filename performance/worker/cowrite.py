@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import logging
 import re
+from collections import deque
 from typing import Any
 
 from performance.protocol.worker import Done, Force, Open
@@ -26,6 +27,8 @@ log = logging.getLogger("lectern.generator")
 _WORD_CHAR = re.compile(r"[\w'’-]")
 _LETTER = re.compile(r"[^\W\d_]")
 MAX_WORD_TOKENS = 24  # a greedy completion stops here even if the model never ends the word
+SNAPSHOTS = 8  # a character model's states kept where words were offered (a choice comes within seconds)
+_STARTS = re.compile(r"[\w'’-]+")  # runs of word characters: each run that begins with a letter is a word start
 TOP_PER_CHOICE = 3  # top-k asked per candidate shown: punctuation and repeats are filtered out
 
 
@@ -58,21 +61,33 @@ def _holder(stream: Any) -> Any:
 
 def cowrite_spec(msg: Open) -> XraySpec:
     """The x-ray a co-writing poem needs for its candidates (the scene's own x-ray, widened)."""
-    k = max(msg.cowrite * TOP_PER_CHOICE, 8)
+    k = max(msg.cowrite.choices * TOP_PER_CHOICE, 8)
     if isinstance(msg.xray, XraySpec):
         return dataclasses.replace(msg.xray, k=max(msg.xray.k, k))
     return XraySpec(k=k)
 
 
 class CowriteStream:
-    """Wraps a stream; tokens that begin a word carry the candidate words for that place."""
+    """Wraps a stream; tokens that begin a word carry the candidate words for that place.
 
-    def __init__(self, inner: Any, choices: int, word_tokens: bool, keep_top: bool, chain: Any = None) -> None:
+    A character model's candidates cost a copy of its state and a greedy walk per candidate, so
+    they are made only where the scene may offer a choice (every N-th word, a line's first word);
+    the copy made there is kept (SNAPSHOTS of them), so a word chosen at that place is re-fed from
+    it in the time of the word's own letters, whatever the length of the poem before it."""
+
+    def __init__(self, inner: Any, choices: int, word_tokens: bool, keep_top: bool, chain: Any = None,
+                 every: int = 1) -> None:
         self.inner = inner
         self.choices = choices
         self.word_tokens = word_tokens
         self.keep_top = keep_top  # the scene shows the x-ray itself: its tokens keep their top-k
-        self.text = ""
+        self.every = every  # offers at every N-th word start (0: at a line's first word only)
+        self.text = ""  # the last characters written (64)
+        self.pos = 0  # characters written since the poem began (its prompt's echo included)
+        self.count = 0  # tokens written
+        self.starts = 0  # word starts written (as the engine counts them)
+        self.line_empty = True  # no letter yet on the line being written
+        self.snaps: deque[tuple[int, int, int, str, Any]] = deque(maxlen=SNAPSHOTS)
         # a word chain with the originality guard draws a whole line ahead, so its stream's history
         # is not the place a word is offered for: the chain's candidates come from the ids written
         self.chain = chain
@@ -83,6 +98,26 @@ class CowriteStream:
         if self.chain is not None:
             self.ids = (self.ids + self.chain.tok.encode(text))[-8:]
 
+    def wrote(self, text: str, tokens: int = 1) -> None:
+        """Account for `text` written (by next, or re-fed): position, starts, line, tail."""
+        last = self.text[-1:]
+        for m in _STARTS.finditer(last + text):
+            if _LETTER.match(m.group()) and (m.start() > 0 or not last):
+                self.starts += 1
+        if "\n" in text:
+            self.line_empty = not _LETTER.search(text.rsplit("\n", 1)[1])
+        elif _LETTER.search(text):
+            self.line_empty = False
+        self.text = (self.text + text)[-64:]
+        self.pos += len(text)
+        self.count += tokens
+
+    def _moment(self) -> bool:
+        """Would a word that starts next be one the scene may offer?"""
+        if self.every == 0:
+            return self.line_empty
+        return (self.starts + 1) % self.every == 0
+
     def set_unit(self, unit: int | None) -> None:
         """Forward /lectern/neuron to an x-ray stream."""
         if hasattr(self.inner, "set_unit"):
@@ -92,24 +127,40 @@ class CowriteStream:
         holder = _holder(self.inner)
         echoing = bool(holder is not None and getattr(holder, "echo", None))
         boundary = not _WORD_CHAR.match(self.text[-1:] or " ")
-        # a character model's state is copied where a word may begin, to complete each letter
-        snap = self._clone(holder) if boundary and not echoing and not self.word_tokens and holder else None
+        snap = None
+        if boundary and not echoing and not self.word_tokens and holder is not None and self._moment():
+            snap = self._clone(holder)  # a character model's state where a word may begin
         tail = getattr(holder, "tail", "")
+        before = (self.pos, self.count, self.starts, self.text)
         tok = self.inner.next(temperature, top_k, top_p)
-        prev, self.text = self.text, (self.text + tok.text)[-64:]
+        prev = self.text
+        starts = not echoing and starts_word(prev, tok.text)
+        self.wrote(tok.text)
         top = tok.top if self.keep_top else None
         words, ids = None, self.ids
         self.feed_ids(tok.text)
-        if not echoing and starts_word(prev, tok.text):
+        if starts and (self.word_tokens or self.chain is not None or snap is not None):
             if self.chain is not None:
                 from performance.textgen.xray import markov_top
 
                 words = self._words(prev, markov_top(self.chain, ids, temperature, self.choices * TOP_PER_CHOICE, tail))
+            elif tok.top and snap is not None:
+                words = self._complete(snap, tok.top)
+                self.snaps.append((*before, snap))
             elif tok.top:
-                words = self._words(prev, tok.top) if self.word_tokens or snap is None else self._complete(snap, tok.top)
+                words = self._words(prev, tok.top)
         if words is None and top is tok.top:
             return tok
         return CowriteToken(tok.text, tok.p, tok.temperature, top, tok.unit, words or None)
+
+    def resume_from(self, text: str) -> tuple[int, int, int, str, Any] | None:
+        """The state kept where `text` (the poem so far and a chosen word) left the model's own
+        text, if it was kept: (position, tokens, word starts, tail, state)."""
+        for snap in reversed(self.snaps):
+            pos, _, _, tail, _ = snap
+            if pos <= len(text) and text[:pos].endswith(tail):
+                return snap
+        return None
 
     def _words(self, prev: str, top: tuple) -> tuple[tuple[str, float], ...]:
         out, seen = [], set()
@@ -161,10 +212,21 @@ class CowriteStream:
 
 
 def cowrite_stream(stream: Any, gen: Any, msg: Open) -> CowriteStream:
-    """A poem's stream, wrapped for co-writing."""
+    """A poem's stream, wrapped for co-writing (msg.cowrite: the scene's CowriteSettings)."""
+    cw = msg.cowrite
     word_tokens = bool(getattr(gen, "word_tokens", False)) or getattr(gen, "kind", "") == "served"
     chain = gen if hasattr(gen, "_locate") and hasattr(gen, "newline") else None
-    return CowriteStream(stream, msg.cowrite, word_tokens, keep_top=msg.xray is not None, chain=chain)
+    every = 0 if cw.every == "line" else (cw.words if cw.every == "word" else 1)
+    return CowriteStream(stream, cw.choices, word_tokens, keep_top=msg.xray is not None, chain=chain, every=every)
+
+
+def _swallow(stream: Any, holder: Any, counter: LengthCounter) -> bool:
+    """Run a stream through the ids it echoes (its state takes them in); True if that ends the poem."""
+    done = False
+    while holder.echo and not done:
+        tok = stream.next(1.0)
+        done = counter.feed(tok.text)
+    return done
 
 
 def _refeed(req: Any, text: str) -> bool:
@@ -174,10 +236,8 @@ def _refeed(req: Any, text: str) -> bool:
     stream = req.stream
     inner = stream.inner if isinstance(stream, CowriteStream) else stream
     holder = _holder(inner)
-    done = False
     if holder is not None:
-        while holder.echo and not done:
-            done = req.counter.feed(inner.next(1.0).text)
+        done = _swallow(inner, holder, req.counter)
     else:
         base = inner
         while base is not None and not hasattr(base, "_buf"):
@@ -190,8 +250,31 @@ def _refeed(req: Any, text: str) -> bool:
             base.text = text
         done = req.counter.feed(text)
     if isinstance(stream, CowriteStream):
-        stream.text = text[-64:]
+        stream.wrote(text, req.counter.tokens)
         stream.feed_ids(text)
+    return done
+
+
+def _resume(old: Any, req: Any, text: str) -> bool | None:
+    """A character model goes on from the state kept where the word was offered: the chosen word
+    is echoed into it (its own seeded draws go on from there). None when no state was kept."""
+    stream = old.stream
+    snap = stream.resume_from(text) if isinstance(stream, CowriteStream) else None
+    if snap is None:
+        return None
+    pos, count, starts, tail, state = snap
+    inner = stream._clone(state)
+    new = CowriteStream(inner, stream.choices, stream.word_tokens, stream.keep_top, every=stream.every)
+    new.pos, new.count, new.starts, new.text = pos, count, starts, tail
+    new.line_empty = not _LETTER.search(tail.rsplit("\n", 1)[-1]) if "\n" in tail or pos <= len(tail) else False
+    if text[:pos]:
+        req.counter.feed(text[:pos])  # the poem before the word: not its end (the model wrote on)
+    req.counter.tokens = count
+    holder = _holder(inner)
+    holder.echo = holder.gen.tok.encode(text[pos:])
+    req.stream = new
+    done = _swallow(inner, holder, req.counter)
+    new.wrote(text[pos:], req.counter.tokens - count)
     return done
 
 
@@ -204,10 +287,12 @@ def force(core: Any, msg: Force) -> None:
     o = dataclasses.replace(old.open, id=msg.new_id, prompt=old.open.prompt if served else msg.text)
     req = type(old)(msg.new_id, old.gen, None, LengthCounter(o.length, bool(getattr(old.gen, "word_tokens", False))),
                     old.model, old.seed, o.prompt, o)
-    if not core._start_stream(req, o, old.model, False):
-        return
+    done = _resume(old, req, msg.text)
+    if done is None:  # no state kept (word-level and served kinds): a fresh stream, re-fed with the text
+        if not core._start_stream(req, o, old.model, False):
+            return
+        done = _refeed(req, msg.text)
     core._cap(req)
-    done = _refeed(req, msg.text)
     core._reqs[msg.new_id] = req
     core._order.append(msg.new_id)
     if done:

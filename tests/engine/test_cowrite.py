@@ -74,10 +74,17 @@ def test_every_fifth_word_is_offered_and_a_timeout_keeps_the_models_word_at_the_
     assert "chosen" not in of(events, "poem_end")[0]
 
 
-def refed(model: str, seed: int, prefix: str, n: int) -> str:
-    """What the model writes after `prefix` from a fresh stream under the poem's seed."""
+def refed(model: str, seed: int, before: list[str], word: str, n: int) -> str:
+    """What the model writes after the chosen word. A word chain: a fresh stream under the poem's
+    seed, primed with the poem so far and the word. A character model: its own stream, replayed to
+    the place the word was offered, the word echoed into its state, its seeded draws going on."""
     gen = load_model(model)
-    s = gen.start(seed, prefix)
+    if model == "markov":
+        s = gen.start(seed, "".join(before) + word)
+    else:
+        s = gen.start(seed, "")
+        assert [s.next(0.8).text for _ in before] == before
+        s.echo = gen.tok.encode(word)
     while s.echo:
         s.next(1.0)
     return "".join(s.next(0.8).text for _ in range(n))
@@ -99,7 +106,7 @@ def test_a_pick_replaces_the_next_word_and_the_text_goes_on_from_it(tmp_path, mo
     after = "".join(e["text"] for e in tokens[i + 1:i + 9])
     seed = of(events, "poem_start")[0]["seed"]
     # the continuation is conditioned on the chosen word: exactly what the model writes after it
-    assert after == refed(model, seed, prefix, 8)
+    assert after == refed(model, seed, [e["text"] for e in tokens[:i]], word, 8)
     end = of(events, "poem_end")[0]
     assert end["text"].startswith(prefix.strip()[:20]) and word.strip() in end["text"]
     assert end["chosen"] == [[i, word.strip(), "osc"]]

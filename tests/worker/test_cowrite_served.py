@@ -8,6 +8,7 @@ import pytest
 from served_server import LlamaServer, missing, write_card
 
 from performance.protocol.worker import Force, Grant, Open, TokenOut
+from performance.show.cowrite_settings import CowriteSettings
 from performance.textgen import load_model
 from performance.textgen.base import XraySpec
 from performance.textgen.lengths import LengthRule
@@ -32,7 +33,7 @@ def test_served_candidates_are_its_logprobs_and_a_pick_is_the_next_requests_cont
     out: list = []
     core = WorkerCore(out.append)
     # an x-ray scene keeps the tokens' top-k: the candidates can be checked against them
-    core.handle(Open(1, str(card), 5, "", LengthRule("words", 400), xray=XraySpec(k=8), cowrite=5))
+    core.handle(Open(1, str(card), 5, "", LengthRule("words", 400), xray=XraySpec(k=8), cowrite=CowriteSettings()))
     core.handle(Grant(1, (0.0,) * 24))
     core.pump()
     toks = [m.token for m in out if isinstance(m, TokenOut) and m.id == 1]
