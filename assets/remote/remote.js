@@ -123,6 +123,24 @@ function drawState() {
   ed.textContent = s.reload_error ? `edit refused: ${s.reload_error}` : "";
   ed.hidden = !s.reload_error;
   drawScenes();
+  drawChoices();
+}
+
+// co-writing: the candidates on stage for the next word, one button each (choose N)
+function drawChoices() {
+  const words = Array.isArray(state.offer) ? state.offer : [], box = $("choice-buttons");
+  $("choices").hidden = !words.length;
+  $("choice-left").textContent = typeof state.offer_left === "number" ? `${Math.ceil(state.offer_left)} s` : "";
+  if (box.dataset.words === JSON.stringify(words)) return;
+  box.dataset.words = JSON.stringify(words);
+  box.innerHTML = "";
+  words.forEach((word, i) => {
+    const b = document.createElement("button");
+    b.id = `choose-${i + 1}`;
+    b.textContent = `${i + 1} ${word}`;
+    b.onclick = () => send("choose", [i + 1]);
+    box.appendChild(b);
+  });
 }
 
 let cueUntil = null;

@@ -66,6 +66,11 @@ def command_for_key(key: int, snap: Snapshot) -> Command | None:
     if key in (pygame.K_n, pygame.K_m) and snap.xray:
         unit = snap.neuron if snap.neuron is not None else 0
         return _key("neuron", (max(0, unit + (1 if key == pygame.K_n else -1)),))
+    if snap.offer and (pygame.K_1 <= key <= pygame.K_9 or pygame.K_KP1 <= key <= pygame.K_KP9):
+        first = pygame.K_1 if pygame.K_1 <= key <= pygame.K_9 else pygame.K_KP1
+        return _key("choose", (key - first + 1,))  # co-writing: candidate N on stage
+    if key == pygame.K_h:
+        return _key("choose", (0,))  # co-writing: offer the next word (scenes with every = "hold")
     if key in (pygame.K_UP, pygame.K_DOWN):
         delta = TEMPERATURE_STEP if key == pygame.K_UP else -TEMPERATURE_STEP
         return _key("temperature", (round(snap.temperature + delta, 3),))  # the table clamps it

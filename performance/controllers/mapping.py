@@ -42,7 +42,7 @@ CONTINUOUS: dict[str, tuple[float, float, bool]] = {
     "seed": (0.0, 127.0, True),
 }
 # buttons: fire once per press (every command without an argument, a switch, a scene, and learn)
-BUTTONS = tuple(c.name for c in network_commands() if c.args in ("", "b", "i|s") or c.name == "learn")
+BUTTONS = tuple(c.name for c in network_commands() if c.args in ("", "b", "i|s") or c.name in ("learn", "choose"))
 TOGGLES = {"pause": "paused", "voice": "voice", "sonify": "sonify", "caption": "caption"}  # command -> state key
 STATE_KEY = {"temperature": "temperature", "volume": "volume", **TOGGLES}  # what feedback follows
 CURVES = ("linear", "exp", "log")
@@ -168,8 +168,11 @@ def binding_from_table(t: Table, default_channel: int | None) -> Binding:
     if command == "scene":
         if isinstance(value, bool) or not isinstance(value, int | str) or (isinstance(value, int) and value < 1):
             raise t.error("value", value, "a scene jump needs value = a scene number (1..N) or a scene name")
+    elif command == "choose":  # co-writing pads: value = the candidate they pick (0: offer the next word)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
+            raise t.error("value", value, "a choose pad needs value = the candidate it picks, 1..9 (0 = offer now)")
     elif value is not None:
-        raise t.error("value", value, "only scene jumps take a value")
+        raise t.error("value", value, "only scene jumps and choose pads take a value")
     feedback = t.bool("feedback", True)
     t.check_unknown()
     return Binding(kind, number, command, channel, rng, curve, takeover, value, feedback)

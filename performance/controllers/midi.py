@@ -372,6 +372,8 @@ class MidiController:
         elif name == "scene":
             v = b.value
             args = (min(max(1, self.scene_count()), max(1, v)) if isinstance(v, int) else v,)
+        elif name == "choose":  # co-writing: the pad's candidate number
+            args = (b.value,)
         return self._validated(name, args, received)
 
     def _validated(self, name: str, args: tuple, received: float) -> Command | None:

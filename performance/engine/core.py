@@ -22,6 +22,7 @@ from typing import Any
 
 from performance import __version__
 from performance.engine.commands import run_command
+from performance.engine.cowrite import CowriteMixin
 from performance.engine.cues import MAX_CUE_HOPS, CuesMixin
 from performance.engine.pacing import PacingMixin
 from performance.engine.reload import ReloadMixin
@@ -38,7 +39,7 @@ from performance.show.timed import DueQueue
 log = logging.getLogger("lectern.engine")
 
 
-class Engine(ReloadMixin, ScenesMixin, PacingMixin, RevealMixin, CuesMixin):  # ReloadMixin first: its hooks
+class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, CuesMixin):  # ReloadMixin first: its hooks
     """The show's state and rules. Not thread-safe: only the frame loop calls it."""
 
     def __init__(self, setlist: Setlist, *, session_seed: int | None = None, stage: dict | None = None,
@@ -179,6 +180,7 @@ class Engine(ReloadMixin, ScenesMixin, PacingMixin, RevealMixin, CuesMixin):  # 
             "errors": tuple(self.errors),
             **self.cue_report(),
             **self.reload_report(),
+            **self.cowrite_report(),
         }
 
     def waiting_for_worker(self) -> bool:

@@ -85,6 +85,9 @@ class RevealMixin:
                         poem.received.appendleft((tok, arrived))
                         self._grant(now, col)
                         return False
+                t = self._choice_gate(now, col, poem, tok, arrived, t)  # co-writing (cowrite.py)
+                if t is None:  # a choice is on stage: the word waits for it
+                    return False
                 poem.word_hold.append((tok, t))
                 if _WORD_CHAR.match(tok.text[-1:] or " ") and not (poem.done and not poem.received):
                     continue

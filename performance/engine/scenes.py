@@ -58,6 +58,8 @@ class ScenesMixin:
         sc = self.scene
         look = sc.look.to_dict() if hasattr(sc.look, "to_dict") else {}
         extra = {"xray": sc.xray.to_dict()} if sc.xray is not None else {}
+        if getattr(sc, "cowrite", None) is not None:  # co-writing: the transcript keeps the settings
+            extra["cowrite"] = sc.cowrite.to_dict()
         self._emit(now, "scene", n=self.scene_idx + 1, name=sc.name, file=sc.file, layout=sc.layout, look=look, **extra,
                    columns=[{"model": m} for m in sc.models],
                    voice=bool(sc.voice is not None and getattr(sc.voice, "mode", "off") != "off"),

@@ -93,6 +93,8 @@ _COMMANDS = [
     CommandSpec("learn", "s", "an address, e.g. /lectern/temperature; off = cancel",
                 "MIDI learn: the next control moved on the MIDI controller is bound to it", owner="controller",
                 max_chars=MAX_NAME_CHARS),
+    CommandSpec("choose", "i", "1..9 a candidate on stage; 0 = offer the next word now (hold)",
+                "co-writing: the next word is candidate N (scenes with cowrite)", bounds=(0, 9)),
     # the runtime's own: the keyboard and the schedule reach them, the network never does
     CommandSpec("quit", "", "", "end the session (Ctrl+Q twice)", owner="runtime", network=False),
     CommandSpec("fullscreen", "", "", "fullscreen on/off (f)", owner="runtime", network=False),

@@ -50,6 +50,9 @@ class Snapshot:
     # edits while the show runs (engine/reload.py): the last reload, and a refused file's one line
     reload: str = ""  # "setlists/x.toml 1a2b3c4d waits for the next poem" | "... in effect since 12.5 s"
     reload_error: str = ""  # the last edit that was refused (file, key, value, allowed); "" once one is taken
+    # co-writing (engine/cowrite.py): the candidates on stage for the next word, and seconds left to choose
+    offer: tuple[str, ...] = ()
+    offer_left: float | None = None
     # the runtime's own
     health: tuple[float, float, int, int, float] = (0.0, 0.0, 0, 0, 0.0)  # uptime_s, fps, poems, restarts, rss_mb
     tokens: int = 0  # tokens the worker has written (the operator view's rate)

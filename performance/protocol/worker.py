@@ -26,6 +26,7 @@ class Open:
     fallback: str = FALLBACK_MODEL  # written with when the model fails (a served model's server down)
     continuation: int = 0  # served models: tokens per request (0 = the card's)
     originality: float | None = 0.7  # the scene's originality key, for kinds with a guard (markov)
+    cowrite: Any = None  # show.cowrite_settings.CowriteSettings: a co-writing scene's (None: not one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,16 @@ class Neuron:
     """Watch another hidden unit in every open x-ray stream, from the next token on."""
 
     unit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Force:
+    """Co-writing: request `id` goes on from `text` (the poem so far, ending with the word a person
+    chose) as request `new_id`: its stream is re-fed with that text, under the poem's seed."""
+
+    id: int
+    new_id: int
+    text: str
 
 
 # ---- messages from the worker -----------------------------------------------------------------
@@ -119,5 +130,5 @@ class ServedState:
     tok_s: float
 
 
-WorkerIn = Open | Grant | Close | Preload | Neuron | Train
+WorkerIn = Open | Grant | Close | Preload | Neuron | Train | Force
 WorkerOut = TokenOut | Done | Failed | Loaded | Opened | Waiting | ServedState

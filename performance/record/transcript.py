@@ -343,3 +343,10 @@ def reloads(events: list[dict]) -> list[dict]:
                     r["applied_at"] = e["t"]
                     break
     return out
+
+
+def chosen_words(events: list[dict]) -> list[tuple[int, str, str]]:
+    """Co-writing: the words a person chose, in order, as (poem n, word, who chose: key|osc|midi|
+    remote|...), read from the `chosen` marks of the transcript's token events."""
+    return [(int(e["poem"]), str(e.get("word", e["text"])).strip(), str(e["chosen"])) for e in events
+            if e.get("event") == "token" and e.get("chosen")]

@@ -15,6 +15,7 @@ from typing import Any
 
 from performance.protocol.commands import MAX_PROMPT_CHARS  # one limit for a prompt, from OSC as from a file
 from performance.safe_files import UnsafeFile, load_toml, read_text_limited
+from performance.show.cowrite_settings import CowriteSettings
 from performance.show.hours import InstallSettings
 from performance.show.look import Look
 from performance.show.programs import SeedProgram, TemperatureProgram
@@ -104,6 +105,7 @@ class Scene:
     pre_wait: float = 0.0  # seconds between the GO (or the automatic start) and the scene taking the stage
     post_wait: float = 0.0  # auto-follow: after the scene ends; auto-continue: after it starts
     cont: str | None = None  # continue = "no" | "auto-continue" | "auto-follow" (None: not given here)
+    cowrite: Any = None  # show.cowrite_settings.CowriteSettings: the performer chooses words (None: off)
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -325,6 +327,18 @@ def _cue(t: Table) -> tuple[float, float, str | None]:
     return pre, post, cont
 
 
+def _cowrite(t: Table, pacing: Pacing) -> Any:
+    """cowrite = { every, words, choices, wait }: the performer chooses words (reveal = "words" only)."""
+    if not t.has("cowrite"):
+        return None
+
+    settings = CowriteSettings.from_table(t.sub("cowrite"))
+    if pacing.reveal != "words":
+        raise t.error("cowrite", t.raw("cowrite"), f'needs [pacing] reveal = "words" (this scene reveals '
+                                                   f'"{pacing.reveal}"): a choice is offered word by word')
+    return settings
+
+
 def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
     """Validate a scene table (from a file or inline in a setlist)."""
     t = Table(data, file)
@@ -363,6 +377,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         xray=_xray(t, layout),
         train=_train(t, models),
         pre_wait=pre_wait, post_wait=post_wait, cont=cont,
+        cowrite=_cowrite(t, pacing),
         raw=data,
     )
     t.raw("description")

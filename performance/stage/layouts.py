@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from performance.show.look import Look, colour, mix
+from performance.stage.cowrite import place_offer
 from performance.stage.fonts import LRU, MIN_SIZE, Fonts
 from performance.stage.placed import Placed, Rule
 from performance.stage.view import ColumnView, StageView
@@ -225,7 +226,11 @@ class Layouter:
         mx, my = int(w * look.margin), int(h * look.margin)
         box = (mx, my, w - 2 * mx, h - 2 * my)
         text, text_left = self._place_text(view, box, base, scale)
-        return text + self._place_footer(view, text_left, scale, (mx, my))
+        out = text + self._place_footer(view, text_left, scale, (mx, my))
+        if getattr(view, "offer", None) is not None:  # co-writing: the candidates for the next word
+
+            out += place_offer(self, view, base, (mx, my))
+        return out
 
     def _reader_box(self, box: tuple[int, int, int, int], base: int) -> tuple[int, int, int, int]:
         """The reader's measure: a column of READER_MEASURE_EM ems centred across the screen."""

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from performance.show.look import LAYOUTS, Look, resolve
+from performance.stage.cowrite import OfferView
 from performance.stage.xray_state import XraySettings, XrayTrack, XrayView
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class StageView:
     brightness: float  # 0 = black, 1 = full (panic, blackout, resume)
     version: int  # changes whenever the picture changes, apart from the three fields below
     xray: XrayView | None = None  # the x-ray of column 0, when the scene shows it
+    offer: OfferView | None = None  # co-writing: the candidates for the next word, while they are offered
 
     @property
     def key(self) -> tuple:
@@ -107,6 +109,7 @@ class StageState:
         self.size = (1920, 1080)
         self.errors = 0
         self.xray: XrayTrack | None = None
+        self.offer: tuple[tuple[str, ...], float, float, int] | None = None  # (words, at, until, poem)
 
     # ---- folding ------------------------------------------------------------------------------
     def apply(self, ev: dict) -> None:
@@ -122,6 +125,9 @@ class StageState:
         kind = ev.get("event")
         t = float(ev.get("t", 0.0))
         self.version += 1
+        if kind in ("scene", "poem_end", "panic", "blackout") and self.offer is not None:
+            if kind != "poem_end" or ev.get("n") == self.offer[3]:
+                self.offer = None  # a choice never outlives its poem
         if kind == "session_start":
             st = ev.get("stage") or {}
             self.size = (int(st.get("width", 1920)), int(st.get("height", 1080)))
@@ -167,8 +173,20 @@ class StageState:
             self.fade = ("out", t, 0.0)
         elif kind == "resume":
             self.fade = ("in", t, RESUME_FADE_S) if self.fade is not None else None
+        elif kind in ("choice_offer", "choice"):
+            self._choice(t, ev)
         else:  # standby, command, keep, session_end, ...: nothing visible changes
             self.version -= 1
+
+    def _choice(self, t: float, ev: dict) -> None:
+        """Co-writing: candidates offered (column 0 only), or the choice made (by a person or the clock)."""
+        if int(ev.get("column", 0)) != 0:
+            return
+        if ev["event"] == "choice_offer":
+            words = tuple(str(w[0]).strip() for w in ev["words"])[:9]
+            self.offer = (words, t, float(ev["until"]), int(ev["poem"]))
+        else:
+            self.offer = None
 
     def _replaces(self) -> bool:
         """Does a new poem take the place of the last (rather than follow it down the page)?"""
@@ -289,7 +307,13 @@ class StageState:
             countdown = self.pause_until - t
         version = self.version if not motion else hash((self.version, *motion))
         xray = self.xray.view() if self.xray is not None else None
-        return StageView(self.layout, look, tuple(cols), caption, countdown, self.brightness(t), version, xray)
+        offer = None
+        if self.offer is not None:
+            words, at, until, _ = self.offer
+            offer = OfferView(words, max(0.0, until - t), until - at)
+            version = hash((version, "offer", int(offer.left * 20)))  # the bar shrinks in 50 ms steps
+        return StageView(self.layout, look, tuple(cols), caption, countdown, self.brightness(t), version, xray,
+                         offer)
 
     def _poems_at(self, c: _Column, look: Look, t: float) -> tuple[tuple[PoemText, ...], list[int]]:
         """A column's poems at t with their opacity: the outgoing poem while it fades out, then the

@@ -26,6 +26,7 @@ from performance.protocol.worker import (
     Close,
     Done,
     Failed,
+    Force,
     Grant,
     Loaded,
     Neuron,
@@ -46,6 +47,7 @@ from performance.textgen.kinds import kind as kind_entry
 from performance.textgen.lengths import LengthCounter
 from performance.textgen.live import Follower, Trainer
 from performance.textgen.vintages import checkpoint_label, split_ref
+from performance.worker.cowrite import cowrite_spec, cowrite_stream, force
 
 log = logging.getLogger("lectern.generator")
 
@@ -161,6 +163,9 @@ class WorkerCore:
                     req.credits.append((t, msg.top_k, msg.top_p))
         elif isinstance(msg, Close):
             self._reqs.pop(msg.id, None)
+        elif isinstance(msg, Force):  # co-writing: go on from the chosen word (worker/cowrite.py)
+
+            force(self, msg)
         elif isinstance(msg, Neuron):
             for req in self._reqs.values():
                 if hasattr(req.stream, "set_unit"):
@@ -248,11 +253,11 @@ class WorkerCore:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                if msg.xray is not None:
+                if msg.xray is not None or msg.cowrite:  # co-writing reads the x-ray's top-k
                     # lazy: numpy and the sound/x-ray code load only when that part starts
                     from performance.textgen.xray import start_xray
 
-                    req.stream = start_xray(req.gen, msg.seed, msg.prompt, msg.xray)
+                    req.stream = start_xray(req.gen, msg.seed, msg.prompt, cowrite_spec(msg) if msg.cowrite else msg.xray)
                 else:
                     # a served model's prompt is an instruction ("Write a poem about..."), not the poem's words
                     req.stream = req.gen.start(msg.seed, "" if served_down else msg.prompt)
@@ -268,6 +273,9 @@ class WorkerCore:
             log.warning("model %s: %s", used, w.message)
         if msg.continuation and hasattr(stream, "continuation"):
             stream.continuation = msg.continuation
+        if msg.cowrite:
+
+            req.stream = cowrite_stream(stream, req.gen, msg)
         return True
 
     def _follow(self, name: str, rid: int = 0):

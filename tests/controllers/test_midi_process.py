@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run() -> subprocess.CompletedProcess:
     env = {**os.environ, "LECTERN_MIDI_CHILD": "1"}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
-                           "tests/controllers/test_midi.py"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           "tests/controllers/test_midi.py", "tests/controllers/test_cowrite_midi.py"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
 
 
