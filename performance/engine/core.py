@@ -27,8 +27,10 @@ from performance.engine.pacing import PacingMixin
 from performance.engine.reveal import RevealMixin
 from performance.engine.scenes import ScenesMixin
 from performance.engine.state import _Column, _Poem
+from performance.engine.tempo import TempoMixin
 from performance.protocol.actions import Outbox, SpeechStarted, SpeechState, WorkerRestarted
 from performance.protocol.commands import Command
+from performance.protocol.tempo import TempoGone, TempoState
 from performance.protocol.worker import Done, Failed, Loaded, Opened, ServedState, TokenOut
 from performance.show.config import Scene, Setlist
 from performance.show.programs import next_pause_text
@@ -37,7 +39,7 @@ from performance.show.timed import DueQueue
 log = logging.getLogger("lectern.engine")
 
 
-class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
+class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin, TempoMixin):
     """The show's state and rules. Not thread-safe: only the frame loop calls it."""
 
     def __init__(self, setlist: Setlist, *, session_seed: int | None = None, stage: dict | None = None,
@@ -98,6 +100,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
         self._now = now
         for msg in inbox:
             self._receive(now, msg)
+        self._tempo_check(now)  # a shared tempo nobody refreshes is gone (engine/tempo.py)
         for c in self.waiting.due(now):  # a bounded number per step: a flood falls due over frames
             self._apply(now, c)
         for _ in range(MAX_CUE_HOPS):  # cue waits fall due at their deadlines (cues.py)
@@ -110,7 +113,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
 
     def _play(self, now: float) -> None:
         """The scene on stage, moved on to `now`: reveal, hold, pause, and its end."""
-        if self.state == "playing" and not self.paused:
+        if self.state == "playing" and not self.paused and not self._held_by_transport():
             for col in self.columns:
                 self._advance(now, col)
                 if self.columns and col.phase != "done":
@@ -177,6 +180,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
             "awaiting_tokens": self.waiting_for_worker(),
             "errors": tuple(self.errors),
             **self.cue_report(),
+            **self.tempo_report(),
         }
 
     def waiting_for_worker(self) -> bool:
@@ -196,6 +200,9 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
         return None
 
     def _receive(self, now: float, msg: Any) -> None:
+        if isinstance(msg, TempoState | TempoGone):  # a shared tempo (engine/tempo.py)
+            self._tempo_message(now, msg)
+            return
         if isinstance(msg, TokenOut):
             poem = self._rid_poem.get(msg.id)
             if poem is not None:

@@ -47,6 +47,7 @@ class Snapshot:
     cue_wait: str = ""  # the wait counting now: "pre_wait" | "post_wait" | ""
     countdown: float | None = None  # seconds to that automatic start (None: none, or not known ahead)
     continue_mode: str = "auto-follow"  # the current scene's continue: no | auto-continue | auto-follow
+    tempo: str = ""  # the shared tempo: "link 120.0 BPM · bar 3 beat 2/4 · 1 peer" (engine/tempo.py; "" none)
     # the runtime's own
     health: tuple[float, float, int, int, float] = (0.0, 0.0, 0, 0, 0.0)  # uptime_s, fps, poems, restarts, rss_mb
     tokens: int = 0  # tokens the worker has written (the operator view's rate)
