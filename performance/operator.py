@@ -124,7 +124,9 @@ class OperatorView:
             if s.get("served"):  # a served model: up with its streaming rate, or down and who writes instead
                 t.add_row("served", escape(s["served"]))
             t.add_row("voice · volume", f"{s['voice']} · {s['volume']:.2f}")
-            for key, label in (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote")):
+            if s.get("tempo"):  # the shared tempo (Link, MIDI clock) and the beat, or the fallback in seconds
+                t.add_row("tempo", escape(s["tempo"]))
+            for key, label in (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote"), ("link", "Link")):
                 if s.get(key):
                     t.add_row(label, escape(str(s[key])))
             for nxt in s.get("next_at", [])[:2]:
