@@ -20,6 +20,9 @@ STATE_LABELS = {"panic": "[bold red]PANIC[/] (GO resumes)", "waiting_go": "[yell
                 "cue_wait": "[yellow]waiting[/] (GO starts the next cue now)",
                 "ended": "ended", "idle": "starting", "playing": "playing"}
 
+# what the controllers report (the table shows the shared tempo and Link rows just before them)
+CONTROLLER_ROWS = (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote"))
+
 
 class OperatorView:
     """Scene now and standing by, poem n of N, temperature, seed, model, tokens/s, fps, last commands,
@@ -124,9 +127,7 @@ class OperatorView:
             if s.get("served"):  # a served model: up with its streaming rate, or down and who writes instead
                 t.add_row("served", escape(s["served"]))
             t.add_row("voice · volume", f"{s['voice']} · {s['volume']:.2f}")
-            if s.get("tempo"):  # the shared tempo (Link, MIDI clock) and the beat, or the fallback in seconds
-                t.add_row("tempo", escape(s["tempo"]))
-            for key, label in (("midi", "MIDI"), ("learn", "MIDI learn"), ("remote", "remote"), ("link", "Link")):
+            for key, label in (("tempo", "tempo"), ("link", "Link"), *CONTROLLER_ROWS):
                 if s.get(key):
                     t.add_row(label, escape(str(s[key])))
             for nxt in s.get("next_at", [])[:2]:
