@@ -124,7 +124,10 @@ def run_once(seconds: float, work: Path) -> dict:
     cmd = [sys.executable, str(ROOT / "run.py"), "play", str(work / "set.toml"), "--headless", "--window", "1280x720",
            "--link", "--quiet", "--duration", str(4 * seconds + 60), "--transcript-dir", str(work),
            "--stats-json", str(work / "stats.json")]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "lectern.log", "w"))
+    # SIGINT ends a show cleanly (transcript, stats); a bench started in the background has it ignored,
+    # and a child would inherit that
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "lectern.log", "w"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 90
         while not first_token(work):
@@ -136,24 +139,26 @@ def run_once(seconds: float, work: Path) -> dict:
         band.want = 90.0
         time.sleep(seconds)
     finally:
+        stopped = time.time()
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        stop_s = time.time() - stopped
         band.stop()
     evs = events(next(work.glob("*.jsonl")))
     wall0 = statistics.median(datetime.fromisoformat(e["wall"]).timestamp() - e["t"] for e in evs)
     words = [(wall0 + e["t"], e["text"]) for e in evs if e["event"] == "token" and any(c.isalpha() for c in e["text"])]
     rows = []
     for wall, _ in words:
-        if not band.samples[0][0] < wall < band.samples[-1][0]:
+        if not band.samples[0][0] < wall < min(stopped, band.samples[-1][0]):
             continue
         beat, tempo = band.beat_at_wall(wall)
         off = (beat - round(beat / STEP_BEATS) * STEP_BEATS) * 60 / tempo * 1000
         rows.append((wall, tempo, off))
     stats = json.loads((work / "stats.json").read_text()) if (work / "stats.json").exists() else {}
-    return {"rows": rows, "changed": changed, "stats": stats,
+    return {"rows": rows, "changed": changed, "stats": stats, "stop_s": round(stop_s, 2),
             "tempo_events": [round(e["bpm"], 1) for e in evs if e["event"] == "tempo"],
             "lost": sum(1 for e in evs if e["event"] == "tempo_lost")}
 
@@ -199,10 +204,13 @@ def main() -> int:
         "word_gap_s_120": gap(rows, 120.0), "word_gap_s_90": gap(rows, 90.0),
         "tempo_events": runs[-1]["tempo_events"], "tempo_lost": runs[-1]["lost"],
         "reveal_latency_ms_p50": st.get("reveal_latency_ms_p50"), "reveal_latency_ms_p99": st.get("reveal_latency_ms_p99"),
-        "fps": st.get("fps"), "goal_ms": GOAL_MS,
+        "fps": st.get("fps"), "goal_ms": GOAL_MS, "lectern_stop_s": [run["stop_s"] for run in runs],
     }
     lat = out["reveal_latency_ms_p99"]  # the audience sees a word at most this much after its transcript time
     out["on_screen_ms_p95_bound"] = round(out["offset_ms_p95"] + lat, 2) if lat is not None and rows else None
+    # the words off their beat by more than 5 ms: (run, seconds after the tempo change, offset ms)
+    out["off_words"] = [(i, round(w - run["changed"], 3), round(o, 1)) for i, run in enumerate(runs)
+                        for w, _, o in run["rows"] if abs(o) > 5][:20]
     out["meets_goal"] = out["offset_ms_p95_120"] is not None and out["offset_ms_p95_120"] <= GOAL_MS
     print(json.dumps(out))
     return 0

@@ -2,8 +2,8 @@
 
 One thread ("lectern-link") runs its own asyncio loop with an `aalink.Link` peer. While the session
 has other peers it puts a `TempoState` on the engine's inbox — the beat heard at an engine time,
-the tempo, the transport — at once when the tempo or the transport changes and REFRESH_S apart
-otherwise; when the last peer leaves, one `TempoGone`. The engine converts beats to times
+the tempo, the transport — at once when the tempo, the transport or the timeline changes and
+REFRESH_S apart otherwise; when the last peer leaves, one `TempoGone`. The engine converts beats to times
 (engine/tempo.py); nothing here waits on the frame loop or it on this. Link only shares a tempo (it
 cannot steer the show), but it multicasts on every interface: it is off unless --link is given.
 """
@@ -24,6 +24,7 @@ from performance.protocol.tempo import TempoGone, TempoState
 log = logging.getLogger("lectern.link")
 
 LOOK_S = 0.02  # how often the peer is looked at (a tempo change is also sent as soon as Link calls back)
+MOVED_BEATS = 0.002  # a timeline this far (1 ms at 120 BPM) from the one sent is sent again at once
 REFRESH_S = 0.25  # the timeline is sent at least this often (the engine calls one silent for 1.5 s gone)
 
 
@@ -86,7 +87,7 @@ class LinkPeer:
                     pass
                 now, was = time.monotonic(), self.peers
                 self.peers = link.num_peers
-                if self.peers and (changed.is_set() or now >= next_refresh or not was):
+                if self.peers and (changed.is_set() or now >= next_refresh or not was or self._moved(link)):
                     self._send(self._sample(link))
                     next_refresh = now + REFRESH_S
                 elif was and not self.peers:
@@ -95,6 +96,14 @@ class LinkPeer:
                 changed.clear()
         finally:
             link.enabled = False
+
+    def _moved(self, link: Any) -> bool:
+        """Has the session's timeline moved from the one last sent (Link aligns a peer that joins, and
+        no callback says so)? Then the engine must hear it now, not at the next refresh."""
+        last = self._last
+        if not isinstance(last, TempoState):
+            return True
+        return abs(last.beat_at(self.engine_now()) - link.beat) > MOVED_BEATS
 
     def _sample(self, link: Any) -> TempoState:
         """The beat now and the engine time it was read at (read between two engine clock reads)."""
@@ -142,7 +151,7 @@ class LinkControl(Controller):
         if p is None:
             return {}
         if not p.peers:
-            return {"link": "no peers yet"}
+            return {"link": "no peers (the last one left)" if p.sent else "no peers yet"}
         return {"link": f"{p.tempo:.1f} BPM · {p.peers} peer{'s' if p.peers != 1 else ''}"
                         + (" · playing" if p.playing else "")}
 

@@ -173,3 +173,23 @@ def test_fallback_seconds_come_from_bpm_unless_written(tmp_path):
     p.write_text('name = "a"\n[pacing]\npace = { per = "beat", chars = 8 }\nrate = 12\nhold = 1\n')
     pc = load_scene(p).pacing
     assert (pc.reveal, pc.rate, pc.hold, pc.beats.unit_beats) == ("chars", 12.0, 1.0, 0.125)
+
+
+def test_the_operator_view_shows_tempo_and_beat_from_the_snapshot(tmp_path):
+    from rich.console import Console
+
+    from performance.engine import Engine
+    from performance.operator import OperatorView
+    from performance.runtime.publisher import compose
+
+    eng = Engine(setlist(tmp_path), session_seed=1)
+    eng.start(0.0)
+    eng.step(5.3, [link(5.0, 120, 0.25)])
+    eng.step(6.0, [link(6.0, 120, 2.25)])  # beat 2.25 at 6.0 s: bar 1, beat 3
+    view = OperatorView()
+    view.update(compose(eng.snapshot(), controllers={"link": "120.0 BPM · 1 peer"}), fps=60.0)
+    console = Console(record=True, width=120)
+    console.print(view.table())
+    text = console.export_text()
+    assert "tempo" in text and "link 120.0 BPM · bar 1 beat 3/4 · 1 peer" in text
+    assert "120.0 BPM · 1 peer" in text.split("Link", 1)[1]
