@@ -10,7 +10,9 @@ beats (two words a beat, poems on the bar). --seconds after the first word the b
 90 BPM; --seconds later Lectern is stopped. Each word's reveal time comes from Lectern's own
 transcript (engine time t; the transcript's wall = wall0 + t places it on the wall clock), and is
 placed on the band's Link timeline through samples of (wall clock, Link clock, beat) the band took
-every 2 ms. The offset of a word is its distance to the nearest half beat, in ms. Prints one JSON
+every 2 ms. The offset of a word is its distance to the nearest half beat, in ms (words shown
+before Lectern first heard the session, paced in seconds as the scene falls back, are counted
+apart: words_before_link_heard). Prints one JSON
 object: the p50/p95/max offsets (all, at 120 and at 90), the median gap between words at each
 tempo, and the stage's reveal latency (a word's transcript time to the present of the frame that
 shows it, from --stats-json: what the audience sees adds that). Goal: p95 <= 20 ms at 120 BPM.
@@ -150,15 +152,20 @@ def run_once(seconds: float, work: Path) -> dict:
     evs = events(next(work.glob("*.jsonl")))
     wall0 = statistics.median(datetime.fromisoformat(e["wall"]).timestamp() - e["t"] for e in evs)
     words = [(wall0 + e["t"], e["text"]) for e in evs if e["event"] == "token" and any(c.isalpha() for c in e["text"])]
+    # words shown before Lectern heard the session (it joins as the show starts) are paced in seconds
+    heard = min((wall0 + e["t"] for e in evs if e["event"] == "tempo"), default=float("inf"))
+    before = sum(1 for w, _ in words if w < heard)
     rows = []
     for wall, _ in words:
+        if wall < heard:
+            continue
         if not band.samples[0][0] < wall < min(stopped, band.samples[-1][0]):
             continue
         beat, tempo = band.beat_at_wall(wall)
         off = (beat - round(beat / STEP_BEATS) * STEP_BEATS) * 60 / tempo * 1000
         rows.append((wall, tempo, off))
     stats = json.loads((work / "stats.json").read_text()) if (work / "stats.json").exists() else {}
-    return {"rows": rows, "changed": changed, "stats": stats, "stop_s": round(stop_s, 2),
+    return {"rows": rows, "changed": changed, "stats": stats, "stop_s": round(stop_s, 2), "before": before,
             "tempo_events": [round(e["bpm"], 1) for e in evs if e["event"] == "tempo"],
             "lost": sum(1 for e in evs if e["event"] == "tempo_lost")}
 
@@ -200,6 +207,7 @@ def main() -> int:
         "offset_ms_p50": pct(allo, 0.5), "offset_ms_p95": pct(allo, 0.95), "offset_ms_max": pct(allo, 1.0),
         "offset_ms_p95_120": pct(at[120.0], 0.95), "offset_ms_p95_90": pct(at[90.0], 0.95),
         "words_120": len(at[120.0]), "words_90": len(at[90.0]),
+        "words_before_link_heard": [run["before"] for run in runs],
         "bias_ms": round(statistics.median(o for _, _, o in rows), 2) if rows else None,
         "word_gap_s_120": gap(rows, 120.0), "word_gap_s_90": gap(rows, 90.0),
         "tempo_events": runs[-1]["tempo_events"], "tempo_lost": runs[-1]["lost"],
