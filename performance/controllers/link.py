@@ -25,6 +25,7 @@ log = logging.getLogger("lectern.link")
 
 LOOK_S = 0.02  # how often the peer is looked at (a tempo change is also sent as soon as Link calls back)
 MOVED_BEATS = 0.002  # a timeline this far (1 ms at 120 BPM) from the one sent is sent again at once
+JOIN_WAIT_S = 1.0  # at start, how long the show waits for the session's peers (Link finds them in ~0.5 s)
 REFRESH_S = 0.25  # the timeline is sent at least this often (the engine calls one silent for 1.5 s gone)
 
 
@@ -39,6 +40,7 @@ class LinkPeer:
         self.sent = 0
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._heard = threading.Event()  # the first timeline went out
         self._error: str | None = None
         self._last: Any = None
         self._thread = threading.Thread(target=self._run, name="lectern-link", daemon=True)
@@ -49,6 +51,8 @@ class LinkPeer:
         self._ready.wait(5.0)
         if self._error:
             raise Unavailable(f"Link: {self._error}")
+        # the show starts after this: a session found now paces the first poem in beats, not seconds
+        self._heard.wait(JOIN_WAIT_S)
 
     def stop(self) -> None:
         self._stop.set()
@@ -117,6 +121,7 @@ class LinkPeer:
         old, self._last = self._last, msg
         if put_latest(self.inbox, msg, old) != "full":
             self.sent += 1
+            self._heard.set()
 
 
 class LinkControl(Controller):

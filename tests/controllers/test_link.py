@@ -87,8 +87,8 @@ def test_lectern_follows_a_second_link_peer_tempo_beat_transport_and_its_leaving
         band.quantum = 4  # as Live's default: Link aligns phase within the quantum
         band.start_stop_sync_enabled = True
         band.enabled = True
-        lectern.start()
         t0 = time.monotonic()
+        await asyncio.to_thread(lectern.start)  # it waits (up to 1 s) for the session's first peer
         while lectern.peers < 1 and time.monotonic() - t0 < 3:
             await asyncio.sleep(0.005)
         found = time.monotonic() - t0
