@@ -193,3 +193,15 @@ def test_the_operator_view_shows_tempo_and_beat_from_the_snapshot(tmp_path):
     text = console.export_text()
     assert "tempo" in text and "link 120.0 BPM · bar 1 beat 3/4 · 1 peer" in text
     assert "120.0 BPM · 1 peer" in text.split("Link", 1)[1]
+
+
+def test_link_wins_over_a_midi_clock_heard_beside_it_and_the_clock_takes_over_when_link_goes(tmp_path):
+    midi = [(t, TempoState("midi", 90, t * 1.5, t, playing=None)) for t, _ in refreshed(90, 20, every=0.125)]
+    cmds = sorted(refreshed(120, 2.0) + [(2.05, TempoGone("link", "the last Link peer left"))] + midi,
+                  key=lambda c: c[0])
+    ev = simulate(setlist(tmp_path, poems=2), 20, dt=1 / 60, loader=script_loader, commands=cmds)
+    tempos = [(e["t"], e["source"], e["bpm"]) for e in ev if e["event"] == "tempo"]
+    assert tempos[0] == (0.0, "link", 120.0) and tempos[1][1:] == ("midi", 90.0) and 2.05 <= tempos[1][0] <= 2.2
+    w = [t for t, _ in words(ev)]
+    assert w[:8] == pytest.approx([0.25 * k for k in range(8)], abs=1e-6)  # Link's 120 BPM, not the clock's 90
+    assert [b - a for a, b in zip(w[9:], w[10:], strict=False)] == pytest.approx([1 / 3] * 6, abs=1e-6)
