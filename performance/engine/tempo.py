@@ -93,8 +93,10 @@ class TempoMixin:
     def _transport_go_on(self, now: float) -> None:
         if self._transport_stop is not None:
             stopped, self._transport_stop = self._transport_stop, None
-            if self._beat_scene():
-                self._shift(now - stopped)  # as a resume: every deadline moves by the time stopped
+            if self._beat_scene():  # as a resume: every deadline moves by the time stopped (a pause
+                # that overlaps the stop moves them by its own part when it resumes)
+                until = min(now, self.paused_at) if self.paused else now
+                self._shift(max(0.0, until - stopped))
 
     def _held_by_transport(self) -> bool:
         """The shared transport is stopped and the scene on stage paces in beats: it waits."""

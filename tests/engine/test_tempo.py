@@ -205,3 +205,17 @@ def test_link_wins_over_a_midi_clock_heard_beside_it_and_the_clock_takes_over_wh
     w = [t for t, _ in words(ev)]
     assert w[:8] == pytest.approx([0.25 * k for k in range(8)], abs=1e-6)  # Link's 120 BPM, not the clock's 90
     assert [b - a for a, b in zip(w[9:], w[10:], strict=False)] == pytest.approx([1 / 3] * 6, abs=1e-6)
+
+
+def test_a_pause_overlapping_a_transport_stop_is_not_counted_twice(tmp_path):
+    from performance.protocol.commands import Command
+
+    cmds = [(t, link(t, 120, t * 2, playing=True)) for t in (0.0, 0.25, 0.5, 0.75)]
+    cmds += [(t, link(t, 120, t * 2, playing=False)) for t in (1.0, 1.5, 2.0, 2.5)]
+    cmds += [(t, link(t, 120, t * 2, playing=True)) for t in [3.0 + k * 0.25 for k in range(60)]]
+    cmds += [(1.5, Command("/lectern/pause")), (4.0, Command("/lectern/resume"))]
+    cmds.sort(key=lambda c: c[0])
+    ev = simulate(setlist(tmp_path, poems=1), 12, dt=1 / 60, loader=script_loader, commands=cmds)
+    w = [t for t, _ in words(ev)]
+    # stopped 1.0-3.0 and paused 1.5-4.0: the scene waited from 1.0 to 4.0, once
+    assert w == pytest.approx([0.0, 0.25, 0.5, 0.75, 4.0, 4.25, 4.5, 4.75], abs=1e-6)
