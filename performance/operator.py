@@ -128,7 +128,7 @@ class OperatorView:
             if s.get("served"):  # a served model: up with its streaming rate, or down and who writes instead
                 t.add_row("served", escape(s["served"]))
             t.add_row("voice · volume", f"{s['voice']} · {s['volume']:.2f}")
-            for key, label in ROWS:
+            for key, label in (ROWS[0], ROWS[1], ("tempo", "tempo"), ("link", "Link"), *ROWS[2:]):
                 if s.get(key):
                     t.add_row(label, escape(str(s[key])))
             for nxt in s.get("next_at", [])[:2]:

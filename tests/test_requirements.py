@@ -56,6 +56,10 @@ def _imports(paths: list[Path], local: set[str]) -> dict[str, str]:
 def _dists(imports: dict[str, str]) -> dict[str, str]:
     """Distribution -> importing file, through the installed packages' own file lists."""
     table = metadata.packages_distributions()
+    for dist in metadata.distributions():  # a lone extension module (aalink's .so): 3.11 maps only .py files
+        for f in dist.files or ():
+            if len(f.parts) == 1 and f.suffix in (".so", ".pyd"):
+                table.setdefault(f.name.split(".")[0], []).append(dist.metadata["Name"])
     out = {}
     for module, where in imports.items():
         assert module in table, f"{where}: imports {module!r}, which no installed distribution provides"

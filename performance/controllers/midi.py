@@ -41,6 +41,7 @@ from performance.controllers.mapping import (
     parse,
     save_learned,
 )
+from performance.controllers.midi_clock import REALTIME, MidiClock
 from performance.protocol.commands import PREFIX, Command, CommandError, validate
 
 log = logging.getLogger("lectern.midi")
@@ -85,8 +86,12 @@ class MidiController:
 
     def __init__(self, inbox: queue.Queue, port: str, mapping: Mapping, *, api: str | None = None,
                  learned_path: Path | None = None, scene_count: Callable[[], int] = lambda: 1,
-                 client: str = CLIENT, poll_s: float = 0.25) -> None:
+                 client: str = CLIENT, poll_s: float = 0.25,
+                 engine_time: Callable[[float], float] | None = None) -> None:
         self.inbox = inbox
+        # MIDI clock in (controllers/midi_clock.py): a drum machine's tempo when there is no Link
+        self.clock = MidiClock(self._tempo, engine_time) if engine_time is not None else None
+        self._last_tempo: Any = None
         self.match = port
         self.api_name = api
         self.client = client
@@ -248,7 +253,7 @@ class MidiController:
             for api in _rtmidi_apis(self.api_name):
                 try:
                     self._in = rtmidi.MidiIn(api, name=self.client)
-                    self._in.ignore_types(sysex=True, timing=True, active_sense=True)
+                    self._in.ignore_types(sysex=True, timing=self.clock is None, active_sense=True)
                     self._out = rtmidi.MidiOut(api, name=self.client)
                     self._api_error_logged = False
                     log.info("MIDI: using %s", rtmidi.get_api_name(api))
@@ -312,7 +317,14 @@ class MidiController:
         self.learn_state = f"learning {name}: move a control" if name else "off"
         log.warning("MIDI learn: %s", self.learn_state)
 
+    def _tempo(self, msg: Any) -> None:
+        old, self._last_tempo = self._last_tempo, msg
+        put_latest(self.inbox, msg, old)  # the newest timeline replaces one the engine has not taken
+
     def _midi(self, data: list[int], received: float) -> None:
+        if self.clock is not None and data and data[0] in REALTIME:  # 24 a beat: not counted as messages
+            self.clock.feed(data[0], received)
+            return
         self.counts["received"] += 1
         msg = parse(data)
         if msg is None:

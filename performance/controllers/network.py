@@ -123,9 +123,11 @@ class MidiControl(Controller):
         # lazy: `run.py --help` imports this module; what the command needs loads when it runs
         from performance.controllers.mapping import load_mapping
         from performance.controllers.midi import MidiController, learned_path_for
+        from performance.controllers.midi_clock import engine_time_from
 
         self.midi = MidiController(inbox, self.port, load_mapping(self.map_file),
-                                   learned_path=learned_path_for(self.ctx.session_dir), scene_count=self.ctx.scene_count)
+                                   learned_path=learned_path_for(self.ctx.session_dir), scene_count=self.ctx.scene_count,
+                                   engine_time=engine_time_from(self.ctx.clock))
         self.midi.start()
 
     def on_state(self, snap: Snapshot) -> None:

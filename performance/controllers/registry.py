@@ -14,6 +14,7 @@ from performance.controllers.base import Context, Controller, Unavailable
 from performance.controllers.console import Console
 from performance.controllers.inbox import Inbox
 from performance.controllers.keyboard import Keyboard
+from performance.controllers.link import LinkControl
 from performance.controllers.network import MidiControl, OscControl, RemoteControl
 from performance.controllers.schedule import Schedule
 from performance.controllers.watch import Watch
@@ -30,6 +31,7 @@ CONTROLLERS: list[type[Controller]] = [
     Schedule,
     Console,
     Watch,
+    LinkControl,
 ]
 
 

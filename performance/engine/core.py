@@ -29,8 +29,10 @@ from performance.engine.reload import ReloadMixin
 from performance.engine.reveal import RevealMixin
 from performance.engine.scenes import ScenesMixin
 from performance.engine.state import _Column, _Poem
+from performance.engine.tempo import TempoMixin
 from performance.protocol.actions import Outbox, Reload, SpeechStarted, SpeechState, WorkerRestarted
 from performance.protocol.commands import Command
+from performance.protocol.tempo import TempoGone, TempoState
 from performance.protocol.worker import Done, Failed, Loaded, Opened, ServedState, TokenOut
 from performance.show.config import Scene, Setlist
 from performance.show.programs import next_pause_text
@@ -39,7 +41,13 @@ from performance.show.timed import DueQueue
 log = logging.getLogger("lectern.engine")
 
 
-class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, CuesMixin):  # ReloadMixin first: its hooks
+# messages a concern mixin handles: a shared tempo (engine/tempo.py), a setlist read again off the
+# frame loop (engine/reload.py)
+CONCERN_MESSAGES: dict[type, str] = {TempoState: "_tempo_message", TempoGone: "_tempo_message",
+                                     Reload: "_reload_received"}
+
+
+class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, CuesMixin, TempoMixin):  # ReloadMixin first: its hooks
     """The show's state and rules. Not thread-safe: only the frame loop calls it."""
 
     def __init__(self, setlist: Setlist, *, session_seed: int | None = None, stage: dict | None = None,
@@ -100,6 +108,7 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
         self._now = now
         for msg in inbox:
             self._receive(now, msg)
+        self._tempo_check(now)  # a shared tempo nobody refreshes is gone (engine/tempo.py)
         for c in self.waiting.due(now):  # a bounded number per step: a flood falls due over frames
             self._apply(now, c)
         for _ in range(MAX_CUE_HOPS):  # cue waits fall due at their deadlines (cues.py)
@@ -112,7 +121,7 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
 
     def _play(self, now: float) -> None:
         """The scene on stage, moved on to `now`: reveal, hold, pause, and its end."""
-        if self.state == "playing" and not self.paused:
+        if self.state == "playing" and not self.paused and not self._held_by_transport():
             for col in self.columns:
                 self._advance(now, col)
                 if self.columns and col.phase != "done":
@@ -181,6 +190,7 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
             **self.cue_report(),
             **self.reload_report(),
             **self.cowrite_report(),
+            **self.tempo_report(),
         }
 
     def waiting_for_worker(self) -> bool:
@@ -200,6 +210,10 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
         return None
 
     def _receive(self, now: float, msg: Any) -> None:
+        concern = CONCERN_MESSAGES.get(type(msg))
+        if concern is not None:  # a message one concern mixin owns
+            getattr(self, concern)(now, msg)
+            return
         if isinstance(msg, TokenOut):
             poem = self._rid_poem.get(msg.id)
             if poem is not None:
@@ -248,8 +262,6 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
         elif isinstance(msg, WorkerRestarted):  # a fresh worker knows no request: write the poems again
             self.next_seed = None
             self._restart_poems(now)
-        elif isinstance(msg, Reload):  # a setlist read again off the frame loop (engine/reload.py)
-            self._reload_received(now, msg)
         elif isinstance(msg, Command):
             if msg.due is not None and msg.due > now:
                 refused = self.waiting.push(msg)

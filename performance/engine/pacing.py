@@ -214,6 +214,7 @@ class PacingMixin:
 
     def _begin(self, now: float, col: _Column, poem: _Poem) -> bool:
         """Start the poem once its time has come; False while it must wait."""
+        col.start_at = self._start_on_grid(col.start_at)  # start = "beat" | "bar" (engine/tempo.py)
         if now < col.start_at:
             return False
         start_t = col.start_at
@@ -245,11 +246,11 @@ class PacingMixin:
         every = self.scene.pacing.pause_every
         last = self.scene.poems is not None and col.poems_done >= self.scene.poems
         if every and col.poems_done % every == 0 and not last:
-            secs = self.scene.pacing.pause_seconds
+            secs = self._pause_s()  # pause_beats when a tempo is heard (engine/tempo.py)
             col.phase, col.until = "pause", t_end + secs
             self._emit(t_end, "pause", seconds=secs, until=t_end + secs, column=col.index)
         else:
-            col.phase, col.until = "hold", t_end + self.scene.pacing.hold / self.speed
+            col.phase, col.until = "hold", t_end + self._hold_s()
         if self.pending_change is not None:
             col.phase = "done"
             col.until = t_end

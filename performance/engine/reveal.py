@@ -40,7 +40,7 @@ class RevealMixin:
                 if _LETTER.match(ch) and not (_LETTER.match(last) or last in "'’"):
                     units += 1
                 last = ch
-        return units / (pacing.rate * self.speed)
+        return self._paced(units, pacing.rate * self.speed)  # on the beat grid when a tempo is heard
 
     def _reveal(self, now: float, col: _Column, poem: _Poem) -> bool:
         """Reveal what is due. True when the poem is complete."""
@@ -67,7 +67,7 @@ class RevealMixin:
                 self._grant(now, col)
                 return False
             tok, arrived = poem.received[0]
-            t = max(poem.deadline, arrived)
+            t = self._on_grid(max(poem.deadline, arrived))
             if t > now:
                 self._grant(now, col)
                 return False
@@ -125,7 +125,7 @@ class RevealMixin:
             held = out
         # the whole word appears at once, when it is complete and its turn has come; its reveal
         # cost runs from then (letter by letter it would start early and end late)
-        at = max([poem.deadline] + [t for _, t in held])
+        at = self._on_grid(max([poem.deadline] + [t for _, t in held]))
         before = poem.text
         for tok, _ in held:
             self._show_token(col, poem, tok, at)

@@ -53,6 +53,7 @@ class Snapshot:
     # co-writing (engine/cowrite.py): the candidates on stage for the next word, and seconds left to choose
     offer: tuple[str, ...] = ()
     offer_left: float | None = None
+    tempo: str = ""  # the shared tempo: "link 120.0 BPM · bar 3 beat 2/4 · 1 peer" (engine/tempo.py; "" none)
     # the runtime's own
     health: tuple[float, float, int, int, float] = (0.0, 0.0, 0, 0, 0.0)  # uptime_s, fps, poems, restarts, rss_mb
     tokens: int = 0  # tokens the worker has written (the operator view's rate)

@@ -82,6 +82,7 @@ class FrameLoop:
         work += s.display.monitor_frame(s.snapshot, s.clock.wall())
         s.stats.frame(work, presented, speaking=s.sound is not None and s.sound.speaking())
         self._latencies(inbox, presented)
+        self._reveal_lag(out.events, s.clock.now())
         if s.recorder is not None and s.display.screen is not None:
             s.recorder.frame(s.display.screen, now, changed=s.display.frame_changed)
         if s.heartbeat is not None:
@@ -121,6 +122,15 @@ class FrameLoop:
             lat = stats.osc_latency_ms if cmd.source == "osc" else stats.latency_ms.setdefault(cmd.source, [])
             if len(lat) < 100_000:
                 lat.append((presented - received) * 1000)
+
+    def _reveal_lag(self, events: list, shown: float) -> None:
+        """A word's time in the transcript (its beat, its deadline) → the present of the frame that shows
+        it: --stats-json reveal_latency_ms (bench/bench_link_tempo.py)."""
+        for ev in events:
+            if ev["event"] == "token":
+                lag = self.s.stats.latency_ms.setdefault("reveal", [])
+                if len(lag) < 100_000:
+                    lag.append((shown - ev["t"]) * 1000 / self.s.clock.time_scale)
 
     def once_a_second(self) -> bool:
         """Hours' daily restart, fault injection, displays plugged or unplugged; False to end."""

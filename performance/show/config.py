@@ -15,6 +15,7 @@ from typing import Any
 
 from performance.protocol.commands import MAX_PROMPT_CHARS  # one limit for a prompt, from OSC as from a file
 from performance.safe_files import UnsafeFile, load_toml, read_text_limited
+from performance.show.beats import beat_pacing, check_reveal
 from performance.show.cowrite_settings import CowriteSettings
 from performance.show.hours import InstallSettings
 from performance.show.look import Look
@@ -65,6 +66,7 @@ class Pacing:
     hold: float = 2.0
     pause_every: int = 0
     pause_seconds: float = 0.0
+    beats: Any = None  # show.beats.BeatPacing: pace, start, hold and pause in beats (None: seconds only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,13 +271,20 @@ def _models(t: Table, layout: str) -> list[str]:
 
 
 def _pacing(pacing_t: Table) -> Pacing:
-    """[pacing]: reveal, rate, hold, and the timed pause every n poems."""
+    """[pacing]: reveal, rate, hold, and the timed pause every n poems; in beats too (show/beats.py)."""
+    beats = beat_pacing(pacing_t)  # None in every older file: its defaults and first errors are unchanged
+    reveal = pacing_t.str("reveal", beats.unit if beats and beats.unit else "chars", REVEALS)
+    if beats is not None:
+        check_reveal(pacing_t, beats, reveal)
     pacing = Pacing(
-        reveal=pacing_t.str("reveal", "chars", REVEALS),
-        rate=pacing_t.float("rate", 30.0, lo=0.1, hi=100000.0),
-        hold=pacing_t.float("hold", 2.0, lo=0.0, hi=3600.0),
+        reveal=reveal,
+        rate=pacing_t.float("rate", beats.fallback_rate() if beats else 30.0, lo=0.1, hi=100000.0),
+        hold=pacing_t.float("hold", min(3600.0, beats.seconds(beats.hold_beats)) if beats and beats.hold_beats
+                            is not None else 2.0, lo=0.0, hi=3600.0),
         pause_every=pacing_t.int("pause_every", 0, lo=0, hi=1_000_000),
-        pause_seconds=pacing_t.float("pause_seconds", 0.0, lo=0.0, hi=86400.0),
+        pause_seconds=pacing_t.float("pause_seconds", min(86400.0, beats.seconds(beats.pause_beats))
+                                     if beats and beats.pause_beats else 0.0, lo=0.0, hi=86400.0),
+        beats=beats,
     )
     if pacing.pause_every and not pacing.pause_seconds:
         raise pacing_t.error("pause_seconds", 0, "must be > 0 when pause_every is set")

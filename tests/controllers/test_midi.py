@@ -309,3 +309,40 @@ def test_a_running_show_with_midi_and_osc(jack, tmp_path):
         proc.terminate()
         proc.wait(20)
         ctl.close()
+
+
+def test_midi_clock_in_gives_the_drum_machines_tempo(jack, tmp_path):
+    """24 pulses a beat at 120 BPM through real JACK, Start before and Stop after: TempoStates."""
+    from performance.protocol.tempo import TempoState
+
+    ctl = FakeController("drum machine")
+    inbox: queue.Queue = queue.Queue()
+    midi = MidiController(inbox, "drum machine", load_mapping(GENERIC), api="jack", poll_s=0.1,
+                          engine_time=lambda t: t)
+    midi.start()
+    try:
+        assert wait(lambda: midi.in_name), "MidiController did not open the drum machine"
+        time.sleep(0.1)
+        ctl.send(0xFA)
+        t0 = time.monotonic()
+        for k in range(24 * 4):  # four beats, each pulse on its own deadline (no drift)
+            time.sleep(max(0.0, t0 + k * 0.5 / 24 - time.monotonic()))
+            ctl.send(0xF8)
+        time.sleep(0.05)
+        ctl.send(0xFC)
+        got = []
+        while len(got) < 200:
+            try:
+                got.append(inbox.get(timeout=0.5))
+            except queue.Empty:
+                break
+    finally:
+        midi.stop()
+        ctl.close()
+    tempos = [m for m in got if isinstance(m, TempoState)]
+    assert tempos and all(m.source == "midi" for m in tempos)
+    playing = [m for m in tempos if m.playing]
+    assert playing[-1].bpm == pytest.approx(120, abs=3)
+    assert playing[-1].beat == pytest.approx(3.75, abs=0.3)  # the last sixteenth sent while playing
+    assert tempos[-1].playing is False  # Stop
+    assert midi.counts["received"] == 0  # clock bytes are not controller messages
