@@ -68,6 +68,7 @@ class Router:
         s = self.s
         for msg in out.worker:
             s.worker.send(msg)
+        s.transcript.write_many(list(out.events))
         for ev in out.events:
             self._event(ev)
         out.answer()
@@ -82,8 +83,8 @@ class Router:
                     log.exception("sound action failed; the show goes on")
 
     def _event(self, ev: dict) -> None:
+        """One engine event to its readers other than the transcript (route() hands it the frame's lot)."""
         s = self.s
-        s.transcript.write(ev)
         if s.display.stage_state is not None:
             s.display.stage_state.apply(ev)
         if s.display.terminal:

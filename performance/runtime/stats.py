@@ -28,7 +28,7 @@ class FrameStats:
         self.missed = 0  # frame slots with no present (a 6.8 s freeze misses about 400)
         self.last_present: float | None = None
         self.t_first: float | None = None
-        self.worst_gaps: list[tuple[float, float]] = []  # the 5 longest (gap s, seconds into the run)
+        self.worst_gaps: list[tuple[float, float, float]] = []  # the 5 longest: (gap s, seconds in, frame work s)
         self.gc = GcPauses()
 
     def frame(self, work_s: float, presented: float, speaking: bool = False) -> None:
@@ -41,7 +41,7 @@ class FrameStats:
             gap = presented - self.last_present
             self.longest_gap = max(self.longest_gap, gap)
             if gap > DROP_GAP_S:  # where the worst gaps fell says whose they are (start-up, a load, an attack)
-                heapq.heappush(self.worst_gaps, (gap, presented - (self.t_first or presented)))
+                heapq.heappush(self.worst_gaps, (gap, presented - (self.t_first or presented), work_s))
                 if len(self.worst_gaps) > 5:
                     heapq.heappop(self.worst_gaps)
             self.missed += max(0, int(gap * FPS + 0.5) - 1)
@@ -76,7 +76,8 @@ class FrameStats:
                "width": width, "height": height,
                "speaking_frames": self.speaking_frames, "speaking_dropped": self.speaking_dropped,
                "fps_while_speaking": round(self.speaking_frames / self.speaking_time, 2) if self.speaking_time else None,
-               "worst_gaps": [{"ms": round(g * 1000, 1), "at_s": round(t, 2)} for g, t in sorted(self.worst_gaps, reverse=True)],
+               "worst_gaps": [{"ms": round(g * 1000, 1), "at_s": round(t, 2), "work_ms": round(w * 1000, 1)}
+                              for g, t, w in sorted(self.worst_gaps, reverse=True)],
                **self.gc.summary()}
         if self.osc_latency_ms:
             lat = sorted(self.osc_latency_ms)

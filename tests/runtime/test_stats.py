@@ -16,7 +16,8 @@ def test_the_five_worst_gaps_are_kept_with_when_they_fell():
         first = t if first is None else first
         frozen_at = t - first if i == 200 else frozen_at
     worst = s.summary(10, 10, None)["worst_gaps"]
-    assert len(worst) == 5 and worst[0] == {"ms": round((1 / 60 + 0.4) * 1000, 1), "at_s": round(frozen_at, 2)}
+    assert len(worst) == 5 and worst[0] == {"ms": round((1 / 60 + 0.4) * 1000, 1), "at_s": round(frozen_at, 2),
+                                         "work_ms": 1.0}
     assert [w["ms"] for w in worst[1:]] == [round((1 / 60 + 0.1) * 1000, 1)] * 4
 
 
