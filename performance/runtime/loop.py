@@ -69,6 +69,7 @@ class FrameLoop:
             return False
         out = s.engine.step(now, inbox)
         self.awaiting_tokens = out.awaiting_tokens
+        s.stats.awaiting_frames += out.awaiting_tokens  # the reveal waited for the model this frame
         s.router.route(out)
         s.display.draw(now)
         if s.engine.state == "ended" and not s.engine.setlist.loop:  # the engine's: a reload may change it

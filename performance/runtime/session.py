@@ -34,7 +34,7 @@ from performance.record.transcript import TranscriptWriter
 from performance.runtime.display import Display
 from performance.runtime.publisher import Cadence, StatePublisher, compose
 from performance.runtime.router import Router
-from performance.runtime.stats import FPS, FrameStats
+from performance.runtime.stats import FPS, FrameStats, thread_cpu
 from performance.runtime.watchdog import Watchdog
 from performance.show.clock import MonotonicClock
 from performance.textgen.base import ModelFileError
@@ -201,6 +201,7 @@ class Session:
 
     # ---- the end ---------------------------------------------------------------------------------
     def close(self, now: float) -> None:
+        self._cpu_by_thread = thread_cpu() if self.args.stats_json else {}  # before any owner stops
         try:
             self.router.route(self.engine.end(now))
         except Exception:
@@ -236,6 +237,10 @@ class Session:
         if self.recorder is not None:
             summary["recorder_dropped"] = self.recorder.dropped
             summary["recorder_frames"] = self.recorder.frames_written
+        times = os.times()
+        summary["cpu_s_process"] = round(times.user + times.system, 2)
+        summary["cpu_s_by_thread"] = self._cpu_by_thread
+        summary["tokens_received"] = self.engine.tokens_received
         self.args.stats_json.parent.mkdir(parents=True, exist_ok=True)
         self.args.stats_json.write_text(json.dumps(summary, indent=1))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import heapq
+import os
+import threading
 import time
 
 FPS = 60
@@ -30,6 +32,7 @@ class FrameStats:
         self.t_first: float | None = None
         self.worst_gaps: list[tuple[float, float, float]] = []  # the 5 longest: (gap s, seconds in, frame work s)
         self.gc = GcPauses()
+        self.awaiting_frames = 0  # frames in which a poem on stage waited for tokens the model owed it
 
     def frame(self, work_s: float, presented: float, speaking: bool = False) -> None:
         self.frames += 1
@@ -78,7 +81,7 @@ class FrameStats:
                "fps_while_speaking": round(self.speaking_frames / self.speaking_time, 2) if self.speaking_time else None,
                "worst_gaps": [{"ms": round(g * 1000, 1), "at_s": round(t, 2), "work_ms": round(w * 1000, 1)}
                               for g, t, w in sorted(self.worst_gaps, reverse=True)],
-               **self.gc.summary()}
+               "frames_awaiting_tokens": self.awaiting_frames, **self.gc.summary()}
         if self.osc_latency_ms:
             lat = sorted(self.osc_latency_ms)
             out["osc_commands"] = len(lat)
@@ -123,3 +126,18 @@ class GcPauses:
     def summary(self) -> dict:
         return {"gc_collections": self.collections, "gc_longest_ms": round(self.longest_s * 1000, 1),
                 "gc_over_10ms": self.over_10ms}
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds each live thread of this process has used (by thread name; the frame loop is
+    MainThread), from /proc/self/task: who takes the cores when the whole show runs (bench_show.py)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for t in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError, IndexError):
+            continue
+        out[t.name] = out.get(t.name, 0.0) + round((int(fields[11]) + int(fields[12])) / tick, 2)
+    return out
