@@ -89,7 +89,6 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
         self.models_loaded: dict[str, str] = {}
         self.served: dict[str, str] = {}  # served model -> "up 64 tok/s" or "down: why", for health
         self.first_token_t: float | None = None
-        self.tokens_received = 0  # tokens the worker delivered (the whole-show bench: bench/bench_show.py)
         self._rid_poem: dict[int, _Poem] = {}
         self._out = Outbox()
         self._now = 0.0
@@ -216,7 +215,6 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
             getattr(self, concern)(now, msg)
             return
         if isinstance(msg, TokenOut):
-            self.tokens_received += 1
             poem = self._rid_poem.get(msg.id)
             if poem is not None:
                 poem.received.append((msg.token, now))

@@ -18,23 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from performance.engine.commands import handles
-from performance.engine.state import _LETTER, _WORD_CHAR, _Column, _Poem
+from performance.engine.state import _WORD_CHAR, _Column, _Poem
 from performance.protocol.actions import Outbox
 from performance.protocol.commands import Command
 from performance.protocol.worker import Force
 from performance.show.config import Scene
-from performance.textgen.base import Token
+from performance.textgen.base import Token, starts_word
 
 Engine = Any  # named without importing core.py (which imports this module): no circle
-
-
-def starts_word(prev: str, text: str) -> bool:
-    """Does `text`, following `prev`, begin a new word (its first letter follows a non-word char)?"""
-    m = _WORD_CHAR.search(text)
-    if m is None or not _LETTER.match(text[m.start()]):
-        return False
-    before = text[:m.start()] or prev[-1:] or " "
-    return not _WORD_CHAR.match(before[-1])
 
 
 @dataclass

@@ -10,8 +10,9 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-_LETTER = re.compile(r"[^\W\d_]")
-_WORD_CHAR = re.compile(r"[\w'’-]")  # inside a word: letters, digits, apostrophes, hyphens
+from performance.textgen.base import LETTER, WORD_CHAR
+
+_LETTER, _WORD_CHAR = LETTER, WORD_CHAR  # textgen/base.py's (the worker's co-writing reads the same)
 _WORD_BOUNDARY = re.compile(r"[^\w'’-]$")  # text that ends here ends on a whole word
 FIRST_POEM_PATIENCE_S = 1.5  # a poem shown whole: the first of a scene may keep the stage waiting this long
 MIN_POEM_PATIENCE_S, MAX_POEM_PATIENCE_S = 0.3, 2.5  # later ones: the scene's hold, within these bounds

@@ -14,6 +14,7 @@ import time
 from performance import faults
 from performance.protocol.actions import SpeechStarted, SpeechState
 from performance.protocol.commands import Command
+from performance.protocol.worker import TokenOut
 from performance.runtime.router import PLANNED_RESTART
 from performance.runtime.session import Session
 from performance.runtime.stats import FPS
@@ -102,8 +103,10 @@ class FrameLoop:
         wq = s.worker.outbox
         for _ in range(WORKER_MESSAGES_PER_FRAME):
             try:
-                inbox.append(wq.get_nowait())
+                msg = wq.get_nowait()
+                inbox.append(msg)
                 got += 1
+                s.stats.tokens_received += isinstance(msg, TokenOut)  # what the model delivered (bench_show.py)
             except queue.Empty:
                 break
         s.watchdog.heard(got > 0, self.awaiting_tokens)

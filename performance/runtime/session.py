@@ -240,7 +240,6 @@ class Session:
         times = os.times()
         summary["cpu_s_process"] = round(times.user + times.system, 2)
         summary["cpu_s_by_thread"] = self._cpu_by_thread
-        summary["tokens_received"] = self.engine.tokens_received
         self.args.stats_json.parent.mkdir(parents=True, exist_ok=True)
         self.args.stats_json.write_text(json.dumps(summary, indent=1))
 

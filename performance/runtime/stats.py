@@ -32,6 +32,7 @@ class FrameStats:
         self.t_first: float | None = None
         self.worst_gaps: list[tuple[float, float, float]] = []  # the 5 longest: (gap s, seconds in, frame work s)
         self.gc = GcPauses()
+        self.tokens_received = 0  # tokens the worker delivered to the engine
         self.awaiting_frames = 0  # frames in which a poem on stage waited for tokens the model owed it
 
     def frame(self, work_s: float, presented: float, speaking: bool = False) -> None:
@@ -81,7 +82,7 @@ class FrameStats:
                "fps_while_speaking": round(self.speaking_frames / self.speaking_time, 2) if self.speaking_time else None,
                "worst_gaps": [{"ms": round(g * 1000, 1), "at_s": round(t, 2), "work_ms": round(w * 1000, 1)}
                               for g, t, w in sorted(self.worst_gaps, reverse=True)],
-               "frames_awaiting_tokens": self.awaiting_frames, **self.gc.summary()}
+               "frames_awaiting_tokens": self.awaiting_frames, "tokens_received": self.tokens_received, **self.gc.summary()}
         if self.osc_latency_ms:
             lat = sorted(self.osc_latency_ms)
             out["osc_commands"] = len(lat)

@@ -9,6 +9,7 @@ what it was batched with).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -99,3 +100,17 @@ class SequentialBatch:
 
     def next(self, temperatures: list[float], top_k: int = 0, top_p: float = 1.0) -> list[Token]:
         return [s.next(t, top_k, top_p) for s, t in zip(self._streams, temperatures, strict=True)]
+
+
+LETTER = re.compile(r"[^\W\d_]")
+WORD_CHAR = re.compile(r"[\w'’-]")  # inside a word: letters, digits, apostrophes, hyphens
+
+
+def starts_word(prev: str, text: str) -> bool:
+    """Does `text`, following `prev`, begin a new word (its first letter follows a non-word char)?
+    The engine offers co-writing choices there and the worker re-feeds from there: one rule."""
+    m = WORD_CHAR.search(text)
+    if m is None or not LETTER.match(text[m.start()]):
+        return False
+    before = text[:m.start()] or prev[-1:] or " "
+    return not WORD_CHAR.match(before[-1])

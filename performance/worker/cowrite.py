@@ -19,13 +19,13 @@ from collections import deque
 from typing import Any
 
 from performance.protocol.worker import Done, Force, Open
-from performance.textgen.base import Token, XraySpec
+from performance.textgen.base import LETTER as _LETTER
+from performance.textgen.base import WORD_CHAR as _WORD_CHAR
+from performance.textgen.base import Token, XraySpec, starts_word
 from performance.textgen.lengths import LengthCounter
 
 log = logging.getLogger("lectern.generator")
 
-_WORD_CHAR = re.compile(r"[\w'’-]")
-_LETTER = re.compile(r"[^\W\d_]")
 MAX_WORD_TOKENS = 24  # a greedy completion stops here even if the model never ends the word
 SNAPSHOTS = 8  # a character model's states kept where words were offered (a choice comes within seconds)
 _STARTS = re.compile(r"[\w'’-]+")  # runs of word characters: each run that begins with a letter is a word start
@@ -38,15 +38,6 @@ class CowriteToken(Token):
     poem, probability), likeliest first."""
 
     words: tuple[tuple[str, float], ...] | None = None
-
-
-def starts_word(prev: str, text: str) -> bool:
-    """Does `text`, following `prev`, begin a new word (its first letter follows a non-word char)?"""
-    m = _WORD_CHAR.search(text)
-    if m is None or not _LETTER.match(text[m.start()]):
-        return False
-    before = text[:m.start()] or prev[-1:] or " "
-    return not _WORD_CHAR.match(before[-1])
 
 
 def _holder(stream: Any) -> Any:
