@@ -103,8 +103,11 @@ class MarkovStream:
         self.history: list[int] = ([gen.newline] * 2 if gen.newline is not None else []) + prompt_ids
         self.echo = list(prompt_ids)
         self.originality: float | None = DEFAULT_RATIO if gen.guard is not None else None
-        self._line: list[tuple[int, float, float]] = []
+        self._line: list[tuple[int, float, float, list[int]]] = []
         self.rejected = 0  # lines drawn again because they copied the corpus
+        # the history the last token handed out was drawn after (None: echoed): with the guard the
+        # walk is a line ahead of what is handed out, so the x-ray reads each word's own context here
+        self.drawn_after: list[int] | None = None
 
     def set_originality(self, ratio: float | None) -> None:
         """The guard's share (markovify's max_overlap_ratio), or None to let lines copy freely."""
@@ -130,11 +133,12 @@ class MarkovStream:
             self.history = list(start)
             line = []
             while len(line) < _LINE_MAX:
+                before = list(self.history)
                 i, p = self._draw(temperature, top_k, top_p)
-                line.append((i, p, temperature))
+                line.append((i, p, temperature, before))
                 if i == gen.newline:
                     break
-            words = [i for i, _, _ in line if gen.is_word[i]]
+            words = [i for i, _, _, _ in line if gen.is_word[i]]
             if not gen.guard.copies(words, self.originality):
                 break
             self.rejected += 1
@@ -143,13 +147,15 @@ class MarkovStream:
     def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
         """The next token under `temperature` (0 = likeliest), optionally cut to top-k / top-p."""
         if self.echo:
+            self.drawn_after = None
             return self._emit(self.echo.pop(0), 1.0, temperature)
         if self.originality is None:
+            self.drawn_after = list(self.history)
             i, p = self._draw(temperature, top_k, top_p)
             return self._emit(i, p, temperature)
         if not self._line:
             self._write_line(temperature, top_k, top_p)
-        i, p, t = self._line.pop()
+        i, p, t, self.drawn_after = self._line.pop()
         return self._emit(i, p, t)
 
 

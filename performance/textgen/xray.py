@@ -66,8 +66,11 @@ class XrayMarkovStream:
 
     def next(self, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Token:
         s = self.inner
-        top = None if s.echo else markov_top(s.gen, s.history, temperature, self.spec.k, s.tail)
+        tail = s.tail
         tok = s.next(temperature, top_k, top_p)
+        # the state this token was drawn in (the guard draws a line ahead: not the stream's history now)
+        ctx = s.drawn_after
+        top = None if ctx is None else markov_top(s.gen, ctx, tok.temperature, self.spec.k, tail)
         return Token(tok.text, tok.p, tok.temperature, top, None)
 
 

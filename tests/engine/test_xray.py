@@ -104,6 +104,23 @@ def test_markov_top_is_the_chains_distribution() -> None:
             assert tok.unit is None
 
 
+def test_markov_top_is_the_context_each_word_was_drawn_in_with_the_guard_on() -> None:
+    """The originality guard writes a whole line ahead: each word's top-k must come from the state
+    that word was drawn in, not from the line's end. Greedy (T = 0), each word is its own top-1."""
+    from performance.textgen import load_model
+
+    gen = load_model("markov")
+    stream = start_xray(gen, 4, "", XraySpec(k=4))
+    assert stream.inner.originality is not None  # the guard is on: lines are written ahead
+    checked = 0
+    for _ in range(60):
+        tok = stream.next(0.0)
+        if tok.top:
+            assert tok.top[0][0] == tok.text, (tok.text, tok.top)
+            checked += 1
+    assert checked >= 40
+
+
 def _setlist(tmp_path, body: str):
     from performance.show.config import load_setlist
 
