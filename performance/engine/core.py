@@ -235,7 +235,8 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
                 if poem.started and col is not None and poem.info:  # it began before the worker said
                     self._emit(now, "poem_info", n=poem.n, column=col.index, **poem.info)
         elif isinstance(msg, SpeechStarted):
-            self._emit(now, "speech", poem=msg.poem, line=msg.line, start=msg.start, end=msg.end)
+            extra = {"words": [list(w) for w in msg.words], "engine": msg.engine, "voice": msg.voice} if msg.words else {}
+            self._emit(now, "speech", poem=msg.poem, line=msg.line, start=msg.start, end=msg.end, **extra)
         elif isinstance(msg, SpeechState):
             self._speaking = msg.speaking
             v = self.scene.voice  # under when_behind = "hold" the stage waits while the queue is past its limit

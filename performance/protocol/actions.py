@@ -39,13 +39,27 @@ class SoundCtl:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceCtl:
+    """Change the voice live: one setting of the sound system's voice ("voice", "length_scale",
+    "variation"); a None value gives the scenes' own back."""
+
+    key: str
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechStarted:
-    """From the sound system: an utterance is scheduled in the mix at [start, end)."""
+    """From the sound system: an utterance is scheduled in the mix at [start, end); `words` holds
+    (stage word index in the line, start, end) in engine seconds, `engine` what spoke it and
+    `voice` the settings it was spoken with."""
 
     poem: int
     line: int
     start: float
     end: float
+    words: tuple = ()
+    engine: str | None = None
+    voice: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from performance.protocol.actions import Keep, Outbox, Sonify, SoundCtl, Speak
+from performance.protocol.actions import Keep, Outbox, Sonify, SoundCtl, Speak, VoiceCtl
 from performance.protocol.commands import TABLE, Command
 
 log = logging.getLogger("lectern.play")
@@ -21,7 +21,8 @@ class Router:
     def __init__(self, session) -> None:
         self.s = session
         self.utterances = 0
-        sound = {Speak: self._speak, Sonify: self._sonify, SoundCtl: self._sound_ctl}
+        sound = {Speak: self._speak, Sonify: self._sonify, SoundCtl: self._sound_ctl,
+                 VoiceCtl: lambda a: self.s.sound.set_voice(**{a.key: a.value})}
         self._sound: dict[type, Callable] = sound
 
     # ---- commands from the inbox -------------------------------------------------------------------

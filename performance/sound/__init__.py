@@ -3,8 +3,9 @@ returns at once (the work happens on the voice thread, the speech worker process
 and the WAV writer).
 
 Modules: settings (the scene's [voice] and [sonify] tables), sonify (tokens into cached grains),
-voice (the parent side of the speech worker) and speech_worker (the process: pyttsx3, espeak-ng),
-audio (mixer on the engine clock, device or null sink, WAV tap).
+voice (the parent side of the speech worker) and speech_worker (the process: Piper, pyttsx3,
+espeak-ng), piper_voice (a Piper voice, its word alignments), speakable (text as it is read),
+timing (word times from the audio), audio (mixer on the engine clock, device or null sink, WAV tap).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from performance.show.sound_settings import SonifySettings, VoiceSettings
@@ -42,13 +43,18 @@ class Utterance:
 
 @dataclass(frozen=True)
 class SpeechEvent:
-    """Where an utterance lies in the mix, in engine seconds: [start, end)."""
+    """Where an utterance lies in the mix, in engine seconds: [start, end); `words` holds
+    (stage word index, start, end) in engine seconds, `engine` what spoke, `voice` the settings
+    it was spoken with (enough to speak it again the same way)."""
 
     id: int
     poem: int
     line: int
     start: float
     end: float
+    words: tuple[tuple[int, float, float], ...] = ()
+    engine: str | None = None
+    voice: dict = field(default_factory=dict)
 
 
 class SoundSystem:
@@ -60,7 +66,8 @@ class SoundSystem:
     """
 
     def __init__(self, clock, *, device: str | int | None = None, audio_out: Path | None = None,
-                 null_sink: bool = False, sample_rate: int = 48000, speech: bool = True) -> None:
+                 null_sink: bool = False, sample_rate: int = 48000, speech: bool = True,
+                 preload_voice: str = "") -> None:
         self.clock = clock
         self.rate = sample_rate
         self.mixer = Mixer(sample_rate)
@@ -72,11 +79,15 @@ class SoundSystem:
             from performance.sound.voice import SpeechWorker
 
             self.worker = SpeechWorker(lambda job, samples, engine: None, rate=sample_rate)
+            self.worker.preload = preload_voice if preload_voice.startswith("piper:") else ""
+        self.override: dict = {}  # the voice chosen live (voice/name, voice/rate, voice/variation)
         self._cond = threading.Condition()
         self._pending: deque[Utterance] = deque()  # waiting to be rendered
         self._rendering = 0  # 1 while the worker renders a line
         self._generation = 0  # bumped by cancel: a line rendered for an older generation is dropped
         self._last_poem: int | None = None
+        self._last_line = VoiceSettings()  # the settings and text of the line spoken last (its pause)
+        self._last_text = ""
         self._closing = False
         self._started = False
         self.skipped = 0
@@ -137,22 +148,37 @@ class SoundSystem:
                 u = self._pending.popleft()
                 self._rendering = 1
                 generation = self._generation
-            s = u.settings
-            job = {"text": u.text, "voice": s.voice, "rate": s.rate_at(u.temperature), "pitch": s.pitch,
-                   "volume": s.volume}
+            job = self.job_for(u)
             try:
-                samples, _ = self.worker.render(job)
+                r = self.worker.render_timed(job)
             except Exception:  # the voice must outlive any one line
                 log.exception("speech render failed")
-                samples = None
+                r = None
             with self._cond:
                 self._rendering = 0
-                if samples is None or not len(samples) or generation != self._generation:
+                if r is None or r.samples is None or not len(r.samples) or generation != self._generation:
                     continue
                 same_poem = self._last_poem is not None and u.poem == self._last_poem
-                gap = s.line_pause if same_poem else (s.stanza_pause if self._last_poem is not None else 0.0)
-                self._last_poem = u.poem
-                self.mixer.queue_voice(u, samples, gap)
+                gap = 0.0 if self._last_poem is None else self._last_line.gap_after(self._last_text, same_poem)
+                self._last_poem, self._last_line, self._last_text = u.poem, u.settings, u.text
+                self.mixer.queue_voice((u, r, job), r.samples, gap)
+
+    def job_for(self, u: Utterance) -> dict:
+        """What the worker is asked to speak for an utterance (the scene's voice, as changed live)."""
+        s = replace(u.settings, **self.override) if self.override else u.settings
+        return {"text": u.text, "voice": s.voice, "rate": s.rate_at(u.temperature), "pitch": s.pitch,
+                "volume": s.volume, "length_scale": round(s.length_for(u.line), 4),
+                "variation": round(s.variation, 4), "emphasis": list(s.emphasis)}
+
+    def set_voice(self, **changes) -> None:
+        """Change the voice live (voice, length_scale, variation); a None value releases it."""
+        for k, v in changes.items():
+            if v is None or v == "":
+                self.override.pop(k, None)
+            else:
+                self.override[k] = v
+        if "voice" in changes and str(changes["voice"] or "").startswith("piper:") and self.worker is not None:
+            self.worker.preload = changes["voice"]  # a restarted worker loads it as it starts
 
     def cancel_speech(self) -> None:
         """Drop every line waiting (scene change, panic); the one playing finishes."""
@@ -166,10 +192,13 @@ class SoundSystem:
         out = []
         while True:
             try:
-                u, start, end = self.mixer.started.get_nowait()
+                (u, r, job), start, end = self.mixer.started.get_nowait()
             except queue.Empty:
                 return out
-            out.append(SpeechEvent(u.id, u.poem, u.line, start / self.rate, end / self.rate))
+            t0 = start / self.rate
+            words = tuple((k, round(t0 + a, 4), round(t0 + b, 4)) for k, a, b in r.words)
+            voice = {k: v for k, v in job.items() if k != "text"}
+            out.append(SpeechEvent(u.id, u.poem, u.line, t0, end / self.rate, words, r.engine, voice))
 
     def speech_backlog(self) -> int:
         """Utterances waiting, being rendered or playing."""

@@ -1,0 +1,61 @@
+"""Word times read from the audio itself, for a voice that reports none (espeak-ng, pyttsx3).
+
+The voiced part of the utterance is shared among the spoken words by their letter counts, and
+each boundary then moves to the quietest 10 ms within reach (a pause between words is quieter
+than the middle of one). Less exact than Piper's alignments, never out of the utterance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FRAME_S = 0.01
+SNAP_S = 0.12  # how far a boundary may move to find the gap between two words
+SILENCE = 0.02  # of the loudest frame: quieter frames at the ends are not speech
+
+
+def frame_energy(audio: np.ndarray, rate: int) -> np.ndarray:
+    """RMS per 10 ms frame."""
+    hop = max(1, int(rate * FRAME_S))
+    n = len(audio) // hop
+    if n == 0:
+        return np.zeros(0, np.float32)
+    frames = audio[:n * hop].astype(np.float32).reshape(n, hop)
+    return np.sqrt((frames ** 2).mean(axis=1))
+
+
+def voiced_span(audio: np.ndarray, rate: int) -> tuple[float, float]:
+    """(first, last) second where the sound is louder than silence."""
+    e = frame_energy(audio, rate)
+    if not len(e) or e.max() <= 0:
+        return 0.0, len(audio) / rate
+    loud = np.nonzero(e > SILENCE * e.max())[0]
+    return loud[0] * FRAME_S, (loud[-1] + 1) * FRAME_S
+
+
+def estimate_words(audio: np.ndarray, rate: int, words: tuple[str, ...], owner: tuple[int, ...]
+                   ) -> list[tuple[int, float, float]]:
+    """(stage word, start s, end s) for each stage word that is spoken, from the audio alone."""
+    if not words:
+        return []
+    e = frame_energy(audio, rate)
+    a, b = voiced_span(audio, rate)
+    lengths = [max(1, sum(c.isalpha() for c in w)) for w in words]
+    total = sum(lengths)
+    cuts = [a]
+    acc = 0
+    for n in lengths[:-1]:
+        acc += n
+        t = a + (b - a) * acc / total
+        if len(e):  # the quietest frame near the estimate is the gap between the words
+            lo = max(int((t - SNAP_S) / FRAME_S), int(cuts[-1] / FRAME_S) + 1)
+            hi = min(int((t + SNAP_S) / FRAME_S) + 1, len(e))
+            if lo < hi:
+                t = (lo + int(np.argmin(e[lo:hi]))) * FRAME_S
+        cuts.append(max(t, cuts[-1]))
+    cuts.append(b)
+    spans: dict[int, list[float]] = {}
+    for i, k in enumerate(owner):
+        s = spans.setdefault(k, [cuts[i], cuts[i + 1]])
+        s[0], s[1] = min(s[0], cuts[i]), max(s[1], cuts[i + 1])
+    return [(k, s, t) for k, (s, t) in sorted(spans.items())]
