@@ -207,7 +207,7 @@ def voice_setting(e: Engine, now: float, cmd: Command) -> Result:
         e._out.sound.append(VoiceCtl("voice", name or None))
         return True, f"voice {name}" if name else "voice: the scenes' own"
     spec = TABLE[cmd.name]
-    value = spec.clamp(cmd.args[0])
+    value = round(spec.clamp(cmd.args[0]), 4)  # OSC floats are 32-bit: 1.4 arrives as 1.39999998
     if cmd.name == "voice/rate":
         value = None if value <= 0 else max(0.3, value)
     e._out.sound.append(VoiceCtl("length_scale" if cmd.name == "voice/rate" else "variation", value))

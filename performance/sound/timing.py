@@ -44,14 +44,21 @@ def estimate_words(audio: np.ndarray, rate: int, words: tuple[str, ...], owner: 
     total = sum(lengths)
     cuts = [a]
     acc = 0
-    for n in lengths[:-1]:
+    for i, n in enumerate(lengths[:-1]):
         acc += n
         t = a + (b - a) * acc / total
         if len(e):  # the quietest frame near the estimate is the gap between the words
-            lo = max(int((t - SNAP_S) / FRAME_S), int(cuts[-1] / FRAME_S) + 1)
-            hi = min(int((t + SNAP_S) / FRAME_S) + 1, len(e))
+            # ... but a word keeps at least half its share, and leaves the next one half of its own
+            least = cuts[-1] + 0.5 * (b - a) * n / total
+            most = t + 0.5 * (b - a) * lengths[i + 1] / total
+            lo = max(int((t - SNAP_S) / FRAME_S), int(np.ceil(least / FRAME_S)))
+            hi = min(int((t + SNAP_S) / FRAME_S) + 1, len(e), int(most / FRAME_S) + 1)
             if lo < hi:
-                t = (lo + int(np.argmin(e[lo:hi]))) * FRAME_S
+                k = lo + int(np.argmin(e[lo:hi]))
+                quiet = e[k] + SILENCE * e.max()
+                while k + 1 < hi and e[k + 1] <= quiet:  # the next word starts where the gap ends
+                    k += 1
+                t = k * FRAME_S + (FRAME_S if k + 1 < len(e) and e[k] <= quiet and e[k + 1] > quiet else 0.0)
         cuts.append(max(t, cuts[-1]))
     cuts.append(b)
     spans: dict[int, list[float]] = {}
