@@ -200,6 +200,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
             poem = self._rid_poem.get(msg.id)
             if poem is not None:
                 poem.received.append((msg.token, now))
+                self._prepare_ahead(poem, msg.token.text)
         elif isinstance(msg, Done):
             poem = self._rid_poem.get(msg.id)
             if poem is not None:

@@ -24,6 +24,17 @@ class Speak:
 
 
 @dataclass(frozen=True, slots=True)
+class Prepare:
+    """A line the generator has finished writing, before the stage reveals it: the voice may
+    synthesise it now, so it sounds as soon as its Speak comes (in a scene that speaks lines)."""
+
+    line: int
+    text: str
+    settings: Any
+    temperature: float
+
+
+@dataclass(frozen=True, slots=True)
 class Sonify:
     text: str
     p: float

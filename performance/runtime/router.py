@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from performance.protocol.actions import Keep, Outbox, Sonify, SoundCtl, Speak, VoiceCtl
+from performance.protocol.actions import Keep, Outbox, Prepare, Sonify, SoundCtl, Speak, VoiceCtl
 from performance.protocol.commands import TABLE, Command
 
 log = logging.getLogger("lectern.play")
@@ -22,7 +22,8 @@ class Router:
         self.s = session
         self.utterances = 0
         sound = {Speak: self._speak, Sonify: self._sonify, SoundCtl: self._sound_ctl,
-                 VoiceCtl: lambda a: self.s.sound.set_voice(**{a.key: a.value})}
+                 VoiceCtl: lambda a: self.s.sound.set_voice(**{a.key: a.value}),
+                 Prepare: lambda a: self.s.sound.prepare(a.line, a.text, a.settings, a.temperature)}
         self._sound: dict[type, Callable] = sound
 
     # ---- commands from the inbox -------------------------------------------------------------------

@@ -10,10 +10,11 @@ timing (word times from the audio), audio (mixer on the engine clock, device or 
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +27,8 @@ __all__ = ["SonifySettings", "SoundSystem", "SpeechEvent", "Utterance", "VoiceSe
 
 PREFETCH = 1  # rendered utterances lined up in the mix ahead of the one playing (gapless, still skippable)
 HOLD_CAP = 200  # under "hold" the engine stops the stage; this only bounds memory if it does not
+AHEAD_KEEP = 8  # lines written but not yet revealed that may wait to be synthesised ahead
+READY_KEEP = 32  # lines synthesised ahead, waiting for their turn (keyed by what was asked)
 PANIC_CLICK_S = 0.005  # blackout is "instant" but still a ramp: a hard cut clicks
 
 
@@ -83,6 +86,9 @@ class SoundSystem:
         self.override: dict = {}  # the voice chosen live (voice/name, voice/rate, voice/variation)
         self._cond = threading.Condition()
         self._pending: deque[Utterance] = deque()  # waiting to be rendered
+        self._ahead: deque[Utterance] = deque(maxlen=AHEAD_KEEP)  # written, not yet revealed: render when idle
+        self._ready: OrderedDict[str, object] = OrderedDict()  # job → Rendered, synthesised ahead
+        self.ahead_hits = 0
         self._rendering = 0  # 1 while the worker renders a line
         self._generation = 0  # bumped by cancel: a line rendered for an older generation is dropped
         self._last_poem: int | None = None
@@ -135,25 +141,65 @@ class SoundSystem:
             self._pending.append(u)
             self._cond.notify()
 
+    def prepare(self, line: int, text: str, settings: VoiceSettings, temperature: float) -> None:
+        """A line written but not yet shown: synthesise it while nothing else waits, so it sounds
+        the moment its Speak comes."""
+        if self.worker is None or not text.strip() or settings.mode == "off":
+            return
+        with self._cond:
+            self._ahead.append(Utterance(0, -1, line, text, settings, temperature))
+            self._cond.notify()
+
+    def _render(self, job: dict):
+        try:
+            return self.worker.render_timed(job)
+        except Exception:  # the voice must outlive any one line
+            log.exception("speech render failed")
+            return None
+
+    def _render_ahead(self) -> None:
+        with self._cond:
+            u = self._ahead.popleft()
+        job = self.job_for(u)
+        key = json.dumps(job, sort_keys=True)
+        if key in self._ready:
+            return
+        r = self._render(job)
+        if r is not None and r.samples is not None:
+            with self._cond:
+                self._ready[key] = r
+                while len(self._ready) > READY_KEEP:
+                    self._ready.popitem(last=False)
+
+    def _due(self) -> bool:
+        """A line waits and the voice track has room for it."""
+        return bool(self._pending) and self.mixer.voice_waiting() < PREFETCH
+
     def _voice_loop(self) -> None:
-        """Render lines one at a time, just ahead of the voice, so skipping stays possible."""
+        """Render lines one at a time, just ahead of the voice, so skipping stays possible; when no
+        line is due, synthesise the lines written ahead of the stage."""
         assert self.worker is not None
         while True:
             with self._cond:
-                while not self._closing and (not self._pending or self.mixer.voice_waiting() >= PREFETCH):
+                while not self._closing and not self._due() and not self._ahead:
                     # the mixer runs in the audio callback and does not notify: look again shortly
                     self._cond.wait(0.02)
                 if self._closing:
                     return
-                u = self._pending.popleft()
-                self._rendering = 1
-                generation = self._generation
+                ahead = not self._due()
+                if not ahead:
+                    u = self._pending.popleft()
+                    self._rendering = 1
+                    generation = self._generation
+            if ahead:
+                self._render_ahead()
+                continue
             job = self.job_for(u)
-            try:
-                r = self.worker.render_timed(job)
-            except Exception:  # the voice must outlive any one line
-                log.exception("speech render failed")
-                r = None
+            with self._cond:
+                r = self._ready.pop(json.dumps(job, sort_keys=True), None)
+            self.ahead_hits += r is not None
+            if r is None:
+                r = self._render(job)
             with self._cond:
                 self._rendering = 0
                 if r is None or r.samples is None or not len(r.samples) or generation != self._generation:
