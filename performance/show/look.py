@@ -66,7 +66,7 @@ class Look:
     caption: bool = False  # model · temperature · seed (the c key toggles it)
     caption_size: int = 20
     highlight: str = "#ffd37a"  # the line being spoken
-    spoken_word: str = "#ffffff"  # the word being spoken, within that line
+    spoken_word: str = "#ffd37a"  # the word being spoken; the rest of its line dims towards the background
     countdown: bool = True  # during timed pauses
     confidence_low: str = "#ff5a2e"  # x-ray: text the model was unsure of (hot) ...
     confidence_high: str = "#7cc8ff"  # ... and text it was sure of (cool); swap them for the reverse

@@ -25,7 +25,8 @@ HANGING_INDENT_EM = 1.5  # a verse line that wraps continues indented, so wraps 
 COLUMN_GUTTER = 0.035  # of the stage's width
 SMALL_TEXT_MIN = 0.022  # captions, titles and countdowns: at least this share of the screen height
 FLICK_MAX_SIZE = 0.09  # a flick poem grows up to this share of the height while it fits
-COLUMN_LINES = 14  # columns are set so that this many lines (with wraps) fill their height
+COLUMN_LINES = 14
+LIT_LINE_DIM = 0.45  # while a word of the spoken line is lit, the rest of the line is this much dimmer  # columns are set so that this many lines (with wraps) fill their height
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +183,9 @@ class Layouter:
                 x = x0 + (indent if ln.indent else 0)
                 if align == "center":
                     x = x0 + (bw - self.fonts.width(path, size, ln.text)) // 2
-                if ln.word is not None:
-                    out.extend(self._lit(ln, path, size, hl, colour(look.spoken_word), x, y))
+                if ln.word is not None:  # the word stands out of its line, which steps back
+                    rest = mix(hl, colour(look.background), LIT_LINE_DIM)
+                    out.extend(self._lit(ln, path, size, rest, colour(look.spoken_word), x, y))
                 else:
                     out.append(Placed(ln.text, path, size, hl if ln.highlight else fg, x, y, ln.alpha))
             y += lh
