@@ -137,3 +137,20 @@ def test_the_voice_is_chosen_over_osc_and_spoken_with(monkeypatch):
     bad = type(cmds[0])("/lectern/voice/name", ("festival:en",), source="osc")
     ok, detail = HANDLERS["voice/name"](e, 0.0, bad)
     assert not ok and "piper:NAME" in detail
+
+
+def test_a_synthesiser_killed_mid_line_loses_no_line(worker):
+    import os
+    import signal
+    import threading
+
+    got = {}
+    pid = worker.pid
+    th = threading.Thread(target=lambda: got.update(r=worker.render_timed(JOB | {"text": LINE + " and more"})))
+    th.start()
+    time.sleep(0.05)  # the worker is synthesising the line now
+    os.kill(pid, signal.SIGKILL)
+    th.join(30)
+    assert got["r"].engine == "espeak-ng" and rms(got["r"].samples) > 0.03  # the line is still spoken
+    assert worker.pid != pid and worker.restarts >= 1
+    assert worker.render_timed(JOB).engine == "piper"  # and the next one with Piper again
