@@ -146,7 +146,7 @@ def test_a_synthesiser_killed_mid_line_loses_no_line(worker):
 
     got = {}
     pid = worker.pid
-    th = threading.Thread(target=lambda: got.update(r=worker.render_timed(JOB | {"text": LINE + " and more"})))
+    th = threading.Thread(target=lambda: got.update(r=worker.render_timed(JOB | {"text": ", ".join([LINE] * 4)})))
     th.start()
     time.sleep(0.05)  # the worker is synthesising the line now
     os.kill(pid, signal.SIGKILL)
