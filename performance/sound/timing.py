@@ -90,7 +90,7 @@ def snap_onsets(audio: np.ndarray, rate: int, words: list[tuple[int, float, floa
                 if env[q] <= 0.05 * peak:
                     rise = np.nonzero(env[q:top] > 0.1 * peak)[0]
                     if len(rise):
-                        a = min(b - 0.01, max(prev_end, (q + rise[0]) * hop / rate))
+                        a = float(min(b - 0.01, max(prev_end, (q + rise[0]) * hop / rate)))
         out.append((k, a, b))
         prev_end = b
     return out
