@@ -29,15 +29,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def read_wav(path: str | Path, rate: int) -> np.ndarray:
-    """A mono float32 array at `rate` from a 16-bit WAV (linear resampling)."""
+    """A mono float32 array at `rate` from a 16-bit WAV (band-limited resampling: Piper's 22 kHz
+    lines linearly interpolated to 48 kHz would carry mirror images of the voice up to 24 kHz)."""
     with wave.open(str(path)) as w:
         sr, ch, n = w.getframerate(), w.getnchannels(), w.getnframes()
         data = np.frombuffer(w.readframes(n), dtype=np.int16).astype(np.float32) / 32768.0
     if ch > 1:
         data = data.reshape(-1, ch).mean(axis=1)
     if sr != rate and len(data):
-        t_out = np.arange(int(len(data) * rate / sr)) / rate
-        data = np.interp(t_out, np.arange(len(data)) / sr, data).astype(np.float32)
+        n_out = int(len(data) * rate / sr)
+        spec = np.fft.rfft(data.astype(np.float64))
+        out = np.zeros(n_out // 2 + 1, np.complex128)
+        keep = min(len(spec), len(out))
+        out[:keep] = spec[:keep]  # nothing above the source's Nyquist frequency
+        data = (np.fft.irfft(out, n_out) * (n_out / len(data))).astype(np.float32)
     return data
 
 

@@ -51,6 +51,7 @@ def test_the_shipped_voice_speaks_a_line_like_speech(worker):
     seconds = len(r.samples) / RATE
     assert 0.18 * 9 <= seconds <= 0.7 * 9, seconds  # a plausible length for nine words
     assert rms(r.samples) > 0.05 and band_share(r.samples) > 0.8  # speech: loud, in the speech band
+    assert band_share(r.samples, 11500, 24000) < 1e-4  # resampled to 48 kHz without mirror images
     again = worker.render_timed(JOB)
     assert np.array_equal(r.samples, again.samples) and r.words == again.words  # the same audio, every time
 
