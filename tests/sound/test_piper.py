@@ -155,3 +155,28 @@ def test_a_synthesiser_killed_mid_line_loses_no_line(worker):
     assert got["r"].engine == "espeak-ng" and rms(got["r"].samples) > 0.03  # the line is still spoken
     assert worker.pid != pid and worker.restarts >= 1
     assert worker.render_timed(JOB).engine == "piper"  # and the next one with Piper again
+
+
+def test_a_line_prepared_ahead_sounds_from_its_synthesis_and_carries_its_words(tmp_path):
+    clock = FakeClock()
+    snd = SoundSystem(clock, audio_out=tmp_path / "a.wav", null_sink=True, preload_voice=PIPER_DEFAULT)
+    snd.start()
+    try:
+        v = VoiceSettings(mode="line", voice=PIPER_DEFAULT)
+        snd.prepare(0, LINE, v, 0.5)  # written, not yet revealed
+        t0 = time.monotonic()
+        while not snd._ready and time.monotonic() - t0 < 30:
+            time.sleep(0.02)
+        snd.speak(Utterance(1, 4, 0, LINE, v, 0.5))  # now it is due
+        events = []
+        while not events and clock.now() < 5:
+            clock.advance(0.02)
+            snd.render_until(clock.now())
+            events = snd.poll()
+            time.sleep(0.005)
+    finally:
+        snd.close()
+    (e,) = events
+    assert snd.ahead_hits == 1 and e.start < 0.1 and e.engine == "piper"  # no synthesis between due and sound
+    assert [k for k, _, _ in e.words] == list(range(9)) and e.start <= e.words[0][1] < e.words[-1][2] <= e.end
+    assert e.voice["voice"] == PIPER_DEFAULT and "text" not in e.voice
