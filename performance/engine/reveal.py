@@ -164,6 +164,8 @@ class RevealMixin:
                 if done_line.strip():
                     self._line_done(poem, poem.line, done_line)
                     poem.line += 1
+                elif poem.line:
+                    poem.stanza_next = True
             poem.line_text = parts[-1]
         else:
             poem.line_text += tok.text
@@ -184,4 +186,5 @@ class RevealMixin:
     def _line_done(self, poem: _Poem, line: int, text: str) -> None:
         v = self.scene.voice
         if v is not None and self.voice_on and getattr(v, "mode", "off") == "line":
-            self._out.sound.append(Speak(poem.n, line, text.strip(), v, self.current_temperature))
+            self._out.sound.append(Speak(poem.n, line, text.strip(), v, self.current_temperature, poem.stanza_next))
+            poem.stanza_next = False

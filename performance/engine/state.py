@@ -43,6 +43,7 @@ class _Poem:
     info: dict = field(default_factory=dict)  # from Opened: checkpoint label, loss curve, unit
     ahead: str = ""  # text received but not yet a whole line (the voice prepares whole lines)
     ahead_line: int = 0  # non-blank lines received so far
+    stanza_next: bool = False  # a blank line was revealed: the next spoken line begins a stanza
 
 
 @dataclass

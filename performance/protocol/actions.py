@@ -21,6 +21,7 @@ class Speak:
     text: str
     settings: Any
     temperature: float
+    stanza: bool = False  # a blank line comes before it: the voice pauses as between stanzas
 
 
 @dataclass(frozen=True, slots=True)

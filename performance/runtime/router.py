@@ -93,7 +93,7 @@ class Router:
         from performance.sound import Utterance
 
         self.utterances += 1
-        self.s.sound.speak(Utterance(self.utterances, a.poem, a.line, a.text, a.settings, a.temperature))
+        self.s.sound.speak(Utterance(self.utterances, a.poem, a.line, a.text, a.settings, a.temperature, a.stanza))
 
     def _sonify(self, a: Sonify) -> None:
         self.s.sound.sonify(a.text, a.p, a.temperature, a.settings, a.at)

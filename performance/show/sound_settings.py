@@ -71,7 +71,8 @@ class VoiceSettings:
         return v
 
     def gap_after(self, line: str, same_poem: bool) -> float:
-        """The pause after a spoken line: the line or stanza pause, shaped by its last mark."""
+        """The pause after a spoken line: the line pause, or the stanza pause when the next line
+        begins a stanza or a poem, shaped by the line's last mark."""
         base = self.line_pause if same_poem else self.stanza_pause
         end = line.rstrip()[-1:] if line.strip() else ""
         full, half, comma, bare = self.punctuation_pause

@@ -42,6 +42,7 @@ class Utterance:
     text: str
     settings: VoiceSettings
     temperature: float
+    stanza: bool = False  # a stanza begins with it: the stanza pause comes before it
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,8 @@ class SoundSystem:
                 if r is None or r.samples is None or not len(r.samples) or generation != self._generation:
                     continue
                 same_poem = self._last_poem is not None and u.poem == self._last_poem
-                gap = 0.0 if self._last_poem is None else self._last_line.gap_after(self._last_text, same_poem)
+                gap = 0.0 if self._last_poem is None else self._last_line.gap_after(self._last_text,
+                                                                                     same_poem and not u.stanza)
                 self._last_poem, self._last_line, self._last_text = u.poem, u.settings, u.text
                 self.mixer.queue_voice((u, r, job), r.samples, gap)
 

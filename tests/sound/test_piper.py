@@ -180,3 +180,26 @@ def test_a_line_prepared_ahead_sounds_from_its_synthesis_and_carries_its_words(t
     assert snd.ahead_hits == 1 and e.start < 0.1 and e.engine == "piper"  # no synthesis between due and sound
     assert [k for k, _, _ in e.words] == list(range(9)) and e.start <= e.words[0][1] < e.words[-1][2] <= e.end
     assert e.voice["voice"] == PIPER_DEFAULT and "text" not in e.voice
+
+
+def test_line_ends_and_stanza_breaks_become_pauses_of_set_lengths(tmp_path):
+    clock = FakeClock()
+    snd = SoundSystem(clock, null_sink=True)
+    snd.start()
+    v = VoiceSettings(mode="line", voice="espeak:en", line_pause=0.4, stanza_pause=1.0, when_behind="hold")
+    lines = [("the sea is grey", False), ("and the wind is cold.", False), ("a new stanza begins", True),
+             ("and it ends", False)]
+    for i, (text, stanza) in enumerate(lines):
+        snd.speak(Utterance(i + 1, 1, i, text, v, 0.5, stanza))
+    events = []
+    try:
+        while len(events) < 4 and clock.now() < 30:
+            clock.advance(0.02)
+            snd.render_until(clock.now())
+            events += snd.poll()
+            time.sleep(0.002)
+    finally:
+        snd.close()
+    gaps = [round(b.start - a.end, 3) for a, b in zip(events, events[1:])]
+    # a bare line end: the line pause; a full stop before a stanza: the stanza pause, 1.5 times
+    assert gaps == [pytest.approx(0.4, abs=2e-3), pytest.approx(1.5, abs=2e-3), pytest.approx(0.4, abs=2e-3)]
