@@ -205,6 +205,7 @@ class Engine(ScenesMixin, PacingMixin, RevealMixin, CuesMixin):
             poem = self._rid_poem.get(msg.id)
             if poem is not None:
                 poem.done = True
+                self._prepare_ahead(poem, "\n")  # its last line, which no newline ends
         elif isinstance(msg, Failed):
             text = f"model {msg.model}: {msg.error}" + (f" — using {msg.fallback}" if msg.fallback else "")
             self.errors.append(text)
