@@ -200,6 +200,6 @@ def test_line_ends_and_stanza_breaks_become_pauses_of_set_lengths(tmp_path):
             time.sleep(0.002)
     finally:
         snd.close()
-    gaps = [round(b.start - a.end, 3) for a, b in zip(events, events[1:])]
+    gaps = [round(b.start - a.end, 3) for a, b in zip(events, events[1:], strict=False)]
     # a bare line end: the line pause; a full stop before a stanza: the stanza pause, 1.5 times
     assert gaps == [pytest.approx(0.4, abs=2e-3), pytest.approx(1.5, abs=2e-3), pytest.approx(0.4, abs=2e-3)]
