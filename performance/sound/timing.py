@@ -87,7 +87,7 @@ def snap_onsets(audio: np.ndarray, rate: int, words: list[tuple[int, float, floa
             gap = max(lo + 1, int(a * rate) // hop)
             if lo < top and gap <= top:
                 q = lo + int(np.argmin(env[lo:gap]))
-                if env[q] <= 0.05 * peak:
+                if env[q] <= 0.08 * peak:  # quieter than a vowel: a pause, or a soft consonant in it
                     rise = np.nonzero(env[q:top] > 0.1 * peak)[0]
                     if len(rise):
                         a = float(min(b - 0.01, max(prev_end, (q + rise[0]) * hop / rate)))
