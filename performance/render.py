@@ -188,12 +188,11 @@ def _speech_cues(speech_jobs: list, poems: dict[int, str]) -> list[tuple[float, 
             done.set()
 
     worker = SpeechWorker(got, rate=RATE)
+    jobs = [_speech_job(e, v, poems) | {"key": key} for key, (e, v) in enumerate(speech_jobs)]
+    worker.preload = next((j["voice"] for j in jobs if str(j["voice"]).startswith("piper:")), "")
     worker.start()
-    for key, (e, v) in enumerate(speech_jobs):
-        lines = [ln for ln in poems.get(e["poem"], "").strip("\n").split("\n") if ln.strip()]
-        text = lines[e["line"]].strip() if e["line"] < len(lines) else ""
-        worker.submit({"text": text or " ", "voice": v.voice, "rate": v.rate, "pitch": v.pitch,
-                       "volume": v.volume, "key": key})
+    for job in jobs:
+        worker.submit(job)
     done.wait(30 + 5 * len(speech_jobs))
     worker.close()
     cues: list[tuple[float, str, object]] = []
@@ -202,6 +201,21 @@ def _speech_cues(speech_jobs: list, poems: dict[int, str]) -> list[tuple[float, 
             length = int((e["end"] - e["start"]) * RATE)
             cues.append((e["start"], "speech", rendered[key][:max(1, length)]))
     return cues
+
+
+def _speech_job(e: dict, v, poems: dict[int, str]) -> dict:
+    """The job that spoke a recorded line: the settings its speech event kept (a session since the
+    Piper voice: the same text and settings give the same audio, so its lit words stay in sync),
+    else its scene's voice; a line espeak-ng spoke for a failing Piper is spoken by espeak-ng again."""
+    lines = [ln for ln in poems.get(e["poem"], "").strip("\n").split("\n") if ln.strip()]
+    text = lines[e["line"]].strip() if e["line"] < len(lines) else ""
+    job = {"voice": v.voice, "rate": v.rate, "pitch": v.pitch, "volume": v.volume}
+    if isinstance(e.get("voice"), dict):
+        job.update({k: x for k, x in e["voice"].items() if k in ("voice", "rate", "pitch", "volume", "length_scale",
+                                                                  "variation", "emphasis")})
+    if e.get("engine") in ("espeak-ng", "pyttsx3") and str(job["voice"]).startswith("piper:"):
+        job["force_espeak"] = True
+    return job | {"text": text or " "}
 
 
 def _apply_cue(mixer, son, t: float, what: str, arg) -> None:

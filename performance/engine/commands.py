@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from performance.protocol.actions import Keep, SoundCtl, Speak
+from performance.protocol.actions import Keep, SoundCtl, Speak, VoiceCtl
 from performance.protocol.commands import TABLE, Command
 from performance.protocol.worker import Neuron
 from performance.show.programs import session_seed_draw
@@ -194,6 +194,24 @@ def voice(e: Engine, now: float, cmd: Command) -> Result:
     if not e.voice_on:
         e._out.sound.append(SoundCtl("cancel"))
     return True, f"voice {int(e.voice_on)}"
+
+
+@handles("voice/name", "voice/rate", "voice/variation")
+def voice_setting(e: Engine, now: float, cmd: Command) -> Result:
+    """The voice chosen live; the sound system applies it from the next line spoken."""
+    if cmd.name == "voice/name":
+        name = str(cmd.args[0]).strip()
+        kind, colon, rest = name.partition(":")
+        if colon and (kind not in ("piper", "espeak") or not rest.strip()):
+            return False, f"voice {name!r}: use piper:NAME (e.g. piper:en_US-joe-medium or a path), espeak:LANG or ''"
+        e._out.sound.append(VoiceCtl("voice", name or None))
+        return True, f"voice {name}" if name else "voice: the scenes' own"
+    spec = TABLE[cmd.name]
+    value = round(spec.clamp(cmd.args[0]), 4)  # OSC floats are 32-bit: 1.4 arrives as 1.39999998
+    if cmd.name == "voice/rate":
+        value = None if value <= 0 else max(0.3, value)
+    e._out.sound.append(VoiceCtl("length_scale" if cmd.name == "voice/rate" else "variation", value))
+    return True, f"{cmd.name} {'released' if value is None else f'{value:g}'}"
 
 
 @handles("sonify")

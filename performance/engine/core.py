@@ -41,10 +41,10 @@ from performance.show.timed import DueQueue
 log = logging.getLogger("lectern.engine")
 
 
-# messages a concern mixin handles: a shared tempo (engine/tempo.py), a setlist read again off the
-# frame loop (engine/reload.py)
+# messages one concern handles: a shared tempo (engine/tempo.py), a setlist read again off the
+# frame loop (engine/reload.py), the voice (below)
 CONCERN_MESSAGES: dict[type, str] = {TempoState: "_tempo_message", TempoGone: "_tempo_message",
-                                     Reload: "_reload_received"}
+                                     Reload: "_reload_received", SpeechStarted: "_speech", SpeechState: "_speech"}
 
 
 class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, CuesMixin, TempoMixin):  # ReloadMixin first: its hooks
@@ -218,10 +218,12 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
             poem = self._rid_poem.get(msg.id)
             if poem is not None:
                 poem.received.append((msg.token, now))
+                self._prepare_ahead(poem, msg.token.text)
         elif isinstance(msg, Done):
             poem = self._rid_poem.get(msg.id)
             if poem is not None:
                 poem.done = True
+                self._prepare_ahead(poem, "\n")  # its last line, which no newline ends
         elif isinstance(msg, Failed):
             text = f"model {msg.model}: {msg.error}" + (f" — using {msg.fallback}" if msg.fallback else "")
             self.errors.append(text)
@@ -252,13 +254,6 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
                 col = next((c for c in self.columns if c.poem is poem), None)
                 if poem.started and col is not None and poem.info:  # it began before the worker said
                     self._emit(now, "poem_info", n=poem.n, column=col.index, **poem.info)
-        elif isinstance(msg, SpeechStarted):
-            self._emit(now, "speech", poem=msg.poem, line=msg.line, start=msg.start, end=msg.end)
-        elif isinstance(msg, SpeechState):
-            self._speaking = msg.speaking
-            v = self.scene.voice  # under when_behind = "hold" the stage waits while the queue is past its limit
-            self._hold_for_speech = bool(v is not None and getattr(v, "when_behind", "skip") == "hold"
-                                         and msg.backlog > getattr(v, "queue", 4))
         elif isinstance(msg, WorkerRestarted):  # a fresh worker knows no request: write the poems again
             self.next_seed = None
             self._restart_poems(now)
@@ -269,6 +264,17 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
                     self._out.replies.append((msg.reply, False, refused))
             else:
                 self._apply(now, msg)
+
+    def _speech(self, now: float, msg: SpeechStarted | SpeechState) -> None:
+        """The voice: a line's audio began (with each word's interval), or whether it speaks now."""
+        if isinstance(msg, SpeechStarted):
+            extra = {"words": [list(w) for w in msg.words], "engine": msg.engine, "voice": msg.voice} if msg.words else {}
+            self._emit(now, "speech", poem=msg.poem, line=msg.line, start=msg.start, end=msg.end, **extra)
+            return
+        self._speaking = msg.speaking
+        v = self.scene.voice  # under when_behind = "hold" the stage waits while the queue is past its limit
+        self._hold_for_speech = bool(v is not None and getattr(v, "when_behind", "skip") == "hold"
+                                     and msg.backlog > getattr(v, "queue", 4))
 
     def _apply(self, now: float, cmd: Command) -> None:
         try:

@@ -300,9 +300,13 @@ class PacingMixin:
                    **({"cut_short": True} if poem.cut_short else {}))
         v = self.scene.voice
         if v is not None and self.voice_on and getattr(v, "mode", "off") == "poem" and not partial:
-            lines = [ln for ln in text.split("\n") if ln.strip()]
-            for i, line in enumerate(lines):  # numbered by non-blank lines, as the stage highlights them
-                self._out.sound.append(Speak(poem.n, i, line, v, self.current_temperature))
+            i, stanza = 0, False
+            for line in text.split("\n"):  # numbered by non-blank lines, as the stage highlights them
+                if not line.strip():
+                    stanza = i > 0
+                    continue
+                self._out.sound.append(Speak(poem.n, i, line, v, self.current_temperature, stanza))
+                i, stanza = i + 1, False
         self._last_poem = poem
         if partial and col.last_rid == poem.rid:
             self._out.worker.append(Close(poem.rid))

@@ -12,7 +12,7 @@ from performance.engine.state import (
     _Column,
     _Poem,
 )
-from performance.protocol.actions import Outbox, Sonify, Speak
+from performance.protocol.actions import Outbox, Prepare, Sonify, Speak
 from performance.show.config import Scene, Setlist
 from performance.show.programs import session_seed_draw
 
@@ -167,11 +167,27 @@ class RevealMixin:
                 if done_line.strip():
                     self._line_done(poem, poem.line, done_line)
                     poem.line += 1
+                elif poem.line:
+                    poem.stanza_next = True
             poem.line_text = parts[-1]
         else:
             poem.line_text += tok.text
 
+    def _prepare_ahead(self, poem: _Poem, text: str) -> None:
+        """Lines the worker has written whole, ahead of the reveal: the voice synthesises them
+        while the stage is still showing them word by word."""
+        v = self.scene.voice
+        if v is None or not self.voice_on or getattr(v, "mode", "off") != "line":
+            return
+        parts = (poem.ahead + text).split("\n")
+        for done in parts[:-1]:
+            if done.strip():
+                self._out.sound.append(Prepare(poem.ahead_line, done.strip(), v, self.current_temperature))
+                poem.ahead_line += 1
+        poem.ahead = parts[-1][-2000:]
+
     def _line_done(self, poem: _Poem, line: int, text: str) -> None:
         v = self.scene.voice
         if v is not None and self.voice_on and getattr(v, "mode", "off") == "line":
-            self._out.sound.append(Speak(poem.n, line, text.strip(), v, self.current_temperature))
+            self._out.sound.append(Speak(poem.n, line, text.strip(), v, self.current_temperature, poem.stanza_next))
+            poem.stanza_next = False

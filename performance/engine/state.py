@@ -42,6 +42,9 @@ class _Poem:
     cut: bool = False  # ended early (a scene change, reseed, panic): its text is not whole
     cut_short: bool = False  # shown whole but cut at its last whole word: the model was too slow
     info: dict = field(default_factory=dict)  # from Opened: checkpoint label, loss curve, unit
+    ahead: str = ""  # text received but not yet a whole line (the voice prepares whole lines)
+    ahead_line: int = 0  # non-blank lines received so far
+    stanza_next: bool = False  # a blank line was revealed: the next spoken line begins a stanza
 
 
 @dataclass

@@ -21,6 +21,18 @@ class Speak:
     text: str
     settings: Any
     temperature: float
+    stanza: bool = False  # a blank line comes before it: the voice pauses as between stanzas
+
+
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """A line the generator has finished writing, before the stage reveals it: the voice may
+    synthesise it now, so it sounds as soon as its Speak comes (in a scene that speaks lines)."""
+
+    line: int
+    text: str
+    settings: Any
+    temperature: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +51,27 @@ class SoundCtl:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceCtl:
+    """Change the voice live: one setting of the sound system's voice ("voice", "length_scale",
+    "variation"); a None value gives the scenes' own back."""
+
+    key: str
+    value: Any = None
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechStarted:
-    """From the sound system: an utterance is scheduled in the mix at [start, end)."""
+    """From the sound system: an utterance is scheduled in the mix at [start, end); `words` holds
+    (stage word index in the line, start, end) in engine seconds, `engine` what spoke it and
+    `voice` the settings it was spoken with."""
 
     poem: int
     line: int
     start: float
     end: float
+    words: tuple = ()
+    engine: str | None = None
+    voice: dict | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,12 @@ _COMMANDS = [
     CommandSpec("neuron", "i", "0..hidden-1", "x-ray: watch this hidden unit (from the next token)",
                 bounds=(0, MAX_WHOLE)),
     CommandSpec("caption", "b", "0|1 (no argument: toggle)", "caption with model, temperature, seed", optional=True),
+    CommandSpec("voice/name", "s", "piper:NAME (piper:en_US-joe-medium or a voice's path), espeak:LANG; empty: the "
+                "scenes' own", "speak with this voice from the next line", max_chars=MAX_NAME_CHARS),
+    CommandSpec("voice/rate", "f", "0.3..3 (clamped; 0 releases)", "Piper's length scale: above 1 reads slower",
+                fader=True, bounds=(0.0, 3.0)),
+    CommandSpec("voice/variation", "f", "0..1.5 (clamped)", "Piper's variation (0 = flat, 0.667 = the voice's own)",
+                fader=True, bounds=(0.0, 1.5)),
     CommandSpec("learn", "s", "an address, e.g. /lectern/temperature; off = cancel",
                 "MIDI learn: the next control moved on the MIDI controller is bound to it", owner="controller",
                 max_chars=MAX_NAME_CHARS),

@@ -163,10 +163,10 @@ class Display:
             return
         view = self.last_view = self.stage_state.frame(now)
         self.renderer.draw(self.screen, view)
-        # what makes two frames differ: an event, a fade step, the countdown's second, the highlight
+        # what makes two frames differ: an event, a fade step, the countdown's second, the highlight and its word
         key = (view.version, round(view.brightness, 3),
                None if view.countdown is None else math.ceil(view.countdown - 1e-9),
-               view.columns[0].highlight if view.columns else None)
+               (view.columns[0].highlight, view.columns[0].word) if view.columns else None)
         self.frame_changed = key != self._last_view_key
         self._last_view_key = key
 

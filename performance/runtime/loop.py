@@ -112,7 +112,7 @@ class FrameLoop:
         s.watchdog.heard(got > 0, self.awaiting_tokens)
         if s.sound is not None:
             for ev in s.sound.poll():
-                inbox.append(SpeechStarted(ev.poem, ev.line, ev.start, ev.end))
+                inbox.append(SpeechStarted(ev.poem, ev.line, ev.start, ev.end, ev.words, ev.engine, ev.voice))
             inbox.append(SpeechState(s.sound.speaking(), s.sound.speech_backlog()))
         return inbox
 

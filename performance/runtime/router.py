@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from performance.protocol.actions import Keep, Outbox, Sonify, SoundCtl, Speak
+from performance.protocol.actions import Keep, Outbox, Prepare, Sonify, SoundCtl, Speak, VoiceCtl
 from performance.protocol.commands import TABLE, Command
 
 log = logging.getLogger("lectern.play")
@@ -21,7 +21,9 @@ class Router:
     def __init__(self, session) -> None:
         self.s = session
         self.utterances = 0
-        sound = {Speak: self._speak, Sonify: self._sonify, SoundCtl: self._sound_ctl}
+        sound = {Speak: self._speak, Sonify: self._sonify, SoundCtl: self._sound_ctl,
+                 VoiceCtl: lambda a: self.s.sound.set_voice(**{a.key: a.value}),
+                 Prepare: lambda a: self.s.sound.prepare(a.line, a.text, a.settings, a.temperature)}
         self._sound: dict[type, Callable] = sound
 
     # ---- commands from the inbox -------------------------------------------------------------------
@@ -101,7 +103,7 @@ class Router:
         from performance.sound import Utterance
 
         self.utterances += 1
-        self.s.sound.speak(Utterance(self.utterances, a.poem, a.line, a.text, a.settings, a.temperature))
+        self.s.sound.speak(Utterance(self.utterances, a.poem, a.line, a.text, a.settings, a.temperature, a.stanza))
 
     def _sonify(self, a: Sonify) -> None:
         self.s.sound.sonify(a.text, a.p, a.temperature, a.settings, a.at)

@@ -131,8 +131,10 @@ class Session:
             # lazy: numpy and the sound/x-ray code load only when that part starts
             from performance.sound import SoundSystem
 
+            voices = [e.scene.voice.voice for e in self.setlist.entries if e.scene.voice is not None]
             self.sound = SoundSystem(self.clock, device=self.args.audio_device, audio_out=self.audio_out,
-                                     null_sink=self.args.headless)
+                                     null_sink=self.args.headless,  # a Piper voice loads as the show starts
+                                     preload_voice=next((v for v in voices if v.startswith("piper:")), ""))
             self.sound.start()
         except ImportError:
             self.sound = None

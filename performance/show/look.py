@@ -66,6 +66,7 @@ class Look:
     caption: bool = False  # model · temperature · seed (the c key toggles it)
     caption_size: int = 20
     highlight: str = "#ffd37a"  # the line being spoken
+    spoken_word: str = "#ffd37a"  # the word being spoken; the rest of its line dims towards the background
     countdown: bool = True  # during timed pauses
     confidence_low: str = "#ff5a2e"  # x-ray: text the model was unsure of (hot) ...
     confidence_high: str = "#7cc8ff"  # ... and text it was sure of (cool); swap them for the reverse
@@ -87,7 +88,7 @@ class Look:
             font = str(_font_file(font, t))
         values: dict[str, Any] = {"font": font}
         for key in ("color", "background", "highlight", "confidence_low", "confidence_high", "neuron_positive",
-                    "neuron_negative"):
+                    "neuron_negative", "spoken_word"):
             v = t.str(key, getattr(d, key))
             if not _COLOUR.match(v):
                 raise t.error(key, v, 'a colour as "#rrggbb", e.g. "#e8e4da"')

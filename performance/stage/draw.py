@@ -33,7 +33,7 @@ class StageRenderer:
 
     def place(self, view: StageView) -> list[Placed | Rule]:
         """The frame's lines and rules in pixels (kept while nothing that moves them changed)."""
-        key = (view.version, view.look, view.caption, view.key[2], tuple(c.highlight for c in view.columns))
+        key = (view.version, view.look, view.caption, view.key[2], tuple((c.highlight, c.word) for c in view.columns))
         if key != self._placed_key:
             self._placed = self.layouter.place(view)
             self._placed_key = key

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,8 @@ HANGING_INDENT_EM = 1.5  # a verse line that wraps continues indented, so wraps 
 COLUMN_GUTTER = 0.035  # of the stage's width
 SMALL_TEXT_MIN = 0.022  # captions, titles and countdowns: at least this share of the screen height
 FLICK_MAX_SIZE = 0.09  # a flick poem grows up to this share of the height while it fits
-COLUMN_LINES = 14  # columns are set so that this many lines (with wraps) fill their height
+COLUMN_LINES = 14
+LIT_LINE_DIM = 0.45  # while a word of the spoken line is lit, the rest of the line is this much dimmer  # columns are set so that this many lines (with wraps) fill their height
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,7 @@ class _Line:
     highlight: bool
     alpha: int
     indent: bool  # a continuation of a wrapped verse line
+    word: int | None = None  # the word being spoken, counted within this wrapped line
 
 
 class Layouter:
@@ -100,38 +103,44 @@ class Layouter:
 
     # ---- blocks of text -----------------------------------------------------------------------
     @staticmethod
-    def _paragraphs(col: ColumnView, poems: Sequence) -> list[tuple[str, bool, int]]:
+    def _paragraphs(col: ColumnView, poems: Sequence) -> list[tuple[str, int | None, int]]:
         """(text, spoken?, alpha) per paragraph; a blank line between poems and between stanzas,
         never more than one in a row (a model's run of newlines must not empty the screen)."""
-        out: list[tuple[str, bool, int]] = []
+        out: list[tuple[str, int | None, int]] = []
         for poem in poems:
             alpha = int(round(poem.alpha * 255))
             if out and out[-1][0]:
-                out.append(("", False, alpha))
+                out.append(("", None, alpha))
             nonblank = -1
             for para in poem.text.lstrip("\n").split("\n"):
                 para = para.rstrip()
                 if not para.strip():
                     if out and out[-1][0]:
-                        out.append(("", False, alpha))
+                        out.append(("", None, alpha))
                     continue
                 nonblank += 1
                 spoken = col.highlight is not None and col.highlight == (poem.n, nonblank)
-                out.append((para.replace("\t", "    "), spoken, alpha))
+                # the spoken line carries its lit word's index (-1: the line without a word lit)
+                lit = (col.word if col.word is not None else -1) if spoken else None
+                out.append((para.replace("\t", "    "), lit, alpha))
         while out and not out[-1][0]:
             out.pop()
         return out
 
-    def _lines(self, paragraphs: list[tuple[str, bool, int]], path: str, size: int, width: int,
+    def _lines(self, paragraphs: list[tuple[str, int | None, int]], path: str, size: int, width: int,
                hang: bool) -> list[_Line]:
         indent = int(size * HANGING_INDENT_EM) if hang else 0
         out: list[_Line] = []
-        for text, spoken, alpha in paragraphs:
+        for text, lit, alpha in paragraphs:
             if not text:
                 out.append(_Line("", False, alpha, False))
                 continue
+            first = 0  # words before this wrapped line: the lit word is counted along the wraps
             for k, ln in enumerate(self.wrap(path, size, text, width, indent)):
-                out.append(_Line(ln, spoken, alpha, k > 0 and hang))
+                n = len(ln.split())
+                word = lit - first if lit is not None and first <= lit < first + n else None
+                out.append(_Line(ln, lit is not None, alpha, k > 0 and hang, word))
+                first += n
         return out
 
     def block(self, col: ColumnView, look: Look, box: tuple[int, int, int, int], base: int, key: tuple,
@@ -176,9 +185,26 @@ class Layouter:
                 x = x0 + (indent if ln.indent else 0)
                 if align == "center":
                     x = x0 + (bw - self.fonts.width(path, size, ln.text)) // 2
-                out.append(Placed(ln.text, path, size, hl if ln.highlight else fg, x, y, ln.alpha))
+                if ln.word is not None:  # the word stands out of its line, which steps back
+                    rest = mix(hl, colour(look.background), LIT_LINE_DIM)
+                    out.extend(self._lit(ln, path, size, rest, colour(look.spoken_word), x, y))
+                else:
+                    out.append(Placed(ln.text, path, size, hl if ln.highlight else fg, x, y, ln.alpha))
             y += lh
         return out
+
+    def _lit(self, ln: _Line, path: str, size: int, hl: tuple[int, int, int], word_rgb: tuple[int, int, int],
+             x: int, y: int) -> list[Placed]:
+        """A spoken line in three runs: before the word, the word being spoken in its own colour,
+        after it (placed where the whole line would have put them)."""
+        spans = [m.span() for m in re.finditer(r"\S+", ln.text)]
+        if ln.word is None or not 0 <= ln.word < len(spans):
+            return [Placed(ln.text, path, size, hl, x, y, ln.alpha)]
+        a, b = spans[ln.word]
+        width = self.fonts.width
+        runs = [(ln.text[:a], x, hl), (ln.text[a:b], x + width(path, size, ln.text[:a]), word_rgb),
+                (ln.text[b:], x + width(path, size, ln.text[:b]), hl)]
+        return [Placed(t, path, size, rgb, px, y, ln.alpha) for t, px, rgb in runs if t.strip()]
 
     def _fits(self, paras, path: str, size: int, bw: int, bh: int, spacing: float, hang: bool) -> bool:
         lh = max(1, int(self.fonts.line_height(path, size) * spacing))

@@ -47,6 +47,7 @@ class ColumnView:
     poem_started: float  # engine time the newest poem began
     page_clock: float | None = None  # seconds since the newest poem ended (page flips), None while writing
     caption: str | None = None  # model · temperature · seed, when captions are on
+    word: int | None = None  # in the highlighted line: the index (line.split()) of the word being spoken
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ class StageView:
         (or repeat the last encoded frame) when the key has not changed."""
         return (self.version, round(self.brightness, 3),
                 None if self.countdown is None else math.ceil(self.countdown - 1e-9),
-                tuple(c.highlight for c in self.columns))
+                tuple((c.highlight, c.word) for c in self.columns))
 
 
 class _Column:
@@ -103,7 +104,7 @@ class StageState:
         self.columns: list[_Column] = [_Column("")]
         self.caption_on = False
         self.pause_until: float | None = None
-        self.speech: deque[tuple[int, int, float, float]] = deque(maxlen=SPEECH_KEEP)
+        self.speech: deque[tuple[int, int, float, float, tuple]] = deque(maxlen=SPEECH_KEEP)
         self.fade: tuple[str, float, float] | None = None  # (out|in, start t, seconds)
         self.version = 0
         self.size = (1920, 1080)
@@ -164,7 +165,8 @@ class StageState:
         elif kind == "pause":
             self.pause_until = float(ev.get("until", t + float(ev.get("seconds", 0))))
         elif kind == "speech":
-            self.speech.append((int(ev["poem"]), int(ev["line"]), float(ev["start"]), float(ev["end"])))
+            words = tuple((int(k), float(a), float(b)) for k, a, b in ev.get("words") or ())
+            self.speech.append((int(ev["poem"]), int(ev["line"]), float(ev["start"]), float(ev["end"]), words))
         elif kind == "caption":
             self.caption_on = bool(ev.get("on"))
         elif kind == "panic":
@@ -282,10 +284,10 @@ class StageState:
     def frame(self, t: float) -> StageView:
         """The immutable view at engine time t (t at or after the last applied event)."""
         look = resolve(self.look, self.layout)
-        highlight = None
-        for poem, line, start, end in reversed(self.speech):
+        highlight, word = None, None
+        for poem, line, start, end, words in reversed(self.speech):
             if start <= t < end:
-                highlight = (poem, line)
+                highlight, word = (poem, line), lit_word(words, t)
                 break
         motion: list[int] = []  # the time-dependent parts, so `version` changes when they do
         cols = []
@@ -298,7 +300,7 @@ class StageState:
                 page_clock = t - c.ended_at
                 motion.append(int(page_clock // look.page_seconds))
             cols.append(ColumnView(c.title, poems, highlight, c.started, page_clock,
-                                   c.caption() if self.caption_on else None))
+                                   c.caption() if self.caption_on else None, word))
         caption = None
         if self.caption_on and self.columns and self.layout != "columns":
             caption = self.columns[0].caption()
@@ -331,6 +333,17 @@ class StageState:
             return poems, []
         last = poems[-1]
         return poems[:-1] + (PoemText(last.n, last.text, alpha / ALPHA_STEPS),), [1, last.n, alpha]
+
+
+def lit_word(words: tuple, t: float) -> int | None:
+    """The word being spoken at t: from its start until the next word starts (the last one until
+    the line ends), so the light moves with the voice and does not flicker off between words."""
+    lit = None
+    for k, start, _end in words:
+        if start > t:
+            break
+        lit = k
+    return lit
 
 
 def _step(frac: float) -> int:

@@ -22,6 +22,13 @@ def probe(path) -> dict:
     return json.loads(r.stdout)
 
 
+def pcm(path) -> np.ndarray:
+    """The decoded audio of a file, mono float at 48 kHz."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", "48000", "-"],
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(out, np.int16).astype(np.float32) / 32768
+
+
 def rms(path, start: float = 0.0) -> float:
     pcm = subprocess.run(["ffmpeg", "-v", "error", "-ss", str(start), "-i", str(path), "-f", "s16le", "-ac", "1", "-ar",
                           "48000", "-"], capture_output=True, check=True).stdout
@@ -76,6 +83,15 @@ def test_render_reproduces_the_live_recording(recorded, tmp_path):
 
     a, b = (np.frombuffer(last_frame(p), np.uint8).astype(int) for p in (recorded / "live.mp4", tmp_path / "re.mp4"))
     assert a.shape == b.shape and np.abs(a - b).mean() < 3.0
+    # the voice is synthesised again, the same samples where the live one was: the lit words stay in sync
+    live_pcm, re_pcm = (pcm(p) for p in (recorded / "live.mp4", tmp_path / "re.mp4"))
+    speech = [e for e in map(json.loads, jsonl.read_text().splitlines()) if e["event"] == "speech"]
+    assert speech and speech[0]["engine"] == "piper" and speech[0]["words"]
+    for e in speech:
+        lo, hi = int(e["start"] * 48000), min(int(e["end"] * 48000), len(live_pcm), len(re_pcm))
+        x, y = live_pcm[lo:hi], re_pcm[lo:hi]
+        if len(x) > 4800:
+            assert float(np.dot(x, y) / np.sqrt(np.dot(x, x) * np.dot(y, y))) > 0.95, e
 
 
 def test_a_killed_recording_is_still_playable(tmp_path):
