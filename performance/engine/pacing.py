@@ -305,7 +305,7 @@ class PacingMixin:
                 if not line.strip():
                     stanza = i > 0
                     continue
-                self._out.sound.append(Speak(poem.n, i, line, v, self.current_temperature, stanza))
+                self._out.sound.append(Speak(poem.n, i, line.strip(), v, self.current_temperature, stanza))
                 i, stanza = i + 1, False
         self._last_poem = poem
         if partial and col.last_rid == poem.rid:

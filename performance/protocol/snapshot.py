@@ -57,6 +57,7 @@ class Snapshot:
     # the runtime's own
     health: tuple[float, float, int, int, float] = (0.0, 0.0, 0, 0, 0.0)  # uptime_s, fps, poems, restarts, rss_mb
     tokens: int = 0  # tokens the worker has written (the operator view's rate)
+    speaking_voice: str = ""  # the voice reading now: "piper:en_US-joe-medium" (a live /lectern/voice/name, or the scene's)
     next_at: tuple[str, ...] = ()  # the [[at]] timetable's next firings
     warnings: tuple[str, ...] = ()  # the runtime's lasting warnings (no sound, no OSC, ...)
     open: bool = True  # within the installation's opening hours
@@ -105,5 +106,6 @@ STATE = [
     ("state/voice", "i", "speech on"),
     ("state/volume", "f", "master volume"),
     ("state/health", "f f i i f [s]", "uptime_s, fps, poems, restarts, rss_mb[, served models: up N tok/s | down (why)]"),
+    ("state/speaking_voice", "s", "the voice reading now, e.g. piper:en_US-joe-medium (\"\" = the scene has none)"),
     ("state/reload_error", "s", "the last edit of a scene or setlist that was refused, in one line (\"\" = none)"),
 ]

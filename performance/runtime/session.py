@@ -190,7 +190,16 @@ class Session:
                        warnings=tuple(self.warnings + self.watchdog.errors),
                        open=not (schedule is not None and schedule.closed),
                        next_change=schedule.next_change() if schedule is not None else None,
-                       setlist=self.setlist.file or "", controllers=self.controllers.status())
+                       setlist=self.setlist.file or "", controllers=self.controllers.status(),
+                       speaking_voice=self._speaking_voice())
+
+    def _speaking_voice(self) -> str:
+        """The voice reading now: the live choice (OSC, MIDI, the remote) or the scene's."""
+        v = self.engine.scene.voice
+        if v is None or getattr(v, "mode", "off") == "off":
+            return ""
+        live = self.sound.override.get("voice") if self.sound is not None else None
+        return str(live or getattr(v, "voice", ""))
 
     def publish(self) -> None:
         """Build the Snapshot and hand it to every listener (controllers, operator view, status.json)."""

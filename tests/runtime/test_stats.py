@@ -1,4 +1,4 @@
-"""Frame statistics: where the worst gaps fell, and how long the garbage collector held everyone."""
+"""Frame statistics (where the worst gaps fell, the collector's pauses) and what the runtime adds to the Snapshot."""
 
 from __future__ import annotations
 
@@ -33,3 +33,18 @@ def test_gc_pauses_are_measured_from_the_collectors_own_callbacks():
         pauses.stop()
     out = pauses.summary()
     assert out["gc_collections"] >= 1 and out["gc_longest_ms"] > 0 and pauses not in gc.callbacks
+
+
+def test_the_snapshot_names_the_voice_reading_now_live_choice_first():
+    from types import SimpleNamespace
+
+    from performance.runtime.session import Session
+    from performance.show.sound_settings import VoiceSettings
+
+    scene = SimpleNamespace(voice=VoiceSettings(mode="line", voice="piper:en_US-joe-medium"))
+    s = SimpleNamespace(engine=SimpleNamespace(scene=scene), sound=SimpleNamespace(override={}))
+    assert Session._speaking_voice(s) == "piper:en_US-joe-medium"
+    s.sound.override["voice"] = "espeak:en"  # /lectern/voice/name espeak:en
+    assert Session._speaking_voice(s) == "espeak:en"
+    scene.voice = VoiceSettings(mode="off")
+    assert Session._speaking_voice(s) == ""

@@ -21,6 +21,7 @@ SHAPES: dict[str, Callable[[Any, dict], list]] = {
     "health": lambda v, s: [float(v[0]), float(v[1]), int(v[2]), int(v[3]), float(v[4])]
     + ([str(s["served"])] if s.get("served") else []),
     "reload_error": lambda v, s: [str(v)[:400]],
+    "speaking_voice": lambda v, s: [str(v)[:200]],
 }
 
 
