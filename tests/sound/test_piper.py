@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -203,3 +204,21 @@ def test_line_ends_and_stanza_breaks_become_pauses_of_set_lengths(tmp_path):
     gaps = [round(b.start - a.end, 3) for a, b in zip(events, events[1:], strict=False)]
     # a bare line end: the line pause; a full stop before a stanza: the stanza pause, 1.5 times
     assert gaps == [pytest.approx(0.4, abs=2e-3), pytest.approx(1.5, abs=2e-3), pytest.approx(0.4, abs=2e-3)]
+
+
+def test_check_says_in_one_line_when_a_piper_voice_path_is_not_there(tmp_path, capsys):
+    from performance.check import run_check
+
+    good_dir = tmp_path / "voice"
+    good_dir.mkdir()
+    (good_dir / "v.onnx").write_bytes(b"\0")
+    (good_dir / "v.onnx.json").write_text("{}")
+    for voice, ok in ((f"piper:{tmp_path / 'nowhere'}", False), (f"piper:{good_dir}", True),
+                      ("piper:en_US-joe-medium", True)):
+        scene = tmp_path / "s.toml"
+        scene.write_text(f'model = "markov"\n[voice]\nmode = "line"\nvoice = "{voice}"\n')
+        rc = run_check(SimpleNamespace(paths=[scene], probe=False))
+        out = capsys.readouterr().out.strip().splitlines()
+        assert (rc == 0) is ok, out
+        if not ok:
+            assert len(out) == 1 and "voice.voice" in out[0] and "does not exist" in out[0], out
