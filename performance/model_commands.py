@@ -43,6 +43,9 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--wn-cycles", type=int, help="times the dilation cycle repeats (default 2)")
     g.add_argument("--wn-explode", type=float,
                    help="a loss above this many times the running loss ends the run as dead (default 3)")
+    from performance.textgen.pretrained_cli import add_arguments as add_pretrained_arguments
+
+    add_pretrained_arguments(p)
     g = p.add_argument_group("markov")
     g.add_argument("--order", type=int, default=2, choices=(1, 2, 3), help="n-gram order (default 2)")
     p.set_defaults(func=run_train)

@@ -93,6 +93,8 @@ _COMMANDS = [
     CommandSpec("learn", "s", "an address, e.g. /lectern/temperature; off = cancel",
                 "MIDI learn: the next control moved on the MIDI controller is bound to it", owner="controller",
                 max_chars=MAX_NAME_CHARS),
+    CommandSpec("prefix", "s", "a poet, e.g. Hopkins (an empty string releases it)",
+                "pretrained models: write under this prefix from the next line", max_chars=MAX_NAME_CHARS),
     # the runtime's own: the keyboard and the schedule reach them, the network never does
     CommandSpec("quit", "", "", "end the session (Ctrl+Q twice)", owner="runtime", network=False),
     CommandSpec("fullscreen", "", "", "fullscreen on/off (f)", owner="runtime", network=False),

@@ -26,6 +26,7 @@ class Open:
     fallback: str = FALLBACK_MODEL  # written with when the model fails (a served model's server down)
     continuation: int = 0  # served models: tokens per request (0 = the card's)
     originality: float | None = 0.7  # the scene's originality key, for kinds with a guard (markov)
+    prefix: str | None = None  # pretrained kind: the poet written under (None: the card's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,13 @@ class Neuron:
     """Watch another hidden unit in every open x-ray stream, from the next token on."""
 
     unit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """Pretrained kind: write every open stream's next line under this prefix (a poet; None: the card's)."""
+
+    text: str | None
 
 
 # ---- messages from the worker -----------------------------------------------------------------
@@ -119,5 +127,5 @@ class ServedState:
     tok_s: float
 
 
-WorkerIn = Open | Grant | Close | Preload | Neuron | Train
+WorkerIn = Open | Grant | Close | Preload | Neuron | Train | Prefix
 WorkerOut = TokenOut | Done | Failed | Loaded | Opened | Waiting | ServedState

