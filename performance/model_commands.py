@@ -239,3 +239,32 @@ def run_bench(args: argparse.Namespace) -> int:
             else:
                 print(f"  {c}")
     return 0
+
+
+def register_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a model for another engine (pretrained: a llama.cpp adapter GGUF)",
+                       description="Write a model in another engine's format. pretrained: --gguf writes "
+                                   "DIR/adapter.gguf (a llama.cpp LoRA adapter) and a served card DIR-served/.")
+    p.add_argument("model", metavar="MODEL", help="a folder or a name under models/")
+    p.add_argument("--gguf", action="store_true", help="a llama.cpp LoRA adapter GGUF beside the weights")
+    p.add_argument("--url", help="the served card's base_url (default http://127.0.0.1:8080/v1)")
+    p.add_argument("--prefix", help="the served card's prefix (a poet; default the card's)")
+    p.add_argument("--served-out", metavar="DIR", help="where the served card goes (default MODEL-served beside MODEL)")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from performance.textgen.base import ModelFileError
+    from performance.textgen.cards import read_card, resolve_model_dir
+
+    try:
+        model_dir = resolve_model_dir(args.model)
+        card = read_card(model_dir)
+        fn = kind(card["kind"]).function("export")
+        if fn is None:
+            raise ModelFileError(f"{model_dir}: kind {card['kind']} has no export")
+        print(fn(model_dir, card, args))
+        return 0
+    except ModelFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -53,7 +53,7 @@ def gguf_path(base: str) -> Path:
     else:
         path = Path(base)
         if path.suffix != ".gguf" and not path.exists():
-            raise ModelFileError(f"base '{base}': unknown (known: {', '.join(BASES)}, or a path to a .gguf file)")
+            raise ModelFileError(f"base '{base}': unknown (known: {', '.join(BASES)}, a .gguf file, or a ready base folder)")
     if not path.is_file():
         raise ModelFileError(f"{path}: base model file missing")
     return path
@@ -104,8 +104,13 @@ def load_base(base: str = "smollm2", device: str = "cpu") -> Base:
     """The base as Lectern's network, built from the cache (made on first use)."""
     from tokenizers import Tokenizer
 
-    gguf = gguf_path(base)
-    folder = cache_dir(gguf)
+    if Path(base).is_dir():  # a ready form already (config.json, tokenizer.json, weights.safetensors): tests, a copy
+        gguf = folder = Path(base)
+        if not (folder / "weights.safetensors").exists():
+            raise ModelFileError(f"{folder}: a base folder holds config.json, tokenizer.json and weights.safetensors")
+    else:
+        gguf = gguf_path(base)
+        folder = cache_dir(gguf)
     for attempt in (0, 1):
         if not (folder / "weights.safetensors").exists():
             _build_cache(gguf, folder)
@@ -119,7 +124,7 @@ def load_base(base: str = "smollm2", device: str = "cpu") -> Base:
                 raise ValueError(f"missing {missing[:2]}, unexpected {unexpected[:2]}")
             break
         except Exception as e:  # a cache cut short or edited: rebuild it once, then give up in one line
-            if attempt:
+            if attempt or folder == gguf:
                 raise ModelFileError(f"{folder}: the base's cache is unusable ({e})") from None
             print(f"warning: {folder}: unusable cache ({type(e).__name__}); rebuilding", file=sys.stderr)
             shutil.rmtree(folder, ignore_errors=True)

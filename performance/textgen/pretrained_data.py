@@ -135,7 +135,7 @@ def nats_per_char(net, windows: list[tuple[list[int], int]], device: str = "cpu"
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1),
                                  ignore_index=-100, reduction="sum").item()
     net.train(was)
-    return total / max(1, chars)
+    return total / chars if chars else float("nan")  # no windows (a corpus too small for the split)
 
 
 def training_batch(splits: Splits, gen: torch.Generator, batch: int, seq_len: int, prefixes: dict[str, list[int]],

@@ -69,6 +69,15 @@ def _inject_lora(net, args: argparse.Namespace) -> dict:
     return {"rank": args.lora_rank, "alpha": alpha, "targets": TARGETS[args.lora_targets], "layers": layers}
 
 
+def _r(v: float) -> float | None:
+    """A figure for the card (None where a split is empty)."""
+    return None if v != v else round(v, 4)
+
+
+def _f(v: float | None) -> str:
+    return "n/a (split empty)" if v is None else f"{v:.4f}"
+
+
 def trained_tensors(net, full: bool) -> dict[str, torch.Tensor]:
     """What model.safetensors holds: LoRA A/B with peft's names minus the adapter name, or every weight."""
     out = {}
@@ -128,9 +137,10 @@ class _Run:
             return json.loads(path.read_text())
         t = time.monotonic()
         print("scoring the base zero-shot on both splits (once per corpus)", file=sys.stderr)
-        zero = {"standard": round(nats_per_char(self.net, self.splits.val_windows), 4),
-                "same_poets": round(nats_per_char(self.net, self.splits.same_windows), 4),
+        zero = {"standard": _r(nats_per_char(self.net, self.splits.val_windows)),
+                "same_poets": _r(nats_per_char(self.net, self.splits.same_windows)),
                 "seconds": round(time.monotonic() - t, 1)}
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(zero))
         return zero
 
@@ -192,12 +202,12 @@ class _Run:
         self._checkpoint(self.evaluate(self.curve_windows()))
         self._final()
         return (f"{self.out}: {self.step} steps in {self.elapsed() / 60:.1f} min; val nats/char standard "
-                f"{self.final['standard']:.4f} (zero-shot {self.zero['standard']:.4f}), same poets "
-                f"{self.final['same_poets']:.4f} (zero-shot {self.zero['same_poets']:.4f})")
+                f"{_f(self.final['standard'])} (zero-shot {_f(self.zero['standard'])}), same poets "
+                f"{_f(self.final['same_poets'])} (zero-shot {_f(self.zero['same_poets'])})")
 
     def _checkpoint(self, val: float) -> None:
-        self.history["val"].append([self.step, round(val, 4)])
-        if val < self.best:
+        self.history["val"].append([self.step, _r(val)])
+        if not val >= self.best:  # NaN (no curve windows: a small corpus) keeps the latest weights
             self.best = val
             tensors = {k: (v.to(torch.bfloat16) if not self.args.full_finetune else v)
                        for k, v in trained_tensors(self.net, self.args.full_finetune).items()}
@@ -218,8 +228,8 @@ class _Run:
         else:
             net = self.net
         t = time.monotonic()
-        self.final = {"standard": round(nats_per_char(net, self.splits.val_windows, self.device), 4),
-                      "same_poets": round(nats_per_char(net, self.splits.same_windows, self.device), 4),
+        self.final = {"standard": _r(nats_per_char(net, self.splits.val_windows, self.device)),
+                      "same_poets": _r(nats_per_char(net, self.splits.same_windows, self.device)),
                       "seconds": round(time.monotonic() - t, 1)}
         self.write_card()
         _plot(self.history, self.out / "loss.png")
