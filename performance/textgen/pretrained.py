@@ -116,6 +116,8 @@ class PretrainedGenerator:
         self.name, self.card, self.device, self.precision = name, card, device, precision
         self.net = base.net.to(device=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
         self.tokenizer = base.tokenizer
+        self.base_config = base.config
+        self.model_dir = Path(".")
         self.table, self.banned = _byte_table(base.tokenizer)
         self.prefix = str((card.get("prefix") or {}).get("default", ""))
         self.guard: CorpusGuard | None = None
@@ -340,4 +342,6 @@ def load_pretrained(model_dir: Path, card: dict, device: str = "cpu") -> Pretrai
         apply_adapter_file(base.net, model_dir / "model.safetensors", card.get("lora") if card.get("weights") != "full" else None)
     if card.get("weights") == "full":
         print(f"{model_dir}: full fine-tune loaded", file=sys.stderr)
-    return PretrainedGenerator(model_dir.name, card, base, device, precision)
+    gen = PretrainedGenerator(model_dir.name, card, base, device, precision)
+    gen.model_dir = model_dir
+    return gen

@@ -331,3 +331,36 @@ def test_a_missing_or_corrupt_base_is_one_clear_line(corpus_dir, tmp_path, monke
         lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
         assert r.returncode == 2 and len(lines) == 1 and says in lines[0], r.stderr
         assert "Traceback" not in r.stderr
+
+
+# ---- the scene's prefix and the live command -----------------------------------------------------------
+def test_the_scene_prefix_opens_the_poem_and_the_prefix_command_reaches_open_streams(tiny_poet, tmp_path):
+    from performance.engine.core import Engine
+    from performance.protocol.commands import validate
+    from performance.protocol.worker import Open, Prefix
+    from performance.show.config import load_setlist
+    from performance.worker.core import WorkerCore
+
+    p = tmp_path / "s.toml"
+    p.write_text(f'name = "s"\n[[scene]]\nmodel = "{tiny_poet}"\nprefix = "Alpha"\nlength = {{ lines = 4 }}\n')
+    eng = Engine(load_setlist(p), session_seed=1)
+    out: list = []
+    core = WorkerCore(out.append)
+    first = list(eng.start(0.0).worker)
+    opens = [m for m in first if isinstance(m, Open)]
+    assert opens and opens[0].prefix == "Alpha"
+    for m in first:
+        core.handle(m)
+    for _ in range(20):
+        core.pump()
+    stream = next(r.stream for r in core._reqs.values() if r.stream is not None)
+    assert stream.prefix == "Alpha" and stream.past is not None  # written under Alpha's mark
+    cmd = validate("/lectern/prefix", ["Beta"], scene_count=1, source="osc")
+    sent = list(eng.step(0.1, [cmd]).worker)
+    assert Prefix("Beta") in sent
+    for m in sent:
+        core.handle(m)
+    assert stream.new_prefix == "Beta"  # taken at its next line
+    while stream.new_prefix is not None:
+        stream.next(0.8)
+    assert stream.prefix == "Beta"
