@@ -115,6 +115,8 @@ def register_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="same model + seed + settings = same text (default: random)")
     p.add_argument("--prompt", default="", help="text to start from (unknown characters/words are dropped with a warning)")
     p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="neural kinds: where the model runs (default cpu; auto: CUDA when present)")
     p.set_defaults(func=run_sample)
 
 
@@ -139,8 +141,13 @@ def run_sample(args: argparse.Namespace) -> int:
             return 2
     unit, n = next(((u, getattr(args, u)) for u in ("words", "chars", "lines", "sentences") if getattr(args, u)),
                    ("words", 88))
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        gen = load_model(args.model)
+        gen = load_model(args.model, device=device)
     except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

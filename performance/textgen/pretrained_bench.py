@@ -43,7 +43,12 @@ def _hf_model(gen):
     hf_logging.set_verbosity_error()
     cfg = {k: v for k, v in gen.base_config.items() if k not in ("architectures", "dtype", "torch_dtype")}
     model = LlamaForCausalLM(LlamaConfig(**cfg)).eval()
-    model.load_state_dict({k: v.float() for k, v in gen.net.state_dict().items()}, strict=False)
+    from performance.textgen.pretrained import apply_adapter_file
+    from performance.textgen.pretrained_base import load_base
+
+    ref = load_base(gen.card["base"]["name"]).net  # the same merged weights, in float32
+    apply_adapter_file(ref, gen.model_dir / "model.safetensors", gen.card.get("lora"))
+    model.load_state_dict(ref.state_dict(), strict=False)
     model.tie_weights()
     return model
 
@@ -94,12 +99,14 @@ def _quality_cost(gen) -> dict:
     path = (gen.card.get("corpus") or {}).get("path")
     if not path:
         return {}
+    from performance.textgen.pretrained import apply_adapter_file
+    from performance.textgen.pretrained_base import load_base
+
     windows = make_splits(gen.tokenizer, read_corpus(ROOT / path).text).same_windows[:3]
     own = nats_per_char(gen.net, windows, gen.device)
-    dtype = next(gen.net.parameters()).dtype
-    gen.net.float()
-    full = nats_per_char(gen.net, windows, gen.device)
-    gen.net.to(dtype)
+    ref = load_base(gen.card["base"]["name"]).net
+    apply_adapter_file(ref, gen.model_dir / "model.safetensors", gen.card.get("lora"))
+    full = nats_per_char(ref, windows)
     return {"nats_per_char_precision": round(own, 4), "nats_per_char_fp32": round(full, 4),
             "quality_cost_nats_per_char": round(own - full, 4), "quality_windows": len(windows)}
 

@@ -324,6 +324,8 @@ def _plot(history: dict, path: Path) -> None:
 
 
 def train_from_args(corpus: Corpus, args: argparse.Namespace) -> str:
-    """`run.py train --kind pretrained`: the registry's train entry."""
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    """`run.py train --kind pretrained`: the registry's train entry. One thread unless OMP_NUM_THREADS
+    says otherwise: on this shared 2-core CPU (load 7-10) two threads ran 25-30 s a step, one thread
+    6 s (OpenMP workers spin waiting for a core another process holds)."""
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or 1)))
     return _Run(corpus, args).run()
