@@ -364,3 +364,16 @@ def test_the_scene_prefix_opens_the_poem_and_the_prefix_command_reaches_open_str
     while stream.new_prefix is not None:
         stream.next(0.8)
     assert stream.prefix == "Beta"
+
+
+def test_every_sampling_precision_writes_the_same_poem_for_the_same_seed(tiny_poet):
+    from performance.textgen.cards import read_card
+    from performance.textgen.pretrained import PRECISIONS, load_pretrained
+
+    card = read_card(tiny_poet)
+    for precision in PRECISIONS:
+        gen = load_pretrained(tiny_poet, {**card, "cpu_precision": precision})
+        assert gen.precision == precision
+        assert _poem(gen, 9, n=20) == _poem(gen, 9, n=20)
+    with pytest.raises(ModelFileError, match="cpu_precision"):
+        load_pretrained(tiny_poet, {**card, "cpu_precision": "fp8"})
