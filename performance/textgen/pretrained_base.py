@@ -118,10 +118,13 @@ def load_base(base: str = "smollm2", device: str = "cpu") -> Base:
             cfg = json.loads((folder / "config.json").read_text())
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             tensors = load_file(str(folder / "weights.safetensors"), device="cpu")
-            net = LlamaNet(LlamaShape.from_config(cfg))
-            missing, unexpected = net.load_state_dict(tensors, strict=False)
+            with torch.device("meta"):  # no random initialisation of 135M weights about to be replaced
+                net = LlamaNet(LlamaShape.from_config(cfg))
+            missing, unexpected = net.load_state_dict(tensors, strict=False, assign=True)
             if [k for k in missing if k != "lm_head.weight"] or unexpected:
                 raise ValueError(f"missing {missing[:2]}, unexpected {unexpected[:2]}")
+            if net.shape.tie_word_embeddings:
+                net.lm_head.weight = net.model.embed_tokens.weight
             break
         except Exception as e:  # a cache cut short or edited: rebuild it once, then give up in one line
             if attempt or folder == gguf:

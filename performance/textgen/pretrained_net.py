@@ -148,7 +148,7 @@ class LlamaNet(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         d = shape.head_dim
         # a plain attribute, not a buffer: .to(bfloat16) must not round the rotary frequencies
-        self.inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+        self.inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32, device="cpu") / d))
 
     def rope(self, start: int, length: int, dtype: torch.dtype, device: torch.device):
         """cos and sin for positions start .. start+length-1, shaped (1, 1, length, head_dim)."""
