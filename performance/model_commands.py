@@ -120,6 +120,15 @@ def register_sample(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_sample)
 
 
+def _device(name: str) -> str:
+    """--device auto: CUDA when present."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def run_sample(args: argparse.Namespace) -> int:
     import random
     import warnings
@@ -141,13 +150,8 @@ def run_sample(args: argparse.Namespace) -> int:
             return 2
     unit, n = next(((u, getattr(args, u)) for u in ("words", "chars", "lines", "sentences") if getattr(args, u)),
                    ("words", 88))
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        gen = load_model(args.model, device=device)
+        gen = load_model(args.model, device=_device(args.device))
     except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
