@@ -115,6 +115,7 @@ def register_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="same model + seed + settings = same text (default: random)")
     p.add_argument("--prompt", default="", help="text to start from (unknown characters/words are dropped with a warning)")
     p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    p.add_argument("--prefix", help="pretrained models: the poet's mark to write under, e.g. Hopkins")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
                    help="neural kinds: where the model runs (default cpu; auto: CUDA when present)")
     p.set_defaults(func=run_sample)
@@ -159,6 +160,8 @@ def run_sample(args: argparse.Namespace) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
     stream = gen.start(seed, args.prompt)
+    if args.prefix is not None and hasattr(stream, "set_prefix"):
+        stream.set_prefix(args.prefix)
     counter = LengthCounter(LengthRule(unit, n), bool(getattr(gen, "word_tokens", False)))
     text = ""
     try:
