@@ -2,7 +2,7 @@
 
 DIR/adapter.gguf is what llama.cpp's own convert_lora_to_gguf.py writes (general.type
 "adapter", adapter.type "lora", adapter.lora.alpha; blk.N.<tensor>.weight.lora_a / .lora_b,
-float32), so a llama.cpp server started on the base's GGUF with `--lora` (llama-cpp-python:
+float16), so a llama.cpp server started on the base's GGUF with `--lora` (llama-cpp-python:
 `--lora_path`) writes as the poet. The query and key projections' B matrices are permuted as
 llama.cpp's converter permutes those weights (its rotary layout differs from transformers'); A
 is untouched. DIR-served/model.json is a card of the existing served kind that plays it, with
@@ -44,10 +44,10 @@ def adapter_tensors(tensors: dict[str, np.ndarray], heads: int, kv_heads: int) -
         name = NAMES.get(f"{parts[3]}.{parts[4]}")
         if name is None:
             raise ModelFileError(f"adapter tensor {key}: llama.cpp has no tensor for {parts[3]}.{parts[4]}")
-        w = value.astype(np.float32)
+        w = value.astype(np.float32)  # permuted in float32, written as float16 (half the file; llama.cpp reads both)
         if parts[5] == "lora_B" and name in ("attn_q", "attn_k"):
             w = permute(w, heads if name == "attn_q" else kv_heads)
-        out[f"blk.{parts[2]}.{name}.weight.lora_{parts[5][-1].lower()}"] = np.ascontiguousarray(w)
+        out[f"blk.{parts[2]}.{name}.weight.lora_{parts[5][-1].lower()}"] = np.ascontiguousarray(w.astype(np.float16))
     return out
 
 

@@ -170,4 +170,4 @@ class LlamaNet(nn.Module):
 
     def forward(self, ids: torch.Tensor, past: list | None = None) -> tuple[torch.Tensor, list]:
         h, new = self.hidden(ids, past)
-        return self.lm_head(h), new
+        return self.lm_head(h.to(self.lm_head.weight.dtype)), new  # an int8 network keeps a bfloat16 head
