@@ -1,7 +1,7 @@
 """The pretrained kind on stage: a base (pretrained_base.py) with the poet's adapter merged in.
 
-Sampling is Lectern's own path: the network of pretrained_net.py in bfloat16 (the card's
-`cpu_precision`, or float32), one token a step against a key/value cache, drawn by the neural
+Sampling is Lectern's own path: the network of pretrained_net.py in the card's `cpu_precision`
+(bfloat16 by default; float32; int8 costs 0.32 nats/char), one token a step against a key/value cache, drawn by the neural
 kinds' `sample_row` (temperature, top-k, top-p; one seeded numpy generator per stream, so the
 same model + seed + temperatures give the same poem). Text leaves as UTF-8 is complete (a
 character split over two byte tokens waits for its second half).
