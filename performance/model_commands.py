@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from performance.textgen.base import ModelFileError, ServedError
+from performance.textgen.cards import read_card, resolve_model_dir
 from performance.textgen.kinds import TRAINABLE as KINDS
 from performance.textgen.kinds import kind
 
@@ -47,6 +48,10 @@ def register_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--wn-cycles", type=int, help="times the dilation cycle repeats (default 2)")
     g.add_argument("--wn-explode", type=float,
                    help="a loss above this many times the running loss ends the run as dead (default 3)")
+    # lazy: `run.py --help` imports this module; the pretrained kind's options load with the train command
+    from performance.textgen.pretrained_cli import add_arguments as add_pretrained_arguments
+
+    add_pretrained_arguments(p)
     g = p.add_argument_group("markov")
     g.add_argument("--order", type=int, default=2, choices=(1, 2, 3), help="n-gram order (default 2)")
     p.set_defaults(func=run_train)
@@ -116,7 +121,20 @@ def register_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="same model + seed + settings = same text (default: random)")
     p.add_argument("--prompt", default="", help="text to start from (unknown characters/words are dropped with a warning)")
     p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    p.add_argument("--prefix", help="pretrained models: the poet's mark to write under, e.g. Hopkins")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="neural kinds: where the model runs (default cpu; auto: CUDA when present)")
     p.set_defaults(func=run_sample)
+
+
+def _device(name: str) -> str:
+    """--device auto: CUDA when present."""
+    if name != "auto":
+        return name
+    # lazy: this pulls in torch (~1.5 s); only the paths that run a neural model pay for it
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -138,7 +156,7 @@ def run_sample(args: argparse.Namespace) -> int:
     unit, n = next(((u, getattr(args, u)) for u in ("words", "chars", "lines", "sentences") if getattr(args, u)),
                    ("words", 88))
     try:
-        gen = load_model(args.model)
+        gen = load_model(args.model, device=_device(args.device))
     except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -146,6 +164,8 @@ def run_sample(args: argparse.Namespace) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, *a, **k: f"warning: {msg}\n"
     stream = gen.start(seed, args.prompt)
+    if args.prefix is not None and hasattr(stream, "set_prefix"):
+        stream.set_prefix(args.prefix)
     counter = LengthCounter(LengthRule(unit, n), bool(getattr(gen, "word_tokens", False)))
     text = ""
     try:
@@ -236,3 +256,30 @@ def run_bench(args: argparse.Namespace) -> int:
             else:
                 print(f"  {c}")
     return 0
+
+
+def register_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a model for another engine (pretrained: a llama.cpp adapter GGUF)",
+                       description="Write a model in another engine's format. pretrained: --gguf writes "
+                                   "DIR/adapter.gguf (a llama.cpp LoRA adapter) and a served card DIR-served/.")
+    p.add_argument("model", metavar="MODEL", help="a folder or a name under models/")
+    p.add_argument("--gguf", action="store_true", help="a llama.cpp LoRA adapter GGUF beside the weights")
+    p.add_argument("--url", help="the served card's base_url (default http://127.0.0.1:8080/v1)")
+    p.add_argument("--prefix", help="the served card's prefix (a poet; default the card's)")
+    p.add_argument("--served-out", metavar="DIR", help="where the served card goes (default MODEL-served beside MODEL)")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+
+    try:
+        model_dir = resolve_model_dir(args.model)
+        card = read_card(model_dir)
+        fn = kind(card["kind"]).function("export")
+        if fn is None:
+            raise ModelFileError(f"{model_dir}: kind {card['kind']} has no export")
+        print(fn(model_dir, card, args))
+        return 0
+    except ModelFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -56,6 +56,7 @@ class LlamaServer:
         self.port = free_port()
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+        self.extra: list[str] = []  # more server arguments (e.g. --lora_path ADAPTER.gguf)
 
     @property
     def base_url(self) -> str:
@@ -64,7 +65,7 @@ class LlamaServer:
     def start(self, wait: float = 120.0) -> None:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()),
                *(["--model_alias", self.alias] if self.alias else []), "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "2048", "--n_threads", "1",
-               "--n_threads_batch", "1"]  # one thread: spinning thread barriers crawl on a shared CPU
+               "--n_threads_batch", "1", *self.extra]  # one thread: spinning thread barriers crawl on a shared CPU
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + wait

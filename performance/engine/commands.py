@@ -13,7 +13,7 @@ from typing import Any
 
 from performance.protocol.actions import Keep, SoundCtl, Speak, VoiceCtl
 from performance.protocol.commands import TABLE, Command
-from performance.protocol.worker import Neuron
+from performance.protocol.worker import Neuron, Prefix
 from performance.show.programs import session_seed_draw
 from performance.textgen.lengths import trim_poem
 
@@ -174,6 +174,14 @@ def model_release(e: Engine, now: float, cmd: Command) -> Result:
 def prompt(e: Engine, now: float, cmd: Command) -> Result:
     e.prompt_override = str(cmd.args[0])
     return True, "prompt set for the next poem"
+
+
+@handles("prefix")
+def prefix(e: Engine, now: float, cmd: Command) -> Result:
+    """The pretrained kind's poet: open streams take it from their next line, new poems from the start."""
+    e.prefix_override = str(cmd.args[0]).strip() or None
+    e._out.worker.append(Prefix(e.prefix_override))
+    return True, f"prefix {e.prefix_override!r}" if e.prefix_override else "prefix follows the scene"
 
 
 @handles("prompt/release")

@@ -78,6 +78,7 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
         self.next_seed: int | None = None
         self.model_override: str | None = None
         self.prompt_override: str | None = None
+        self.prefix_override: str | None = None  # /lectern/prefix: the pretrained kind's poet
         self.poem_counter = 0
         self.seed_draws = 0  # fresh seeds drawn this session ("new" programs, reseed)
         self.notice: str | None = None  # how the show is degrading, for the operator (None: it is not)

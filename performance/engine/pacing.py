@@ -46,7 +46,8 @@ class PacingMixin:
         self._out.worker.append(Open(rid, model, seed, prompt, rule, continue_from=cont, xray=xray, fallback=sc.fallback,
                                      continuation=sc.continuation or sc.lookahead,
                                      originality=sc.originality,
-                                     cowrite=getattr(sc, "cowrite", None)))
+                                     cowrite=getattr(sc, "cowrite", None),
+                                     prefix=self.prefix_override if self.prefix_override is not None else sc.prefix))
         poem = _Poem(rid=rid, index=index, model=model, seed=seed, prompt=prompt)
         self._rid_poem[rid] = poem
         if len(self._rid_poem) > 256:  # forget old ids: only poems still held by a column matter

@@ -101,6 +101,8 @@ _COMMANDS = [
                 max_chars=MAX_NAME_CHARS),
     CommandSpec("choose", "i", "1..9 a candidate on stage; 0 = offer the next word now (hold)",
                 "co-writing: the next word is candidate N (scenes with cowrite)", bounds=(0, 9)),
+    CommandSpec("prefix", "s", "a poet, e.g. Hopkins (an empty string releases it)",
+                "pretrained models: write under this prefix from the next line", max_chars=MAX_NAME_CHARS),
     # the runtime's own: the keyboard and the schedule reach them, the network never does
     CommandSpec("quit", "", "", "end the session (Ctrl+Q twice)", owner="runtime", network=False),
     CommandSpec("fullscreen", "", "", "fullscreen on/off (f)", owner="runtime", network=False),

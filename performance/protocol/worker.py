@@ -27,6 +27,7 @@ class Open:
     continuation: int = 0  # served models: tokens per request (0 = the card's)
     originality: float | None = 0.7  # the scene's originality key, for kinds with a guard (markov)
     cowrite: Any = None  # show.cowrite_settings.CowriteSettings: a co-writing scene's (None: not one)
+    prefix: str | None = None  # pretrained kind: the poet written under (None: the card's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,13 @@ class Force:
     id: int
     new_id: int
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """Pretrained kind: write every open stream's next line under this prefix (a poet; None: the card's)."""
+
+    text: str | None
 
 
 # ---- messages from the worker -----------------------------------------------------------------
@@ -130,5 +138,5 @@ class ServedState:
     tok_s: float
 
 
-WorkerIn = Open | Grant | Close | Preload | Neuron | Train | Force
+WorkerIn = Open | Grant | Close | Preload | Neuron | Train | Force | Prefix
 WorkerOut = TokenOut | Done | Failed | Loaded | Opened | Waiting | ServedState

@@ -99,6 +99,7 @@ class Scene:
     continuation: int = 0  # served models: tokens per request (0 = lookahead)
     blocklist: Blocklist = Blocklist()
     originality: float | None = 0.7  # word chains: reject a line sharing > this share of a corpus line
+    prefix: str | None = None  # pretrained kind: the prefix (a poet) its poems are written under
     look: Any = None
     voice: Any = None
     sonify: Any = None
@@ -387,6 +388,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
         train=_train(t, models),
         pre_wait=pre_wait, post_wait=post_wait, cont=cont,
         cowrite=_cowrite(t, pacing),
+        prefix=t.str("prefix", None),
         raw=data,
     )
     t.raw("description")

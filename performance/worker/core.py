@@ -32,6 +32,7 @@ from performance.protocol.worker import (
     Neuron,
     Open,
     Opened,
+    Prefix,
     Preload,
     ServedState,
     TokenOut,
@@ -170,6 +171,10 @@ class WorkerCore:
             for req in self._reqs.values():
                 if hasattr(req.stream, "set_unit"):
                     req.stream.set_unit(msg.unit)
+        elif isinstance(msg, Prefix):  # the pretrained kind's poet, from each open stream's next line
+            for req in self._reqs.values():
+                if hasattr(req.stream, "set_prefix"):
+                    req.stream.set_prefix(msg.text)
         elif isinstance(msg, Train):
             self._train(msg.spec)
         elif isinstance(msg, Preload):
@@ -269,6 +274,8 @@ class WorkerCore:
         stream = req.stream
         if hasattr(stream, "set_originality"):
             stream.set_originality(msg.originality)
+        if msg.prefix is not None and hasattr(stream, "set_prefix"):
+            stream.set_prefix(msg.prefix)
         for w in caught[:1]:
             log.warning("model %s: %s", used, w.message)
         if msg.continuation and hasattr(stream, "continuation"):
