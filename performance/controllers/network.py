@@ -71,6 +71,11 @@ class OscControl(Controller):
                                          a.osc_host, {"prefix": "/lectern", "setlist": self.ctx.setlist.name})
             self.advertiser.start()
 
+    def _audience(self) -> dict | None:
+        """The setlist's [audience] for the page's server (None: no audience page)."""
+        a = getattr(self.ctx.setlist, "audience", None)
+        return a.to_dict() if a is not None else None
+
     def on_state(self, snap: Snapshot) -> None:
         if self.server is not None:
             self.server.publish_state(snap.to_dict())
@@ -189,7 +194,7 @@ class RemoteControl(Controller):
         try:  # its own process: a flood at the remote never holds the frame loop (remote_process.py)
             self.server = RemoteProcess(inbox, host=self.args.remote_host, port=self.args.remote,
                                        passcode=self.args.osc_passcode, scene_names=self.ctx.scene_names,
-                                       token=self.ctx.extras.get("token"))
+                                       token=self.ctx.extras.get("token"), audience=self._audience())
             self.server.start()
         except (RemoteError, OSError) as e:
             self.server = None
@@ -209,7 +214,10 @@ class RemoteControl(Controller):
     def status(self) -> dict[str, str]:
         # the operator's own screens show the way in with its token; the state that leaves by the
         # network (OSC, MIDI, the page itself) carries only the address
-        return {"remote": self.server.url} if self.server is not None else {}
+        if self.server is None:
+            return {}
+        audience = self.server.audience_url  # no token in it: the audience page is public by design
+        return {"remote": self.server.url, **({"audience": audience} if audience else {})}
 
     def private_status(self) -> dict[str, str]:
         return {"remote link": self.server.token_url} if self.server is not None else {}
@@ -221,7 +229,16 @@ class RemoteControl(Controller):
             qr = self.server.qr_text()
         except Exception as e:  # no QR is no reason to stop
             qr = f"(no QR code: {e})\n"
-        return f"remote: open {self.server.token_url} on a phone, or scan:\n{qr}"
+        text = f"remote: open {self.server.token_url} on a phone, or scan:\n{qr}"
+        if self.server.audience_url:  # the gallery's QR code: words only, no token
+            from performance.controllers.remote import qr_for  # lazy: segno, only when announced
+
+            try:
+                aqr = qr_for(self.server.audience_url)
+            except Exception as e:  # noqa: BLE001 (no QR is no reason to stop)
+                aqr = f"(no QR code: {e})\n"
+            text += f"audience: words from the audience at {self.server.audience_url}, or scan:\n{aqr}"
+        return text
 
     def stop(self) -> None:
         if self.server is not None:
