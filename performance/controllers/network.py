@@ -71,11 +71,6 @@ class OscControl(Controller):
                                          a.osc_host, {"prefix": "/lectern", "setlist": self.ctx.setlist.name})
             self.advertiser.start()
 
-    def _audience(self) -> dict | None:
-        """The setlist's [audience] for the page's server (None: no audience page)."""
-        a = getattr(self.ctx.setlist, "audience", None)
-        return a.to_dict() if a is not None else None
-
     def on_state(self, snap: Snapshot) -> None:
         if self.server is not None:
             self.server.publish_state(snap.to_dict())
@@ -201,6 +196,14 @@ class RemoteControl(Controller):
             raise Unavailable(f"remote: {e}; continuing without the remote (choose another --remote port)") from None
         # the token's URL: logged even with --quiet, the one way in without a passcode
         log.warning("remote: open %s (its token lets a phone steer the show: keep it private)", self.server.token_url)
+        if self.server.audience_url:
+            log.warning("audience: words from the audience at %s (no token: it sends a word, nothing else)",
+                        self.server.audience_url)
+
+    def _audience(self) -> dict | None:
+        """The setlist's [audience] for the page's server (None: no audience page)."""
+        a = getattr(self.ctx.setlist, "audience", None)
+        return a.to_dict() if a is not None else None
 
     def on_state(self, snap: Snapshot) -> None:
         if self.server is not None:
@@ -217,10 +220,13 @@ class RemoteControl(Controller):
         if self.server is None:
             return {}
         audience = self.server.audience_url  # no token in it: the audience page is public by design
-        return {"remote": self.server.url, **({"audience": audience} if audience else {})}
+        return {"remote": self.server.url, **({"audience_page": audience} if audience else {})}
 
     def private_status(self) -> dict[str, str]:
-        return {"remote link": self.server.token_url} if self.server is not None else {}
+        if self.server is None:
+            return {}
+        audience = self.server.audience_url
+        return {"remote link": self.server.token_url, **({"audience page": audience} if audience else {})}
 
     def announce(self) -> str:
         if self.server is None:
