@@ -102,3 +102,24 @@ def test_off_by_default_and_unreachable_from_the_network(tmp_path):
     else:
         raise AssertionError("audience/word reached from the network")
     assert interpret("/lectern/audience", (1,), 1) == ("audience", (1,))
+
+
+def test_the_a_key_switches_it(tmp_path):
+    import pygame  # noqa: F401  (conftest sets SDL to dummy)
+
+    from performance.controllers.keyboard import command_for_key
+    from performance.engine import Engine
+    from performance.runtime.publisher import compose
+
+    p = tmp_path / "set.toml"
+    p.write_text(SET)
+    e = Engine(load_setlist(p), session_seed=1)
+    e.start(0.0)
+    cmd = command_for_key(pygame.K_a, compose(e.snapshot()))
+    assert (cmd.address, cmd.args, cmd.source) == ("/lectern/audience", (0,), "key")
+    e.step(0.1, [cmd])
+    assert not e.audience_on and compose(e.snapshot()).audience == "off"
+    assert command_for_key(pygame.K_a, compose(e.snapshot())).args == (1,)
+    p.write_text(SET.split("[audience]")[0])
+    e2 = Engine(load_setlist(p), session_seed=1)
+    assert command_for_key(pygame.K_a, compose(e2.snapshot())) is None  # no [audience]: the key does nothing
