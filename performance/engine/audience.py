@@ -3,8 +3,8 @@
 `/lectern/audience 0|1` is an ordinary command (OSC, keys, console, the operator's remote).
 `/lectern/audience/word W` is network=False in the command table: OSC, MIDI and the operator's
 remote cannot send it; it arrives only from the audience page's own path (the remote's process
-sends ("word", ...) up its pipe, remote_process.py makes it a Command of source "audience") or
-from the console and keyboard. Here it is checked once more with the same rule as the page's
+sends ("word", ...) up its pipe, remote_process.py makes it a Command of source "audience"); the
+console and the timetable refuse network=False names too, and no key makes one. Here it is checked once more with the same rule as the page's
 server (show/audience_settings.py: letters, length, the setlist's and the scene's blocklist, the
 offered choices) and rate-limited on the engine's clock (exact under the fake clock), then kept
 to seed the next poem as its prompt, once. Events: `audience_word` {word, by} when one is taken,
