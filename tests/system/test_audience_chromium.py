@@ -135,7 +135,10 @@ def test_a_word_from_chromium_seeds_the_next_poem(tmp_path, browser):
     try:
         wait_port(remote_port, proc, log)
         page = f"http://127.0.0.1:{remote_port}/audience"
-        assert page in log.read_text()  # the show says where the audience page is (even with --quiet)
+        t0 = time.monotonic()  # the show says where the audience page is (even with --quiet), once it listens
+        while page not in log.read_text() and time.monotonic() - t0 < 20:
+            time.sleep(0.1)
+        assert page in log.read_text()
         browser.get(page)
         assert until(browser, "!document.getElementById('send').hidden"), "the page did not show its field"
         browser.save_screenshot(str(tmp_path / "audience.png"))
@@ -185,3 +188,39 @@ def _evil_handler(port: int):
             pass
 
     return Evil
+
+
+def test_offered_words_in_chromium(browser):
+    """offer = 3: the page shows three of the choices as buttons (and no text field); a tap sends one."""
+    import queue
+
+    from performance.controllers import auth
+    from performance.controllers.remote import RemoteServer
+    from performance.show.audience_settings import AudienceSettings
+
+    q: queue.Queue = queue.Queue()
+    r = RemoteServer(q, host="127.0.0.1", port=0, budget=auth.GuessBudget(), guess_log=auth.GuessLog(),
+                     audience=AudienceSettings(words=True, offer=3, choices=("salt", "ember", "river", "stone")))
+    r.start()
+    got = []
+
+    def engine() -> None:  # answers as the engine does a word it takes (its checks: tests/engine)
+        cmd = q.get(timeout=20)
+        got.append(cmd)
+        cmd.reply(True, f"thank you: {cmd.args[0]!r} may begin the next poem")
+
+    t = threading.Thread(target=engine, daemon=True)
+    t.start()
+    try:
+        browser.get(r.audience_url)
+        assert until(browser, "document.querySelectorAll('#offer button').length === 3")
+        assert not browser.find_element("id", "send").is_displayed()  # pick only: no field to type in
+        buttons = browser.find_elements("css selector", "#offer button")
+        words = [b.text for b in buttons]
+        assert len(set(words)) == 3 and set(words) <= {"salt", "ember", "river", "stone"}
+        buttons[1].click()
+        assert until(browser, "document.getElementById('answer').textContent.startsWith('thank you')")
+        t.join(5)
+        assert [(c.address, c.args, c.source) for c in got] == [("/lectern/audience/word", (words[1],), "audience")]
+    finally:
+        r.stop()
