@@ -210,3 +210,34 @@ def test_no_audience_table_no_audience_page():
         assert run(get()) == (404, 404)
     finally:
         r.stop()
+
+
+def test_the_pipe_makes_words_only_from_word_messages(monkeypatch):
+    """The show's side of the remote's pipe: a "cmd" naming a network=False command (quit, the
+    audience word) is refused even if the child sent it; a "word" becomes a source-audience word."""
+    from performance.controllers.remote_process import RemoteProcess
+
+    q: queue.Queue = queue.Queue()
+    sent = []
+
+    class Pipe:
+        def send(self, msg):
+            sent.append(msg)
+
+    rp = RemoteProcess(q, audience=SETTINGS.to_dict())
+    try:
+        rp._conn = Pipe()
+        rp._handle(("cmd", 1, "quit", [], "127.0.0.9", 0.0, False))
+        rp._handle(("cmd", 2, "audience/word", ["salt"], "127.0.0.9", 0.0, False))
+        assert q.empty() and [m[:3] for m in sent] == [("reply", 1, False), ("reply", 2, False)]
+        rp._handle(("word", 3, "salt", "127.0.0.9", 1.5))
+        cmd = q.get_nowait()
+        assert (cmd.address, cmd.args, cmd.source, cmd.sender, cmd.received) == (
+            "/lectern/audience/word", ("salt",), "audience", ("127.0.0.9", 0), 1.5)
+        cmd.reply(True, "thank you")
+        assert sent[-1] == ("reply", 3, True, "thank you")
+        RemoteProcess(q)._handle(("word", 4, "salt", "127.0.0.9", 1.5))  # no [audience]: the word is dropped
+        assert q.empty()
+    finally:
+        rp._conn = None
+        auth.shared_budget().unshare()
