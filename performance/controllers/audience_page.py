@@ -52,6 +52,15 @@ class AudienceDesk:
         app.router.add_get("/audience/offer", self._offer)
         app.router.add_post("/audience/word", self._word)
 
+    def retune(self, settings: AudienceSettings | None) -> None:
+        """A reloaded setlist's [audience] (None: the table is gone, so words are closed)."""
+        if settings is None:
+            self.open = False
+            return
+        if (settings.per_client_per_minute, settings.total_per_minute) != (self.limit.per_client, self.limit.total):
+            self.limit = RateLimit(settings.per_client_per_minute, settings.total_per_minute)
+        self.settings = settings
+
     def follow(self, state: dict) -> None:
         """The show's state (any thread): only whether words are open is read."""
         if "audience" in state:

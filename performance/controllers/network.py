@@ -210,6 +210,7 @@ class RemoteControl(Controller):
             state = snap.to_dict()
             if self.ctx.setlist is not self._setlist:  # a reload changed the scenes (the router sets ctx.setlist)
                 self._setlist, self._scenes = self.ctx.setlist, self.ctx.scene_names()
+                self.server.set_audience(self._audience())  # the page's rule follows an edited [audience]
             if self._scenes is not None:
                 state["scenes"] = self._scenes
             self.server.publish_state(state)

@@ -10,6 +10,7 @@ spawned child; one pipe carries, as small tuples:
                   ("cmd", id, name, args, ip, received, fader)   a validated command
                   ("word", id, word, ip, received)   a word from the audience page (audience_page.py)
   show -> child   ("state", dict) | ("scenes", names) | ("reply", id, ok, detail) | ("stop",)
+                  ("audience", settings dict | None)   a reloaded setlist's [audience]
 
 The child validates with the one command table (as before); this side turns each command into a
 Command on the engine's inbox (a fader's waiting value replaced in place, as in-process) whose
@@ -113,6 +114,13 @@ class RemoteProcess:
             self._proc = None  # it holds the shared budget among its arguments
         auth.shared_budget().unshare()
         self._budget = None
+
+    def set_audience(self, audience: dict | None) -> None:
+        """A reloaded setlist's [audience]: the page's server checks words by it from now on (a page
+        that was not served at start is not added; without the table, words are closed)."""
+        if self.audience is not None and audience != self.audience:
+            self.audience = audience or {**self.audience, "words": False}
+            self._send(("audience", audience))
 
     @property
     def audience_url(self) -> str:
@@ -330,6 +338,8 @@ def child_main(conn: Any, host: str, port: int, passcode: str | None, token: str
             inbox.answer(msg[1], msg[2], msg[3])
         elif msg[0] == "scenes":
             names[:] = msg[1]
+        elif msg[0] == "audience" and server.audience is not None:
+            server.audience.retune(AudienceSettings.from_dict(msg[1]) if msg[1] is not None else None)
         elif msg[0] == "stop":
             break
     server.stop()

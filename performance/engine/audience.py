@@ -46,7 +46,8 @@ def audience_word(e: Engine, now: float, cmd: Command) -> Result:
                   settings.choices if settings.offer else ())
     if why is not None:
         return False, why
-    if e.audience_limit is None:
+    lim = e.audience_limit
+    if lim is None or (lim.per_client, lim.total) != (settings.per_client_per_minute, settings.total_per_minute):
         e.audience_limit = RateLimit(settings.per_client_per_minute, settings.total_per_minute)
     client = cmd.sender[0] if cmd.sender else cmd.source
     why = e.audience_limit.take(str(client), now)

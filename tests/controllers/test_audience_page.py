@@ -241,3 +241,16 @@ def test_the_pipe_makes_words_only_from_word_messages(monkeypatch):
     finally:
         rp._conn = None
         auth.shared_budget().unshare()
+
+
+def test_a_reloaded_audience_table_retunes_the_page(served):
+    r, e = served()
+    assert run(post(r, {"type": "word", "word": "ember"}))[0] == 200
+    r.audience.retune(AudienceSettings(words=True, blocklist=frozenset({"salt"}), per_client_per_minute=5))
+    status, text = run(post(r, {"type": "word", "word": "salt"}))
+    assert status == 400 and "not this one" in one_line(text)  # the new blocklist
+    assert run(post(r, {"type": "word", "word": "river"}))[0] == 200  # the new limit: 5 a minute
+    r.audience.retune(None)  # the table is gone from the setlist
+    status, text = run(post(r, {"type": "word", "word": "stone"}))
+    assert status == 403 and "off" in one_line(text)
+    assert [c.args[0] for c in e.got] == ["ember", "river"]
