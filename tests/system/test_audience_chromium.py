@@ -5,6 +5,7 @@ words off and on over OSC; a page from another origin tries to post a word and r
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -159,6 +160,7 @@ def test_a_word_from_chromium_seeds_the_next_poem(tmp_path, browser):
         assert until(browser, "!document.getElementById('send').hidden")
         send(browser, "ember", "thank you")
         send(browser, "river", "slow down")  # two a minute from one address
+        flood = asyncio.run(_flood(remote_port))  # 300 words from 60 addresses, 64 at once, through the real pipe
         time.sleep(3)  # a poem boundary: the words seed the poems that follow
     finally:
         proc.terminate()
@@ -166,12 +168,34 @@ def test_a_word_from_chromium_seeds_the_next_poem(tmp_path, browser):
         evil.shutdown()
     events = [json.loads(ln) for f in tmp_path.glob("*.jsonl") for ln in f.read_text().splitlines() if ln.strip()]
     words = [(e["word"], e["by"]) for e in events if e["event"] == "audience_word"]
-    assert words == [("lantern", "audience"), ("ember", "audience")]
+    assert words[:2] == [("lantern", "audience"), ("ember", "audience")]
+    assert len(words) == 20 and sum(status == 200 for status, _ in flood) == 18  # total_per_minute = 20
+    assert {status for status, _ in flood} == {200, 429} and all(len(t) < 200 for _, t in flood)
     assert [e["on"] for e in events if e["event"] == "audience"] == [False, True]
     seeds = [e["word"] for e in events if e["event"] == "audience_seed"]
-    assert seeds[0] == "lantern" and set(seeds) <= {"lantern", "ember"}
+    assert seeds[0] == "lantern" and set(seeds) <= {w for w, _ in words}
     assert "Traceback" not in log.read_text()
     assert not [e for e in events if "pwned" in json.dumps(e) or (e["event"] == "command" and "osc" == e.get("args"))]
+
+
+async def _flood(port: int) -> list[tuple[int, str]]:
+    import aiohttp
+
+    gate = asyncio.Semaphore(64)  # under the remote's cap of 128 connections (above it, the oldest are cut)
+
+    async def one(i: int) -> tuple[int, str]:
+        async with gate:
+            return await post(i)
+
+    async def post(i: int) -> tuple[int, str]:
+        conn = aiohttp.TCPConnector(local_addr=(f"127.0.0.{10 + i % 60}", 0), force_close=True)
+        own = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(connector=conn) as s, s.post(
+                own + "/audience/word", json={"type": "word", "word": f"w{'abcdefghij'[i % 10]}ord"},
+                headers={"Origin": own}) as r:
+            return r.status, await r.text()
+
+    return await asyncio.gather(*(one(i) for i in range(300)))
 
 
 def _evil_handler(port: int):
