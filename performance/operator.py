@@ -22,7 +22,7 @@ STATE_LABELS = {"panic": "[bold red]PANIC[/] (GO resumes)", "waiting_go": "[yell
 
 # rows shown when the state has them; reload_error: an edit on disk was refused (the running version goes on)
 ROWS = (("reload_error", "[bold red]edit refused[/]"), ("reload", "reload"), ("midi", "MIDI"), ("learn", "MIDI learn"),
-        ("remote", "remote"))
+        ("remote", "remote"), ("audience", "audience words"))
 
 
 class OperatorView:

@@ -71,6 +71,8 @@ def command_for_key(key: int, snap: Snapshot) -> Command | None:
         return _key("choose", (key - first + 1,))  # co-writing: candidate N on stage
     if key == pygame.K_h:
         return _key("choose", (0,))  # co-writing: offer the next word (scenes with every = "hold")
+    if key == pygame.K_a and snap.audience:  # words from the audience off/on (setlists with [audience])
+        return _key("audience", (0 if snap.audience == "on" else 1,))
     if key in (pygame.K_UP, pygame.K_DOWN):
         delta = TEMPERATURE_STEP if key == pygame.K_UP else -TEMPERATURE_STEP
         return _key("temperature", (round(snap.temperature + delta, 3),))  # the table clamps it

@@ -189,19 +189,28 @@ class RemoteControl(Controller):
         try:  # its own process: a flood at the remote never holds the frame loop (remote_process.py)
             self.server = RemoteProcess(inbox, host=self.args.remote_host, port=self.args.remote,
                                        passcode=self.args.osc_passcode, scene_names=self.ctx.scene_names,
-                                       token=self.ctx.extras.get("token"))
+                                       token=self.ctx.extras.get("token"), audience=self._audience())
             self.server.start()
         except (RemoteError, OSError) as e:
             self.server = None
             raise Unavailable(f"remote: {e}; continuing without the remote (choose another --remote port)") from None
         # the token's URL: logged even with --quiet, the one way in without a passcode
         log.warning("remote: open %s (its token lets a phone steer the show: keep it private)", self.server.token_url)
+        if self.server.audience_url:
+            log.warning("audience: words from the audience at %s (no token: it sends a word, nothing else)",
+                        self.server.audience_url)
+
+    def _audience(self) -> dict | None:
+        """The setlist's [audience] for the page's server (None: no audience page)."""
+        a = getattr(self.ctx.setlist, "audience", None)
+        return a.to_dict() if a is not None else None
 
     def on_state(self, snap: Snapshot) -> None:
         if self.server is not None:
             state = snap.to_dict()
             if self.ctx.setlist is not self._setlist:  # a reload changed the scenes (the router sets ctx.setlist)
                 self._setlist, self._scenes = self.ctx.setlist, self.ctx.scene_names()
+                self.server.set_audience(self._audience())  # the page's rule follows an edited [audience]
             if self._scenes is not None:
                 state["scenes"] = self._scenes
             self.server.publish_state(state)
@@ -209,10 +218,16 @@ class RemoteControl(Controller):
     def status(self) -> dict[str, str]:
         # the operator's own screens show the way in with its token; the state that leaves by the
         # network (OSC, MIDI, the page itself) carries only the address
-        return {"remote": self.server.url} if self.server is not None else {}
+        if self.server is None:
+            return {}
+        audience = self.server.audience_url  # no token in it: the audience page is public by design
+        return {"remote": self.server.url, **({"audience_page": audience} if audience else {})}
 
     def private_status(self) -> dict[str, str]:
-        return {"remote link": self.server.token_url} if self.server is not None else {}
+        if self.server is None:
+            return {}
+        audience = self.server.audience_url
+        return {"remote link": self.server.token_url, **({"audience page": audience} if audience else {})}
 
     def announce(self) -> str:
         if self.server is None:
@@ -221,7 +236,16 @@ class RemoteControl(Controller):
             qr = self.server.qr_text()
         except Exception as e:  # no QR is no reason to stop
             qr = f"(no QR code: {e})\n"
-        return f"remote: open {self.server.token_url} on a phone, or scan:\n{qr}"
+        text = f"remote: open {self.server.token_url} on a phone, or scan:\n{qr}"
+        if self.server.audience_url:  # the gallery's QR code: words only, no token
+            from performance.controllers.remote import qr_for  # lazy: segno, only when announced
+
+            try:
+                aqr = qr_for(self.server.audience_url)
+            except Exception as e:  # noqa: BLE001 (no QR is no reason to stop)
+                aqr = f"(no QR code: {e})\n"
+            text += f"audience: words from the audience at {self.server.audience_url}, or scan:\n{aqr}"
+        return text
 
     def stop(self) -> None:
         if self.server is not None:

@@ -47,6 +47,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from performance.controllers import auth
+from performance.controllers.audience_page import FILES as AUDIENCE_FILES
+from performance.controllers.audience_page import AudienceDesk
 from performance.controllers.remote_messages import (  # noqa: F401  (COMMANDS_FOR_PAGE, FADERS: the page's table)
     COMMANDS_FOR_PAGE,
     FADERS,
@@ -150,8 +152,10 @@ class RemoteServer(PageMessages):
     def __init__(self, inbox: queue.Queue, *, host: str = "127.0.0.1", port: int = 8080,
                  passcode: str | None = None, scene_names: Callable[[], list[str]] = list,
                  token: str | None = None, budget: auth.GuessBudget | None = None,
-                 guess_log: auth.GuessLog | None = None) -> None:
+                 guess_log: auth.GuessLog | None = None, audience: Any = None) -> None:
         self.inbox = inbox
+        # the audience page (audience_page.py): served only for a setlist with [audience]
+        self.audience = AudienceDesk(self, audience) if audience is not None else None
         self.host = host
         self.passcode = passcode or None
         self.token = token or auth.new_token()
@@ -208,6 +212,11 @@ class RemoteServer(PageMessages):
         return f"{self.url}#token={self.token}"
 
     @property
+    def audience_url(self) -> str:
+        """The audience page's address (no token: it reaches nothing but the word)."""
+        return f"{self.url}audience"
+
+    @property
     def origins(self) -> set[str]:
         """Every Origin this remote accepts (its own page, under each name it is served as)."""
         return {f"http://{h}:{self.port}" for h in self._hosts}
@@ -222,6 +231,8 @@ class RemoteServer(PageMessages):
             text = json.dumps(state, default=str)
         except (TypeError, ValueError):
             return
+        if self.audience is not None:
+            self.audience.follow(state)
         if text == self._state_json:
             return
         self._state_json = text
@@ -277,6 +288,8 @@ class RemoteServer(PageMessages):
         for path in FILES:
             app.router.add_get(path, self._file)
         app.router.add_get("/ws", self._ws)
+        if self.audience is not None:
+            self.audience.routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=HTTP_LIFETIME_S,
                                max_line_size=4096, max_field_size=4096)
         await runner.setup()
@@ -377,7 +390,7 @@ class RemoteServer(PageMessages):
         # lazy: the network libraries load only when this service actually starts
         from aiohttp import web
 
-        name, ctype = FILES[request.path]
+        name, ctype = FILES.get(request.path) or AUDIENCE_FILES[request.path]
         try:
             body = (ASSETS / name).read_bytes()
         except OSError:

@@ -8,7 +8,9 @@ spawned child; one pipe carries, as small tuples:
 
   child -> show   ("ready", port, url) | ("error", text) | ("log", level, logger, text)
                   ("cmd", id, name, args, ip, received, fader)   a validated command
+                  ("word", id, word, ip, received)   a word from the audience page (audience_page.py)
   show -> child   ("state", dict) | ("scenes", names) | ("reply", id, ok, detail) | ("stop",)
+                  ("audience", settings dict | None)   a reloaded setlist's [audience]
 
 The child validates with the one command table (as before); this side turns each command into a
 Command on the engine's inbox (a fader's waiting value replaced in place, as in-process) whose
@@ -32,7 +34,8 @@ from typing import Any
 from performance.controllers import auth
 from performance.controllers.inbox import put_latest
 from performance.controllers.remote_messages import FADERS
-from performance.protocol.commands import PREFIX, Command
+from performance.protocol.commands import PREFIX, TABLE, Command
+from performance.show.audience_settings import AudienceSettings
 
 log = logging.getLogger("lectern.remote")
 START_TIMEOUT_S = 20.0  # a spawned interpreter importing aiohttp on a loaded 2-core machine
@@ -47,8 +50,9 @@ class RemoteProcess:
 
     def __init__(self, inbox: queue.Queue, *, host: str = "127.0.0.1", port: int = 8080,
                  passcode: str | None = None, scene_names: Callable[[], list[str]] = list,
-                 token: str | None = None) -> None:
+                 token: str | None = None, audience: dict | None = None) -> None:
         self.inbox = inbox
+        self.audience = audience  # the setlist's [audience] (AudienceSettings.to_dict), None: no audience page
         self.host, self.port, self.passcode = host, port, passcode or None
         self.token = token or auth.new_token()
         self.scene_names = scene_names
@@ -79,7 +83,7 @@ class RemoteProcess:
         self._proc = self._ctx.Process(
             target=child_main, name="lectern-remote", daemon=True,
             args=(child, self.host, self.port, self.passcode, self.token, list(self.scene_names()), self._budget,
-                  logging.getLogger().getEffectiveLevel()))
+                  logging.getLogger().getEffectiveLevel(), self.audience))
         self._proc.start()
         child.close()
         if not parent.poll(START_TIMEOUT_S):
@@ -110,6 +114,18 @@ class RemoteProcess:
             self._proc = None  # it holds the shared budget among its arguments
         auth.shared_budget().unshare()
         self._budget = None
+
+    def set_audience(self, audience: dict | None) -> None:
+        """A reloaded setlist's [audience]: the page's server checks words by it from now on (a page
+        that was not served at start is not added; without the table, words are closed)."""
+        if self.audience is not None and audience != self.audience:
+            self.audience = audience or {**self.audience, "words": False}
+            self._send(("audience", audience))
+
+    @property
+    def audience_url(self) -> str:
+        """The audience page's address ("" without an [audience] table)."""
+        return f"{self.url}audience" if self.audience is not None and self.url else ""
 
     @property
     def token_url(self) -> str:
@@ -167,7 +183,14 @@ class RemoteProcess:
     def _handle(self, msg: tuple) -> None:
         if msg[0] == "cmd":
             _, cid, name, args, ip, received, fader = msg
+            spec = TABLE.get(name)
+            if spec is None or not spec.network:  # the child validates; this side still never takes
+                self._send(("reply", cid, False, f"address: unknown command {name[:60]!r}"))  # quit or a word
+                return
             self._command(cid, name, tuple(args), ip, received, fader)
+        elif msg[0] == "word" and self.audience is not None:
+            _, cid, word, ip, received = msg
+            self._word(cid, str(word)[:64], str(ip), float(received))
         elif msg[0] == "log":
             _, level, name, text = msg
             logging.getLogger(name).log(level, "%s", text)
@@ -189,6 +212,16 @@ class RemoteProcess:
             if len(self._slots) > MAX_WAITING_REPLIES:  # stale entries only cost a missed coalescing
                 self._slots.clear()
             self._slots[key] = cmd
+
+    def _word(self, cid: int, word: str, ip: str, received: float) -> None:
+        """An audience word: a Command of its own source, which only this path makes (network=False)."""
+        def reply(ok: bool, detail: str) -> None:
+            self._send(("reply", cid, ok, detail))
+
+        cmd = Command(f"{PREFIX}/audience/word", (word,), source="audience", sender=(ip, 0), reply=reply,
+                      received=received)
+        if put_latest(self.inbox, cmd, None) == "full":
+            reply(False, "busy: try again in a moment")
 
     def _restart(self) -> None:
         if self._proc is not None:
@@ -248,6 +281,16 @@ class _PipeInbox(queue.Queue):
         self._send_msg(("cmd", cid, name, list(cmd.args), cmd.sender[0] if cmd.sender else "?", cmd.received,
                         name in FADERS))
 
+    def put_word(self, word: str, ip: str, reply: Callable[[bool, str], None]) -> None:
+        """An audience word (audience_page.py): up the pipe as ("word", ...), answered like a command."""
+        with self._lock:
+            self._next += 1
+            cid = self._next
+            self.replies[cid] = reply
+            while len(self.replies) > MAX_WAITING_REPLIES:
+                self.replies.popitem(last=False)
+        self._send_msg(("word", cid, word, ip, time.monotonic()))
+
     def answer(self, cid: int, ok: bool, detail: str) -> None:
         with self._lock:
             reply = self.replies.pop(cid, None)
@@ -256,7 +299,7 @@ class _PipeInbox(queue.Queue):
 
 
 def child_main(conn: Any, host: str, port: int, passcode: str | None, token: str, scenes: list[str],
-               budget: Any, level: int) -> None:
+               budget: Any, level: int, audience: dict | None = None) -> None:
     """The remote's process: serve until told to stop or the show's end of the pipe closes."""
     from performance.controllers.remote import RemoteServer  # lazy: this process's whole purpose
 
@@ -276,7 +319,8 @@ def child_main(conn: Any, host: str, port: int, passcode: str | None, token: str
     names = list(scenes)
     inbox = _PipeInbox(send)
     server = RemoteServer(inbox, host=host, port=port, passcode=passcode, scene_names=lambda: names, token=token,
-                          budget=auth.GuessBudget(spent=budget))
+                          budget=auth.GuessBudget(spent=budget),
+                          audience=AudienceSettings.from_dict(audience) if audience is not None else None)
     try:
         server.start()
     except OSError as e:
@@ -294,6 +338,8 @@ def child_main(conn: Any, host: str, port: int, passcode: str | None, token: str
             inbox.answer(msg[1], msg[2], msg[3])
         elif msg[0] == "scenes":
             names[:] = msg[1]
+        elif msg[0] == "audience" and server.audience is not None:
+            server.audience.retune(AudienceSettings.from_dict(msg[1]) if msg[1] is not None else None)
         elif msg[0] == "stop":
             break
     server.stop()

@@ -21,6 +21,7 @@ from collections import deque
 from typing import Any
 
 from performance import __version__
+from performance.engine.audience import audience_report
 from performance.engine.commands import run_command
 from performance.engine.cowrite import CowriteMixin
 from performance.engine.cues import MAX_CUE_HOPS, CuesMixin
@@ -79,6 +80,9 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
         self.model_override: str | None = None
         self.prompt_override: str | None = None
         self.prefix_override: str | None = None  # /lectern/prefix: the pretrained kind's poet
+        self.audience_on = bool(setlist.audience is not None and setlist.audience.words)  # engine/audience.py
+        self.audience_word: str | None = None  # an audience word waiting to seed the next poem
+        self.audience_limit = None  # its RateLimit, made with the first word
         self.poem_counter = 0
         self.seed_draws = 0  # fresh seeds drawn this session ("new" programs, reseed)
         self.notice: str | None = None  # how the show is degrading, for the operator (None: it is not)
@@ -192,6 +196,7 @@ class Engine(ReloadMixin, CowriteMixin, ScenesMixin, PacingMixin, RevealMixin, C
             **self.reload_report(),
             **self.cowrite_report(),
             **self.tempo_report(),
+            **audience_report(self),
         }
 
     def waiting_for_worker(self) -> bool:

@@ -6,6 +6,7 @@ import logging
 import re
 from collections import deque
 
+from performance.engine.audience import take_word
 from performance.engine.state import (
     _WORD_BOUNDARY,
     CUT_MIN_WORDS,
@@ -68,7 +69,8 @@ class PacingMixin:
     def _open_poem(self, now: float, col: _Column) -> None:
         sc = self.scene
         index = col.poems_done
-        overridden = self.next_seed is not None or self.model_override or self.prompt_override is not None
+        overridden = (self.next_seed is not None or self.model_override or self.prompt_override is not None
+                      or self.audience_word is not None)
         if overridden:
             self._drop_ahead(col)
         if col.ahead and col.ahead[0].index == index:
@@ -79,7 +81,7 @@ class PacingMixin:
             self._drop_ahead(col)
             seed = self.next_seed if self.next_seed is not None else self._seed_for(index, col)
             model = self.model_override or col.model
-            prompt = self.prompt_override if self.prompt_override is not None else sc.prompt
+            prompt = take_word(self, now, self.prompt_override if self.prompt_override is not None else sc.prompt)
             cont = col.last_rid if (sc.seed.continue_stream and col.last_rid is not None and index > 0) else None
             if col.last_rid is not None and cont is None:
                 self._out.worker.append(Close(col.last_rid))

@@ -111,6 +111,11 @@ _COMMANDS = [
     # the file watcher's thread reads and checks the files; the engine answers once it has them
     CommandSpec("reload", "", "", "read the setlist and its scene files again; the new version takes effect at the"
                 " next poem or cue boundary (a bad file changes nothing: one line says why)", owner="runtime"),
+    # words from the audience (a setlist's [audience]): the operator switches the page live; a word
+    # itself comes only from the audience page's own path (remote_process.py: "word"), never a controller
+    CommandSpec("audience", "b", "0|1", "words from the audience on/off (setlists with [audience])"),
+    CommandSpec("audience/word", "s", "one word of letters", "an audience word: it seeds the next poem",
+                max_chars=64, network=False),
 ]
 # OSC's session verbs: answered by the OSC server itself, they never reach the show
 SESSION = [

@@ -57,6 +57,7 @@ class Snapshot:
     # the runtime's own
     health: tuple[float, float, int, int, float] = (0.0, 0.0, 0, 0, 0.0)  # uptime_s, fps, poems, restarts, rss_mb
     tokens: int = 0  # tokens the worker has written (the operator view's rate)
+    audience: str = ""  # words from the audience: "on" | "off" ("" the setlist has no [audience]; engine/audience.py)
     speaking_voice: str = ""  # the voice reading now: "piper:en_US-joe-medium" (a live /lectern/voice/name, or the scene's)
     next_at: tuple[str, ...] = ()  # the [[at]] timetable's next firings
     warnings: tuple[str, ...] = ()  # the runtime's lasting warnings (no sound, no OSC, ...)

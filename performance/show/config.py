@@ -15,6 +15,7 @@ from typing import Any
 
 from performance.protocol.commands import MAX_PROMPT_CHARS  # one limit for a prompt, from OSC as from a file
 from performance.safe_files import UnsafeFile, load_toml, read_text_limited
+from performance.show.audience_settings import AudienceSettings
 from performance.show.beats import beat_pacing, check_reveal
 from performance.show.cowrite_settings import CowriteSettings
 from performance.show.hours import InstallSettings
@@ -136,6 +137,7 @@ class Setlist:
     monitor: int | None = None  # monitor = { display = N }: the poet's confidence monitor on display N
     midi: str | None = None  # MIDI controller port (partial name), as --midi
     midi_map: str | None = None  # mapping file (assets/controllers/*.toml), as --midi-map
+    audience: Any = None  # show.audience_settings.AudienceSettings: words from the audience (None: off)
 
     def scene_index(self, key: int | str) -> int | None:
         """0-based index of scene number `key` (1-based) or of the scene named/filed `key`."""
@@ -398,7 +400,7 @@ def scene_from_dict(data: dict, file: str | Path, name_default: str) -> Scene:
 
 # top-level keys only a setlist has: a file with one of them and no [[scene]] is a setlist that forgot its scenes
 SETLIST_KEYS = ("scene", "scenes", "loop", "start", "min_go_interval", "panic_fade", "install", "at", "monitor",
-                "midi", "midi_map")
+                "midi", "midi_map", "audience")
 
 
 def looks_like_setlist(data: dict) -> bool:
@@ -534,6 +536,7 @@ def load_setlist(path: str | Path) -> Setlist:
         monitor=monitor,
         midi=t.str("midi", None),
         midi_map=t.str("midi_map", None),
+        audience=AudienceSettings.from_table(t.sub("audience")) if t.has("audience") else None,
     )
     t.raw("description")
     t.check_unknown()
