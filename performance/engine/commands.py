@@ -256,7 +256,7 @@ def keep(e: Engine, now: float, cmd: Command) -> Result:
     if v is not None and getattr(v, "mode", "off") == "kept" and e.voice_on:
         lines = [ln for ln in trim_poem(poem.text).split("\n") if ln.strip()]
         for i, line in enumerate(lines):  # numbered by non-blank lines, as the stage highlights them
-            e._out.sound.append(Speak(poem.n, i, line, v, e.current_temperature))
+            e._out.sound.append(Speak(poem.n, i, line.strip(), v, e.current_temperature))
     return True, f"kept poem {poem.n}"
 
 

@@ -177,8 +177,8 @@ class RevealMixin:
         """Lines the worker has written whole, ahead of the reveal: the voice synthesises them
         while the stage is still showing them word by word."""
         v = self.scene.voice
-        if v is None or not self.voice_on or getattr(v, "mode", "off") not in ("line", "poem"):
-            return  # "poem" reads it all at the poem's end: its lines are ready by then, the first too
+        if v is None or not self.voice_on or getattr(v, "mode", "off") not in ("line", "poem", "kept"):
+            return  # "poem" reads at the poem's end, "kept" when a poem is kept: its lines are ready by then
         parts = (poem.ahead + text).split("\n")
         for done in parts[:-1]:
             if done.strip():
