@@ -1,7 +1,8 @@
 """The pretrained kind on stage: a base (pretrained_base.py) with the poet's adapter merged in.
 
 Sampling is Lectern's own path: the network of pretrained_net.py in the card's `cpu_precision`
-(bfloat16 by default; float32; int8 costs 0.32 nats/char), one token a step against a key/value cache, drawn by the neural
+(int8w by default: int8 weights, 1.7x float32's speed for 0.001 nats/char; bfloat16; float32; int8
+with int8 activations too costs 0.32 nats/char), one token a step against a key/value cache, drawn by the neural
 kinds' `sample_row` (temperature, top-k, top-p; one seeded numpy generator per stream, so the
 same model + seed + temperatures give the same poem). Text leaves as UTF-8 is complete (a
 character split over two byte tokens waits for its second half).
@@ -34,6 +35,7 @@ from performance.textgen.neural import MAX_RUN, sample_row
 from performance.textgen.originality import OriginalityGuard
 from performance.textgen.pretrained_base import load_base
 from performance.textgen.pretrained_data import START_ID, prefix_text
+from performance.textgen.pretrained_net import Int8WeightLinear, input_dtype, quantise_linears
 from performance.textgen.xray import top_of
 from performance.textgen.xray_neural import _UnitStats
 
@@ -42,15 +44,21 @@ CONTEXT = 1024  # tokens kept in the cache; past it the stream restarts from its
 KEEP = 384
 LINE_MAX = 48  # tokens in a line before the guard takes it as written
 GUARD_TRIES = 6
-PRECISIONS = ("int8", "bf16", "fp32")  # the card's cpu_precision (CUDA samples in float32)
+PRECISIONS = ("int8w", "int8", "bf16", "fp32")  # the card's cpu_precision (CUDA samples in float32)
 ROOT = Path(__file__).resolve().parents[2]
 _WORD = re.compile(r"[a-z']+")
 
 
 def _in_precision(net, precision: str):
-    """The merged network for sampling: float32, bfloat16, or int8 (the decoder layers' linear
-    layers dynamically quantised; the output head, untied, in bfloat16: quantising the head too
-    cost 0.35 nats/char, the layers alone much less: see the bench's quality cost)."""
+    """The merged network for sampling: float32, bfloat16, int8w (every linear layer's weights in
+    int8 with a scale per row, activations bfloat16 in the product, the rest float32), or int8 (the
+    decoder layers' linear layers dynamically quantised, activations too: 0.32 nats/char; the
+    output head, untied, in bfloat16). See the bench's quality cost."""
+    if precision == "int8w":
+        net = net.to(dtype=torch.float32)
+        quantise_linears(net.model)
+        net.lm_head = Int8WeightLinear(net.lm_head)
+        return net
     if precision == "int8":
         head = torch.nn.Linear(net.shape.hidden_size, net.shape.vocab_size, bias=False)
         head.weight = torch.nn.Parameter(net.lm_head.weight.detach().to(torch.bfloat16), requires_grad=False)
@@ -206,7 +214,7 @@ class PretrainedStream:
     def _read(self, h: torch.Tensor) -> None:
         last = h[:, -1:]
         head = self.gen.net.lm_head
-        self.logits = head(last.to(head.weight.dtype))[0, -1].float().cpu().numpy()
+        self.logits = head(last.to(input_dtype(head)))[0, -1].float().cpu().numpy()
         self.hidden = last[0, -1].float().cpu().numpy()
 
     @torch.inference_mode()
@@ -350,7 +358,7 @@ def apply_adapter_file(net, path: Path, lora: dict | None) -> None:
 def load_pretrained(model_dir: Path, card: dict, device: str = "cpu") -> PretrainedGenerator:
     """The registry's loader: base from its ready cache, adapter merged, in the card's precision."""
     base_name = (card.get("base") or {}).get("name") or "smollm2"
-    precision = str(card.get("cpu_precision", "bf16")) if device == "cpu" else "fp32"
+    precision = str(card.get("cpu_precision", "int8w")) if device == "cpu" else "fp32"
     if precision not in PRECISIONS:
         raise ModelFileError(f"{model_dir / 'model.json'}: key 'cpu_precision' is {precision!r}; allowed: "
                              f"{', '.join(PRECISIONS)}")

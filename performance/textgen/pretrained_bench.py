@@ -2,7 +2,7 @@
 
 Same prompt, same number of new tokens, same sampling (temperature 0.8, no top-k/top-p), one
 stream, in alternation, `REPEATS` times each; medians. Lectern's side is the stage's own stream
-(key/value cache, the card's precision: bfloat16 by default) with the originality guard off, so
+(key/value cache, the card's precision: int8 weights by default) with the originality guard off, so
 every side does the same work. transformers' side is `LlamaForCausalLM.generate()` on the same
 merged weights in float32 (transformers' default on a CPU). llama.cpp's side is llama-cpp-python
 on the base's GGUF with the exported adapter (`run.py export DIR --gguf`), in process, with the
