@@ -7,6 +7,7 @@ only moves messages, folds events into the stage and draws. Deadlines advance by
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import queue
 import time
@@ -21,6 +22,7 @@ from performance.runtime.stats import FPS
 
 log = logging.getLogger("lectern.play")
 WORKER_MESSAGES_PER_FRAME = 20_000
+SHUTDOWN_GRACE_S = 25.0  # closing (transcript, recording mux, worker, sound) gets this long before a forced end
 
 
 class FrameLoop:
@@ -55,8 +57,14 @@ class FrameLoop:
         except KeyboardInterrupt:
             pass
         finally:
+            # a quit must end the process: if closing hangs (a device, a server, a thread that will not
+            # stop), every thread's stack goes to stderr, saying which, and the process ends
+            faulthandler.dump_traceback_later(SHUTDOWN_GRACE_S, exit=True)
             now = s.clock.now()
-            s.close(min(now, s.args.duration) if s.args.duration is not None else now)
+            try:
+                s.close(min(now, s.args.duration) if s.args.duration is not None else now)
+            finally:
+                faulthandler.cancel_dump_traceback_later()
         return s.exit_code
 
     def frame(self, work_t0: float) -> bool:
