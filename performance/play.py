@@ -8,8 +8,10 @@ then wait for the next frame deadline. Everything slow lives on its owner's thre
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 
 from performance.controllers.registry import check_controller_args
@@ -30,6 +32,8 @@ def run_play(args: argparse.Namespace) -> int:
     # lazy: `run.py --help` imports this module; what the command needs loads when it runs
     from performance.show.config import load_setlist
 
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID`: every thread's stack on stderr, the show goes on
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     if args.time_scale <= 0:
         print(f"--time-scale {args.time_scale}: must be > 0", file=sys.stderr)
         return 2

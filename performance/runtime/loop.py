@@ -10,6 +10,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import queue
+import signal
 import time
 
 from performance import faults
@@ -37,6 +38,7 @@ class FrameLoop:
     def run(self) -> int:
         s = self.s
         s.open()
+        own_ctrl_c()
         s.router.route(s.engine.start(s.clock.now()))
         self.started_wall = s.clock.wall()
         frame_s, next_deadline, last_second = 1.0 / FPS, time.monotonic(), 0.0
@@ -158,3 +160,15 @@ class FrameLoop:
                 s.display.window._desktops = []
         s.display.displays_changed()
         return True
+
+
+def own_ctrl_c() -> None:
+    """Ctrl+C (SIGINT) ends the show, whatever a library opened on the way did to it: SDL takes the
+    signal for its own quit event, and a JACK client (the MIDI controller, where a JACK server has
+    run) can leave it blocked; seen as a show that ran on after SIGINT in the test suite. Called
+    once everything is open, on the main thread."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        log.debug("SIGINT was taken by a library (%r); the show takes it back", signal.getsignal(signal.SIGINT))
+        signal.signal(signal.SIGINT, signal.default_int_handler)

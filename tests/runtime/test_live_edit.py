@@ -117,5 +117,7 @@ def test_a_running_show_takes_an_edit_at_the_next_poem_and_refuses_a_broken_one(
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
             proc.kill()
     assert proc.returncode == 0, proc.stderr.read()[-2000:]

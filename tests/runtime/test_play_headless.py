@@ -67,3 +67,35 @@ def test_help_lists_the_commands():
     r = subprocess.run([sys.executable, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     for command in ("play", "check", "train", "sample", "bench", "render", "osc", "status"):
         assert command in r.stdout
+
+
+@pytest.mark.parametrize("how", ["blocked", "ignored"])
+def test_ctrl_c_ends_the_show_even_when_it_started_with_sigint_blocked_or_ignored(tmp_path, how):
+    """Seen in the full suite: a show started after a JACK server had run never saw SIGINT and
+    played on. The show takes SIGINT back once it is open; started with SIGINT blocked (or ignored),
+    Ctrl+C still ends it, with exit 0 and a whole transcript."""
+    import signal
+    import time
+
+    def start_with_sigint_taken() -> None:
+        if how == "blocked":
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        else:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen([sys.executable, "run.py", "play", "setlists/safe.toml", "--headless", "--quiet",
+                             "--duration", "120", "--osc-port", "0", "--transcript-dir", str(tmp_path)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=start_with_sigint_taken)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("*.jsonl")) or "poem_start" not in next(tmp_path.glob("*.jsonl")).read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, "the show did not start"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-1500:]
+    assert '"session_end"' in next(tmp_path.glob("*.jsonl")).read_text()
