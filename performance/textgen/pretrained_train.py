@@ -39,7 +39,7 @@ from performance.textgen.pretrained_data import (
     training_batch,
 )
 from performance.textgen.schedule import lr_at, progress
-from performance.textgen.train import _Progress, pick_device
+from performance.textgen.train import _Progress, pick_device, plot_loss
 
 KIND = "pretrained"
 # the char kinds' defaults of the shared options: left at them, this kind takes its own
@@ -234,7 +234,7 @@ class _Run:
                       "same_poets": _r(nats_per_char(net, self.splits.same_windows, self.device)),
                       "seconds": round(time.monotonic() - t, 1)}
         self.write_card()
-        _plot(self.history, self.out / "loss.png")
+        plot_loss(self.history, self.out / "loss.png", "train (nats/token)", "validation, same poets (nats/char)", None)
 
     def save_state(self) -> None:
         tensors = {f"w.{k}": v for k, v in trained_tensors(self.net, self.args.full_finetune).items()}
@@ -304,27 +304,6 @@ def _corpus_path(path) -> str:
     p = Path(path).resolve()
     root = Path(__file__).resolve().parents[2]
     return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
-
-
-def _plot(history: dict, path: Path) -> None:
-    # lazy: matplotlib (~1 s) loads only when a training run draws its loss curve
-    import matplotlib
-
-    matplotlib.use("Agg")
-    # lazy: matplotlib (~1 s) loads only when a training run draws its loss curve
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if history["train"]:
-        ax.plot(*zip(*history["train"], strict=True), label="train (nats/token)", lw=1)
-    if history["val"]:
-        ax.plot(*zip(*history["val"], strict=True), label="validation, same poets (nats/char)", lw=2)
-    ax.set_xlabel("step")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def train_from_args(corpus: Corpus, args: argparse.Namespace) -> str:

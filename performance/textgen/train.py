@@ -145,7 +145,9 @@ def _samples(net, tok, kind: str, device: str, seed: int) -> dict:
     return out
 
 
-def _plot(history: dict, path: Path) -> None:
+def plot_loss(history: dict, path: Path, train_label: str = "train", val_label: str = "validation",
+              ylabel: str | None = "loss (nats/token)") -> None:
+    """The loss curve as a PNG (train thin, validation thick), for the card's folder."""
     # lazy: matplotlib (~1 s) loads only when a training run draws its loss curve
     import matplotlib
 
@@ -155,11 +157,12 @@ def _plot(history: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if history["train"]:
-        ax.plot(*zip(*history["train"], strict=True), label="train", lw=1)
+        ax.plot(*zip(*history["train"], strict=True), label=train_label, lw=1)
     if history["val"]:
-        ax.plot(*zip(*history["val"], strict=True), label="validation", lw=2)
+        ax.plot(*zip(*history["val"], strict=True), label=val_label, lw=2)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
+    if ylabel:
+        ax.set_ylabel(ylabel)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -457,7 +460,7 @@ class _Run:
         load_weights(self.net, self.out_dir / "model.safetensors", self.device)
         final = self.card(True)
         final["samples"] = _samples(self.net, self.tok, self.cfg.kind, self.device, self.cfg.seed)
-        _plot(self.history, self.out_dir / "loss.png")
+        plot_loss(self.history, self.out_dir / "loss.png")
         write_card(self.out_dir, final)
         return final
 

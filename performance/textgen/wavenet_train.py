@@ -36,7 +36,7 @@ from performance.textgen.checkpoint import load_train_state, load_weights, save_
 from performance.textgen.corpus import Corpus
 from performance.textgen.schedule import lr_at, progress, warmup_share
 from performance.textgen.tokenizers import CharTokenizer
-from performance.textgen.train import _optimizer, _plot, _Progress, pick_device
+from performance.textgen.train import _optimizer, _Progress, pick_device, plot_loss
 from performance.textgen.vintages import keep_checkpoint, kept_steps, step_dir
 from performance.textgen.wavenet import KIND, SIZES, WaveNetGenerator, build_wavenet, receptive_field
 
@@ -281,7 +281,7 @@ class _Run:
                                         "note": "the same windows, each read after the characters before it"}
         final["samples"] = _samples(self.net, self.tok, self.cfg.seed)
         self.net.to(self.device)
-        _plot(self.history, self.out / "loss.png")
+        plot_loss(self.history, self.out / "loss.png")
         write_card(self.out, final)
         return final
 
