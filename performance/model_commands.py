@@ -283,3 +283,30 @@ def run_export(args: argparse.Namespace) -> int:
     except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def register_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="do the models' slow first-use steps now (make install runs it)",
+                       description="Do each model's slow first-use step ahead of a show (pretrained: dequantise "
+                                   "the base once into the cache, 15-30 s), so a scene's first text comes in seconds.")
+    p.add_argument("models", metavar="MODEL", nargs="*", help="folders or names under models/ (default: all of them)")
+    p.set_defaults(func=run_prepare)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    # lazy: the models folder is listed only for this command
+    from performance.textgen.cards import MODELS_DIR
+
+    names = args.models or sorted(d.name for d in MODELS_DIR.iterdir() if (d / "model.json").exists())
+    code = 0
+    for name in names:
+        try:
+            model_dir = resolve_model_dir(name)
+            card = read_card(model_dir)
+            fn = kind(card["kind"]).function("prepare")
+            if fn is not None:
+                print(fn(model_dir, card))
+        except ModelFileError as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = 2
+    return code

@@ -9,6 +9,7 @@ table's users: no circle). Adding a kind is one module plus one entry below; doc
 - bench(gen, seconds) -> dict                            a bench case for kinds outside the neural bench
 - xray(gen, seed, prompt, spec) -> Stream                an x-ray stream (top-k, a unit)
 - export(model_dir, card, args) -> str                   `run.py export MODEL`; returns a line to print
+- prepare(model_dir, card) -> str                        `run.py prepare`: a slow first-use step done ahead
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class KindSpec:
     bench: str | None = None
     xray: str | None = None
     export: str | None = None  # export(model_dir, card, args) -> str: `run.py export` (e.g. --gguf for llama.cpp)
+    prepare: str | None = None  # prepare(model_dir, card) -> str: `run.py prepare` (the show's first load stays fast)
     unit: str = "char"  # what one token is: char | word | line (shown in check, chosen by the trainer)
     temperature_scale: float = 3.0  # the top of the kind's own temperature: the contract's 0..3 maps onto it
     neural: bool = False  # torch weights: imported before the first frame, trained by the neural trainer
@@ -68,7 +70,7 @@ KINDS: dict[str, KindSpec] = {k.name: k for k in [
              train="performance.textgen.pretrained_train:train_from_args",
              bench="performance.textgen.pretrained_bench:bench_case",
              xray="performance.textgen.pretrained:open_xray", export="performance.textgen.pretrained_export:export",
-             unit="word", neural=True),
+             prepare="performance.textgen.pretrained_base:prepare", unit="word", neural=True),
 ]}
 NAMES = tuple(KINDS)
 NEURAL_KINDS = tuple(k for k, s in KINDS.items() if s.neural)

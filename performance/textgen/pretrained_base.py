@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,19 @@ def _build_cache(gguf: Path, out: Path) -> None:
     save_file(sd, str(tmp / "weights.safetensors"))
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
+
+
+def prepare(model_dir: Path, card: dict) -> str:
+    """`run.py prepare`: make the base's ready form now (at install), so a show's first load is seconds."""
+    base = (card.get("base") or {}).get("name") or "smollm2"
+    if Path(base).is_dir():
+        return f"{model_dir.name}: base folder {base} is ready as it is"
+    folder = cache_dir(gguf_path(base))
+    if (folder / "weights.safetensors").exists():
+        return f"{model_dir.name}: base {base} ready ({folder})"
+    t0 = time.monotonic()
+    load_base(base)
+    return f"{model_dir.name}: base {base} made ready in {time.monotonic() - t0:.1f} s ({folder})"
 
 
 def load_base(base: str = "smollm2", device: str = "cpu") -> Base:
