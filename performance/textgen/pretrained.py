@@ -44,6 +44,7 @@ CONTEXT = 1024  # tokens kept in the cache; past it the stream restarts from its
 KEEP = 384
 LINE_MAX = 48  # tokens in a line before the guard takes it as written
 GUARD_TRIES = 6
+GUARD_WARMING = 0.15  # each redraw of a copying line is this much warmer: at temperature 0.2 the lines alike
 PRECISIONS = ("int8w", "int8", "bf16", "fp32")  # the card's cpu_precision (CUDA samples in float32)
 ROOT = Path(__file__).resolve().parents[2]
 _WORD = re.compile(r"[a-z']+")
@@ -261,7 +262,8 @@ class PretrainedStream:
         return self.gen.table[i].decode("utf-8", errors="replace")
 
     def _write_line(self, temperature: float, top_k: int, top_p: float) -> None:
-        """A whole line, drawn again (from the same cache point) while it copies the corpus or the poem."""
+        """A whole line, drawn again (from the same cache point, a little warmer each time) while it
+        copies the corpus or the poem; after GUARD_TRIES the last one stands."""
         guard = self.gen.corpus_guard()
         mark = (len(self.ids), self.past, self.logits, self.hidden, self.pending, self.last, self.run)
         for attempt in range(GUARD_TRIES):
@@ -269,9 +271,9 @@ class PretrainedStream:
                 self.rejected += 1
                 n, self.past, self.logits, self.hidden, self.pending, self.last, self.run = mark
                 del self.ids[n:]
-            toks = []
+            toks, warmer = [], temperature + GUARD_WARMING * attempt
             while len(toks) < LINE_MAX:
-                toks.append(self._draw(temperature, top_k, top_p))
+                toks.append(self._draw(warmer, top_k, top_p))
                 if "\n" in toks[-1].text:
                     break
             line = " ".join(_words("".join(t.text for t in toks)))

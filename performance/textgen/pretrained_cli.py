@@ -22,4 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward and backward passes")
     g.add_argument("--prefix", choices=("none", "poet"), default="poet",
                    help="poet: a share of windows start with the poet's mark, one file per poet (default)")
+    g.add_argument("--poet-balance", type=float, default=0.5, metavar="EXP",
+                   help="draw each poet's windows with weight (their size) ** EXP: 1 = as the corpus is, "
+                        "0.5 = the big files less dominant (default 0.5)")
     g.add_argument("--prefix-share", type=float, default=0.5, help="share of windows with the prefix (default 0.5)")

@@ -72,7 +72,7 @@ def tiny_base(corpus_dir, tmp_path_factory) -> Path:
 
 def _args(corpus: Path, out: Path, base: Path, **over) -> argparse.Namespace:
     a = dict(corpus=corpus, out=out, base=str(base), resume=False, seed=1, device="cpu", lora_layers=0, lora_rank=4,
-             lora_alpha=None, lora_targets="all", full_finetune=False, bf16=False, prefix="poet", prefix_share=0.5,
+             lora_alpha=None, lora_targets="all", full_finetune=False, bf16=False, prefix="poet", prefix_share=0.5, poet_balance=0.5,
              seq_len=32, batch=4, lr=3e-2, steps=40, eval_every=10, save_every=10, max_minutes=None)
     a.update(over)
     return argparse.Namespace(**a)
